@@ -1,0 +1,39 @@
+"""densitylab: learn probability distributions and diagnose how well a model has learned them."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss; the model keeps its last finite parameters."""
+
+    def __init__(self, step: int, loss: float, message: str | None = None):
+        self.step = step
+        self.loss = loss
+        super().__init__(
+            message
+            or f"training diverged at step {step}: loss = {loss}; the model keeps its last finite "
+            "parameters (lower the learning rate or clip gradients)"
+        )
+
+
+_SUBMODULES = ("distributions", "images", "losses", "metrics", "models", "testing")
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import distributions, images, losses, metrics, models, testing  # noqa: F401
+
+
+def __getattr__(name: str):
+    # Submodules load on first use so that `import densitylab` stays cheap (the CLI starts fast).
+    if name in _SUBMODULES:
+        module = import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'densitylab' has no attribute {name!r}")
+
+
+__all__ = ["TrainingDiverged", "__version__", *_SUBMODULES]
