@@ -1,0 +1,226 @@
+"""The testing kit itself: strategies stay within their documented bounds, and the assertion
+helpers accept lawful functions and reject broken ones with a message that says why."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from densitylab import testing
+from densitylab.distributions import GaussianMixture
+
+# --------------------------------------------------------------------------------------------
+# strategies
+# --------------------------------------------------------------------------------------------
+
+
+@given(testing.point_clouds(min_n=3, max_n=12, min_dim=2, max_dim=3, scale=(0.5, 4.0)))
+def test_point_clouds_stay_in_bounds(x):
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.float64
+    n, d = x.shape
+    assert 3 <= n <= 12 and 2 <= d <= 3
+    assert bool(torch.isfinite(x).all())
+    assert float(x.abs().max()) <= 4.0
+
+
+@given(testing.point_clouds(max_n=8, dtype=torch.float32, as_numpy=True))
+def test_point_clouds_numpy_float32(x):
+    assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
+    assert np.isfinite(x).all()
+
+
+@given(testing.point_clouds(min_n=2, max_n=20, max_dim=2, scale=(1e-3, 1e3), distinct_rows=True))
+def test_point_clouds_distinct_rows_are_separated(x):
+    # brute force over all pairs: the documented minimum separation is s / 1024 >= lo / 1024
+    dist = torch.cdist(x, x)
+    off_diagonal = dist[~torch.eye(len(x), dtype=torch.bool)]
+    assert float(off_diagonal.min()) >= 1e-3 / 1024 * (1 - 1e-12)
+
+
+def test_point_clouds_can_produce_duplicate_rows():
+    # the default strategy must reach repeated rows: laws have to hold on them too
+    x = find(testing.point_clouds(min_n=2, max_n=4), lambda c: len(torch.unique(c, dim=0)) < len(c),
+             settings=settings(database=None, max_examples=500))
+    assert len(torch.unique(x, dim=0)) < len(x)
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
+@pytest.mark.parametrize("bad", [dict(min_n=0), dict(min_n=5, max_n=4), dict(scale=(0.0, 1.0)),
+                                 dict(scale=(2.0, 1.0)), dict(max_dim=0)])
+def test_point_clouds_reject_bad_bounds(bad):
+    with pytest.raises(InvalidArgument):
+        testing.point_clouds(**bad).example()
+
+
+@given(testing.gaussian_mixtures(min_modes=2, max_modes=4, dim=(1, 3), mean_bound=3.0,
+                                 std_range=(0.2, 1.0), min_weight=0.1))
+def test_gaussian_mixtures_are_valid_and_bounded(p):
+    assert isinstance(p, GaussianMixture)
+    assert 2 <= p.n_modes <= 4 and 1 <= p.dim <= 3
+    assert float(p.means.abs().max()) <= 3.0
+    assert 0.2 - 1e-6 <= float(p.stds.min()) and float(p.stds.max()) <= 1.0 + 1e-6
+    assert math.isclose(float(p.weights.sum()), 1.0, rel_tol=1e-5)
+    assert float(p.weights.max() / p.weights.min()) <= 1 / 0.1 * (1 + 1e-5)
+    corner = torch.full((1, p.dim), 3.0)
+    testing.assert_finite(p.log_prob(torch.cat([p.sample(20, seed=0), corner, -corner])),
+                          "log_prob")
+
+
+@given(testing.gaussian_mixtures(dim=2, diagonal=True, dtype=torch.float64))
+def test_gaussian_mixtures_diagonal(p):
+    assert p.stds.shape == (p.n_modes, 2) and p.means.dtype == torch.float64
+
+
+@given(testing.logits(max_abs=1e4))
+def test_logits_are_bounded_and_finite(z):
+    assert z.dtype == torch.float32 and z.ndim == 1 and 1 <= len(z) <= 16
+    assert bool(torch.isfinite(z).all()) and float(z.abs().max()) <= 1e4
+
+
+@pytest.mark.parametrize("extreme", [1e4, -1e4])
+def test_logits_reach_the_extremes(extreme):
+    z = find(testing.logits(max_abs=1e4), lambda z: bool((z == extreme).any()),
+             settings=settings(database=None, max_examples=500))
+    assert bool((z == extreme).any())
+
+
+@given(testing.logits(shape=(2, 3), dtype=torch.float64, requires_grad=True))
+def test_logits_shape_and_grad(z):
+    assert z.shape == (2, 3) and z.dtype == torch.float64 and z.requires_grad and z.is_leaf
+
+
+@given(testing.sample_pairs(min_n=2, max_n=10, max_dim=3))
+def test_sample_pairs_share_the_feature_dimension(pair):
+    x, y = pair
+    assert x.shape[1] == y.shape[1] and 2 <= len(x) <= 10 and 2 <= len(y) <= 10
+
+
+@given(testing.sample_pairs(max_n=10, same_size=True, distinct_rows=True, as_numpy=True))
+def test_sample_pairs_same_size_distinct(pair):
+    x, y = pair
+    assert isinstance(x, np.ndarray) and x.shape == y.shape
+    both = np.concatenate([x, y])
+    assert len(np.unique(both, axis=0)) == len(both)
+
+
+@given(testing.sample_pairs(min_n=5, max_n=10, same_distribution=True, scale=(1.0, 1.0)))
+def test_sample_pairs_same_distribution_are_mixture_samples(pair):
+    x, y = pair
+    # the target's means lie in [-5, 5] and stds are at most 2: a point beyond 5 + 12 * 2 from
+    # the origin in every coordinate would be a 12-sigma event
+    assert float(torch.cat([x, y]).abs().max()) < 5 + 12 * 2
+    assert len(torch.unique(torch.cat([x, y]), dim=0)) == len(x) + len(y)
+
+
+@given(st.integers(1, 5).flatmap(testing.orthogonal_matrices))
+def test_orthogonal_matrices_are_orthogonal(q):
+    eye = torch.eye(q.shape[0], dtype=q.dtype)
+    testing.assert_close(q.T @ q, eye, atol=1e-12)
+
+
+@given(testing.affine_maps(3, max_condition=5.0, scale=(0.5, 2.0), shift_bound=1.0))
+def test_affine_maps_are_well_conditioned(ab):
+    a, b = ab
+    sv = torch.linalg.svdvals(a)
+    assert float(sv.max() / sv.min()) <= 5.0 * (1 + 1e-9)
+    assert 0.5 * (1 - 1e-9) <= float(sv.min()) and float(sv.max()) <= 2.0 * 5.0 * (1 + 1e-9)
+    assert b.shape == (3,) and float(b.abs().max()) <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# assertion helpers: accept the lawful, reject the broken with a message naming the law
+# --------------------------------------------------------------------------------------------
+
+X = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+Y = torch.tensor([[3.0, 1.0], [2.0, 2.0]], dtype=torch.float64)
+
+
+def mean_gap(x, y):
+    return float(((x.mean(0) - y.mean(0)) ** 2).sum())
+
+
+def test_assert_finite():
+    testing.assert_finite(torch.ones(3), "ok")
+    testing.assert_finite({"a": 1.0, "b": [np.zeros(2), torch.zeros(1)]}, "nested")
+    with pytest.raises(AssertionError, match=r"loss has 1 non-finite value\(s\) out of 3.*\(1,\)"):
+        testing.assert_finite(torch.tensor([0.0, math.nan, 1.0]), "loss")
+    with pytest.raises(AssertionError, match=r"stats\['b'\]"):
+        testing.assert_finite({"a": 1.0, "b": math.inf}, "stats")
+
+
+def test_assert_close():
+    testing.assert_close(torch.tensor([1.0, 2.0]), [1.0, 2.0 + 1e-9], rtol=1e-6)
+    with pytest.raises(AssertionError, match="not within"):
+        testing.assert_close(1.0, 1.1, rtol=1e-3)
+
+
+def test_assert_divergence_laws_accepts_a_divergence():
+    assert testing.assert_divergence_laws(mean_gap, X, Y) == pytest.approx(
+        (1 / 3 - 2.5) ** 2 + (2 / 3 - 1.5) ** 2)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (lambda x, y: -1.0, "< 0"),
+        (lambda x, y: 1.0, r"divergence\(x, x\) = 1.0, expected 0"),
+        (lambda x, y: math.nan, "not finite"),
+        (lambda x, y: torch.ones(2), "scalar"),
+    ],
+)
+def test_assert_divergence_laws_rejects_broken(broken, message):
+    with pytest.raises(AssertionError, match=message):
+        testing.assert_divergence_laws(broken, X, Y)
+
+
+def test_assert_symmetric():
+    testing.assert_symmetric(mean_gap, X, Y)
+    with pytest.raises(AssertionError, match="not symmetric"):
+        testing.assert_symmetric(lambda x, y: float(x.mean() - y.mean()), X, Y)
+
+
+def test_assert_permutation_invariant():
+    testing.assert_permutation_invariant(mean_gap, X, Y)
+    testing.assert_permutation_invariant(lambda x: float(x.var(0).sum()), X.numpy())
+    first_row = torch.arange(40.0).reshape(20, 2)
+    with pytest.raises(AssertionError, match="not permutation invariant"):
+        testing.assert_permutation_invariant(lambda x, y: float(x[0].sum()), first_row, Y)
+
+
+def test_assert_invariant():
+    shift = lambda z: z + 7.0  # noqa: E731
+    testing.assert_invariant(lambda x, y: float(torch.cdist(x, y).sum()), shift, X, Y,
+                             name="translation")
+    with pytest.raises(AssertionError, match="not invariant under translation"):
+        testing.assert_invariant(lambda x, y: float(x.sum()), shift, X, Y, name="translation")
+
+
+# --------------------------------------------------------------------------------------------
+# profiles and documentation examples
+# --------------------------------------------------------------------------------------------
+
+
+def test_register_profiles_reads_the_environment(monkeypatch):
+    monkeypatch.delenv(testing.PROFILE_ENV_VAR, raising=False)
+    assert testing.register_profiles(load=False) == "ci"
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.deadline is None and ci.print_blob and ci.database is None
+    assert 25 <= ci.max_examples <= 50
+    monkeypatch.setenv(testing.PROFILE_ENV_VAR, "thorough")
+    assert testing.register_profiles(load=False) == "thorough"
+    assert settings.get_profile("thorough").max_examples >= 500
+    monkeypatch.setenv(testing.PROFILE_ENV_VAR, "no-such-profile")
+    with pytest.raises(ValueError, match="DENSITYLAB_HYPOTHESIS_PROFILE='no-such-profile'"):
+        testing.register_profiles(load=False)
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(testing, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 10 and result.failed == 0
