@@ -1,0 +1,53 @@
+"""Reports from a results folder: ``results.csv`` (tidy), ``report.md`` and ``figures/*.png``.
+
+Example:
+    >>> from densitylab import report
+    >>> paths = report.write_report("results/quick")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._runtime import atomic_write_text
+from ..suite.store import RunStore
+from .table import COLUMNS, failed_runs, results_table, summarize
+
+__all__ = ["ReportPaths", "write_report", "results_table", "failed_runs", "summarize",
+           "COLUMNS"]
+
+
+@dataclass
+class ReportPaths:
+    """The files a report wrote."""
+
+    csv: Path
+    markdown: Path
+    figures: list[Path] = field(default_factory=list)
+
+
+def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
+    """Write ``results.csv``, ``report.md`` and (unless ``figures=False``) ``figures/*.png``.
+
+    Raises:
+        FileNotFoundError: ``out_dir`` holds no run records.
+    """
+    from .markdown import render_report
+
+    out = Path(out_dir)
+    store = RunStore(out)
+    records = store.records()
+    if not records:
+        raise FileNotFoundError(f"no run records in {out / 'runs'}; run a suite into {out} first")
+    table = results_table(out)
+    failed = failed_runs(out)
+    csv_path = atomic_write_text(out / "results.csv", table.to_csv(index=False))
+    fig_paths: list[Path] = []
+    if figures:
+        from .figures import write_figures
+
+        fig_paths = write_figures(out, records, table)
+    text = render_report(store.read_suite(), records, table, failed, fig_paths, out)
+    md_path = atomic_write_text(out / "report.md", text)
+    return ReportPaths(csv_path, md_path, fig_paths)

@@ -1,0 +1,248 @@
+"""Seaborn / matplotlib figures of a results folder, drawn off-screen (Agg canvas, no pyplot).
+
+* ``samples.png``: each model's samples over the target's mode centres, one panel per
+  (dataset, model): the picture of a VAE's blur against a GAN's collapse.
+* ``density.png``: log-density contours of the models with a density (VAE, flow).
+* ``metrics_<dataset>.png``: bars of each metric per model with standard-error intervals over
+  seeds.
+* ``modes_<dataset>.png``: how many samples each mode received (mean over seeds).
+* ``training_<dataset>.png``: training losses per model and seed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..suite import registry
+from ..suite.store import RunStore
+
+__all__ = ["write_figures", "samples_figure", "density_figure", "metric_bars",
+           "mode_histograms", "training_curves"]
+
+_MAX_POINTS = 2500  # points drawn per scatter panel
+
+
+def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
+                  table: pd.DataFrame) -> list[Path]:
+    """Draw every figure that the results support into ``out_dir/figures``; return the paths."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    store = RunStore(out_dir)
+    fig_dir = Path(out_dir) / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    ok = [r for r in records if r.get("status") == "ok"]
+    paths: list[Path] = []
+    first = _first_seed(ok)
+    for name, fig in (("samples", samples_figure(first, store)),
+                      ("density", density_figure(first, store))):
+        if fig is not None:
+            paths.append(_save(fig, fig_dir / f"{name}.png"))
+    for dataset in dict.fromkeys(r["dataset"] for r in ok):
+        slug = _slug(dataset)
+        runs = [r for r in ok if r["dataset"] == dataset]
+        for name, fig in (
+            (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset)),
+            (f"modes_{slug}", mode_histograms(runs, dataset)),
+            (f"training_{slug}", training_curves(runs, dataset)),
+        ):
+            if fig is not None:
+                paths.append(_save(fig, fig_dir / f"{name}.png"))
+    return paths
+
+
+def _first_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (dataset, model): the one with the smallest seed."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        key = (r["dataset"], r["model"])
+        if key not in best or r["seed"] < best[key]["seed"]:
+            best[key] = r
+    return list(best.values())
+
+
+def _grid_of(records):
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    models = list(dict.fromkeys(r["model"] for r in records))
+    return datasets, models
+
+
+def _target(record: dict[str, Any]):
+    ds = record["config"]["dataset"]
+    try:
+        return registry.make_dataset(ds["name"], ds["params"])
+    except Exception:  # an image set or a dataset not installed here: draw without it
+        return None
+
+
+def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | None:
+    """Samples of each (dataset, model) over a faint target sample and its mode centres."""
+    panels = []
+    for r in records:
+        arrays = store.load_samples(r["run_id"])
+        if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 2 \
+                and arrays["samples"].shape[1] == 2:
+            panels.append((r, arrays["samples"][:_MAX_POINTS]))
+    if not panels:
+        return None
+    datasets, models = _grid_of([r for r, _ in panels])
+    fig = Figure(figsize=(2.6 * len(models), 2.6 * len(datasets)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(datasets), len(models), squeeze=False))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for r, pts in panels:
+        ax = axes[datasets.index(r["dataset"]), models.index(r["model"])]
+        ax.set_axis_on()
+        target = _target(r)
+        if target is not None:
+            ref = target.sample(len(pts), seed=12345).cpu().numpy()
+            ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.8", linewidths=0, label="target")
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, c="C0", alpha=0.5, linewidths=0, label="model")
+        if target is not None and hasattr(target, "means"):
+            mu = target.means.cpu().numpy()
+            ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=20, c="C3", linewidths=1,
+                       label="mode centres")
+        ax.set_title(f"{r['dataset']} / {r['model']} (seed {r['seed']})", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=6)
+    axes.flat[0].legend(fontsize=6, loc="upper right", markerscale=3)
+    return fig
+
+
+def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | None:
+    """Filled contours of the stored model log-density grids, mode centres marked."""
+    panels = []
+    for r in records:
+        arrays = store.load_samples(r["run_id"])
+        if arrays is not None and "grid_logp" in arrays:
+            panels.append((r, arrays))
+    if not panels:
+        return None
+    datasets, models = _grid_of([r for r, _ in panels])
+    fig = Figure(figsize=(2.8 * len(models), 2.6 * len(datasets)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(datasets), len(models), squeeze=False))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for r, a in panels:
+        ax = axes[datasets.index(r["dataset"]), models.index(r["model"])]
+        ax.set_axis_on()
+        logp = np.asarray(a["grid_logp"], dtype=float)
+        finite = logp[np.isfinite(logp)]
+        # Clip the far tail so the contour levels resolve the modes rather than the void.
+        floor = np.percentile(finite, 5) if finite.size else 0.0
+        cs = ax.contourf(a["grid_x"], a["grid_y"], np.clip(logp, floor, None), levels=20,
+                         cmap="viridis")
+        fig.colorbar(cs, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
+        target = _target(r)
+        if target is not None and hasattr(target, "means"):
+            mu = target.means.cpu().numpy()
+            ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=15, c="w", linewidths=1)
+        ax.set_title(f"log density: {r['dataset']} / {r['model']}", fontsize=8)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
+    """One panel per metric value: bars per model, standard-error intervals over seeds."""
+    import seaborn as sns
+
+    if table.empty:
+        return None
+    metrics = [m for m in dict.fromkeys(table["metric"]) if m != "num_modes"]
+    cols = min(4, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig = Figure(figsize=(3.0 * cols, 2.6 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes, metrics, strict=False):
+        sub = table[table["metric"] == metric]
+        sns.barplot(data=sub, x="model", y="value", hue="model", errorbar="se", ax=ax,
+                    legend=False, capsize=0.2)
+        sns.stripplot(data=sub, x="model", y="value", color="k", size=3, ax=ax)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{dataset}: mean over seeds, bars = standard error", fontsize=10)
+    return fig
+
+
+def mode_histograms(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+    """Samples per mode for each model, averaged over seeds (uniform = perfect coverage)."""
+    import seaborn as sns
+
+    rows = []
+    for r in records:
+        for group in ("mode_coverage", "stacked_modes"):
+            counts = r.get("metrics", {}).get(group, {}).get("details", {}).get("counts")
+            if counts:
+                rows += [{"model": r["model"], "seed": r["seed"], "mode": i, "count": c}
+                         for i, c in enumerate(counts)]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    models = list(dict.fromkeys(df["model"]))
+    n_modes = int(df["mode"].max()) + 1
+    fig = Figure(figsize=(max(4.0, 0.18 * n_modes + 2), 1.9 * len(models)),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(models), 1, squeeze=False)).reshape(-1)
+    for ax, model in zip(axes, models, strict=True):
+        sub = df[df["model"] == model].groupby("mode", as_index=False)["count"].mean()
+        sns.barplot(data=sub, x="mode", y="count", color="C0", ax=ax)
+        total = sub["count"].sum()
+        ax.axhline(total / n_modes, color="C3", lw=1, ls="--", label="uniform")
+        ax.set_title(f"{dataset} / {model}: samples per mode (mean over seeds)", fontsize=8)
+        ax.tick_params(labelsize=6)
+        if n_modes > 40:
+            ax.set_xticks([])
+    axes[0].legend(fontsize=6)
+    return fig
+
+
+def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+    """Training losses against step, one panel per model, one line per (loss, seed)."""
+    import seaborn as sns
+
+    rows = []
+    for r in records:
+        for loss, s in r.get("history", {}).get("series", {}).items():
+            rows += [{"model": r["model"], "seed": r["seed"], "loss": loss, "step": st,
+                      "value": v} for st, v in zip(s["step"], s["value"], strict=True)]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    models = list(dict.fromkeys(df["model"]))
+    fig = Figure(figsize=(3.2 * len(models), 2.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)).reshape(-1)
+    for ax, model in zip(axes, models, strict=True):
+        sub = df[df["model"] == model]
+        sns.lineplot(data=sub, x="step", y="value", hue="loss", units="seed", estimator=None,
+                     lw=0.8, ax=ax)
+        ax.set_title(f"{dataset} / {model}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    import io
+
+    from .._runtime import atomic_write_bytes
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))

@@ -1,0 +1,180 @@
+"""The Markdown report: per-dataset tables (mean +- standard error over seeds), the published
+PacGAN / VEEGAN numbers beside ours where the protocol matches, the figures, and what failed."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .published import CITATIONS, protocol_of, published_for
+from .table import summarize
+
+__all__ = ["render_report", "METRIC_ORDER"]
+
+#: Order of metric columns in the tables; others follow in the order they appear.
+METRIC_ORDER = ["modes_covered", "high_quality_fraction", "kl_modes", "mmd",
+                "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik", "target_loglik",
+                "kl_mc_target_model", "precision", "recall", "density", "coverage"]
+
+_EXPLAIN = {
+    "modes_covered": "modes with at least one high-quality sample",
+    "high_quality_fraction": "fraction of samples within 3 std of their nearest mode",
+    "kl_modes": "KL of the generated mode histogram to uniform (PacGAN's reverse KL)",
+    "mmd": "MMD^2 (RBF kernel, median bandwidth) to a fresh target sample",
+    "kl_knn_model_target": "k-NN estimate of KL(model || target): punishes samples off the target",
+    "kl_knn_target_model": "k-NN estimate of KL(target || model): punishes missed target mass",
+    "heldout_loglik": "mean model log-density on held-out target points (VAE: IWAE bound)",
+    "target_loglik": "mean target log-density on the same points (the ceiling)",
+    "kl_mc_target_model": "Monte Carlo KL(target || model)",
+}
+
+
+def _fmt(mean: float, se: float, n: int) -> str:
+    if not math.isfinite(mean):
+        return "n/a"
+    text = f"{mean:.3g}"
+    if n > 1 and math.isfinite(se):
+        text += f" ± {se:.2g}"
+    return text
+
+
+def _ordered(metrics) -> list[str]:
+    seen = list(dict.fromkeys(metrics))
+    return [m for m in METRIC_ORDER if m in seen] + [m for m in seen if m not in METRIC_ORDER
+                                                      and m != "num_modes"]
+
+
+def _dataset_table(summary: pd.DataFrame) -> str:
+    metrics = _ordered(summary["metric"])
+    models = list(dict.fromkeys(summary["model"]))
+    cell = {(r.model, r.metric): _fmt(r.mean, r.se, r.n) for r in summary.itertuples()}
+    seeds = summary.groupby("model")["n"].max().to_dict()
+    lines = ["| model | seeds | " + " | ".join(metrics) + " |",
+             "|---|---|" + "---|" * len(metrics)]
+    for m in models:
+        lines.append(f"| {m} | {seeds.get(m, 0)} | "
+                     + " | ".join(cell.get((m, k), "") for k in metrics) + " |")
+    return "\n".join(lines)
+
+
+def _published_table(summary: pd.DataFrame, protocol: str) -> str:
+    def ours(model: str, metric: str, scale: float = 1.0) -> str:
+        row = summary[(summary["model"] == model) & (summary["metric"] == metric)]
+        if row.empty:
+            return ""
+        r = row.iloc[0]
+        return _fmt(r["mean"] * scale, r["se"] * scale, int(r["n"]))
+
+    def pub(value: float, se: float) -> str:
+        if not math.isfinite(value):
+            return ""
+        return f"{value:g}" + (f" ± {se:g}" if math.isfinite(se) else "")
+
+    lines = ["| model | source | modes | high-quality % | KL of mode histogram |",
+             "|---|---|---|---|---|"]
+    for model in dict.fromkeys(summary["model"]):
+        lines.append(f"| {model} | this run | {ours(model, 'modes_covered')} | "
+                     f"{ours(model, 'high_quality_fraction', 100.0)} | "
+                     f"{ours(model, 'kl_modes')} |")
+    for r in published_for(protocol):
+        lines.append(f"| {r.model} | {r.source} | {pub(r.modes, r.modes_se)} | "
+                     f"{pub(r.high_quality_pct, r.high_quality_pct_se)} | "
+                     f"{pub(r.kl_modes, r.kl_modes_se)} |")
+    return "\n".join(lines)
+
+
+def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any]],
+                  table: pd.DataFrame, failed: pd.DataFrame, figures: list[Path],
+                  out_dir: Path) -> str:
+    """The report as Markdown text (figure links relative to ``out_dir``)."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
+    lines = [f"# densitylab report: {', '.join(suites)}", ""]
+    if suite_info and suite_info.get("description"):
+        lines += [suite_info["description"], ""]
+    devices = Counter(str(r.get("device")) for r in ok)
+    versions = ok[0].get("versions", {}) if ok else {}
+    total_s = sum(float(r.get("wall_s") or 0) for r in ok)
+    lines += [
+        f"- runs: {len(ok)} finished, {len(failed)} failed"
+        + (f" (suite file: `{suite_info['source']}`)" if suite_info and suite_info.get("source")
+           else ""),
+        "- devices: " + ", ".join(f"{d} ({n} runs)" for d, n in devices.items()),
+        f"- compute: {total_s:.1f} s of run time in total",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+        "",
+        "Cells are the mean over seeds ± its standard error (sample standard deviation / "
+        "sqrt(seeds)). Metric definitions: see the metrics reference (`docs/metrics.md`).",
+        "",
+    ]
+    summary = summarize(table)
+    fig_names = {p.name: p for p in figures}
+    for dataset in dict.fromkeys(r["dataset"] for r in ok):
+        sub = summary[summary["dataset"] == dataset]
+        lines += [f"## {dataset}", ""]
+        if sub.empty:
+            lines += ["No metric values for this dataset.", ""]
+            continue
+        lines += [_dataset_table(sub), ""]
+        protocols = {protocol_of(r["config"]) for r in ok if r["dataset"] == dataset}
+        if len(protocols) == 1 and (protocol := protocols.pop()) is not None:
+            lines += [
+                f"### Published results on the same protocol ({protocol})", "",
+                "Same target, 2,500 samples, high quality = within 3 standard deviations of "
+                "the nearest mode. Published numbers: "
+                + "; ".join(f"{k}: {v}" for k, v in CITATIONS.items())
+                + ". VEEGAN reports 5 trials without errors; PacGAN mean ± s.e. over 10 trials.",
+                "",
+                _published_table(sub, protocol), "",
+            ]
+        for stem, caption in (("metrics", "Metrics per model (bars: standard error over "
+                               "seeds; dots: single seeds)"),
+                              ("modes", "Samples per mode (dashed: uniform)"),
+                              ("training", "Training losses")):
+            name = f"{stem}_{_slug(dataset)}.png"
+            if name in fig_names:
+                lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
+    for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey) "
+                           "and the mode centres (red crosses), first seed"),
+                          ("density.png", "Model log-density, first seed")):
+        if name in fig_names:
+            lines += [f"## {caption.split(',')[0]}", "", f"![{caption}](figures/{name})", "",
+                      f"*{caption}.*", ""]
+    explained = [m for m in _ordered(table["metric"]) if m in _EXPLAIN] if not table.empty else []
+    if explained:
+        lines += ["## Reading the columns", ""]
+        lines += [f"- `{m}`: {_EXPLAIN[m]}" for m in explained] + [""]
+    notes = _metric_notes(ok)
+    if notes:
+        lines += ["## Metrics not computed", ""] + notes + [""]
+    if len(failed):
+        lines += ["## Failed runs", "", "They are retried when the suite is run again.", "",
+                  "| dataset | model | seed | run id | error |", "|---|---|---|---|---|"]
+        for r in failed.itertuples():
+            err = str(r.error).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | {err} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _metric_notes(records: list[dict[str, Any]]) -> list[str]:
+    notes: dict[str, set[str]] = {}
+    for r in records:
+        for metric, res in r.get("metrics", {}).items():
+            if "skipped" in res:
+                key = f"- `{metric}` skipped for {r['dataset']} / {r['model']}: {res['skipped']}"
+                notes.setdefault(key, set())
+            elif "error" in res:
+                key = f"- `{metric}` failed for {r['dataset']} / {r['model']}: {res['error']}"
+                notes.setdefault(key, set()).add(str(r["seed"]))
+    return [k + (f" (seeds {', '.join(sorted(v))})" if v else "") for k, v in notes.items()]
+
+
+def _slug(name: str) -> str:
+    from .figures import _slug as slug
+
+    return slug(name)

@@ -1,0 +1,105 @@
+"""Published results on the synthetic 2D protocol, to set beside ours when the protocol matches.
+
+Sources:
+
+* VEEGAN: A. Srivastava, L. Valkov, C. Russell, M. U. Gutmann, C. Sutton, "VEEGAN: Reducing
+  Mode Collapse in GANs using Implicit Variational Learning", NIPS 2017, Table 1 (modes captured
+  and % high-quality samples; 5 trials).
+* PacGAN: Z. Lin, A. Khetan, G. Fanti, S. Oh, "PacGAN: The power of two samples in generative
+  adversarial networks", NeurIPS 2018, Table 1 (modes, % high-quality, reverse KL of the mode
+  histogram, mean +- standard error over 10 trials).
+
+Protocol (both papers): ring of 8 Gaussians (radius 1, std 0.01), grid of 25 on
+{-4, -2, 0, 2, 4}^2 (std 0.05); 2,500 generated samples; a sample is high quality when within 3
+standard deviations of its nearest mode; a mode is covered by at least one high-quality sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for"]
+
+CITATIONS = {
+    "VEEGAN": "Srivastava et al., \"VEEGAN: Reducing Mode Collapse in GANs using Implicit "
+              "Variational Learning\", NIPS 2017, Table 1",
+    "PacGAN": "Lin et al., \"PacGAN: The power of two samples in generative adversarial "
+              "networks\", NeurIPS 2018, Table 1",
+}
+
+NAN = math.nan
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """One published model on one protocol dataset; ``*_se`` is NaN where none was reported."""
+
+    source: str
+    model: str
+    dataset: str  # "ring" or "grid"
+    modes: float
+    modes_se: float
+    high_quality_pct: float
+    high_quality_pct_se: float
+    kl_modes: float = NAN
+    kl_modes_se: float = NAN
+
+
+def _pac(model, dataset, m, mse, hq, hqse, kl, klse):
+    return PublishedRow("PacGAN", model, dataset, m, mse, hq, hqse, kl, klse)
+
+
+def _vee(model, dataset, m, hq):
+    return PublishedRow("VEEGAN", model, dataset, m, NAN, hq, NAN)
+
+
+PUBLISHED: tuple[PublishedRow, ...] = (
+    _vee("GAN", "ring", 1, 99.3), _vee("GAN", "grid", 3.3, 0.5),
+    _vee("ALI", "ring", 2.8, 0.13), _vee("ALI", "grid", 15.8, 1.6),
+    _vee("Unrolled GAN", "ring", 7.6, 35.6), _vee("Unrolled GAN", "grid", 23.6, 16),
+    _vee("VEEGAN", "ring", 8, 52.9), _vee("VEEGAN", "grid", 24.6, 40),
+    _pac("GAN", "ring", 6.3, 0.5, 98.2, 0.2, 0.45, 0.09),
+    _pac("GAN", "grid", 17.3, 0.8, 94.8, 0.7, 0.70, 0.07),
+    _pac("ALI", "ring", 6.6, 0.3, 97.6, 0.4, 0.36, 0.04),
+    _pac("ALI", "grid", 24.1, 0.4, 95.7, 0.6, 0.14, 0.03),
+    _pac("PacGAN2", "ring", 7.9, 0.1, 95.6, 2.0, 0.07, 0.03),
+    _pac("PacGAN2", "grid", 23.8, 0.7, 91.3, 0.8, 0.13, 0.04),
+    _pac("PacGAN3", "ring", 7.8, 0.1, 97.7, 0.3, 0.10, 0.02),
+    _pac("PacGAN3", "grid", 24.6, 0.4, 94.2, 0.4, 0.06, 0.02),
+    _pac("PacGAN4", "ring", 7.8, 0.1, 95.9, 1.4, 0.07, 0.02),
+    _pac("PacGAN4", "grid", 24.8, 0.2, 93.6, 0.6, 0.04, 0.01),
+)
+
+_RING = {"n_modes": 8, "radius": 1.0, "std": 0.01}
+_GRID = {"side": 5, "spacing": 2.0, "std": 0.05}
+
+
+def protocol_of(config: dict[str, Any]) -> str | None:
+    """``"ring"`` or ``"grid"`` when a run's resolved config follows the published protocol.
+
+    That is: the dataset is the protocol's ring or grid (defaults filled in), 2,500 evaluation
+    samples, and a ``mode_coverage`` metric with threshold 3 and min_count 1. Otherwise None.
+    """
+    ds = config.get("dataset", {})
+    name = ds.get("name")
+    if name not in ("ring", "grid") or config.get("eval_samples") != 2500:
+        return None
+    wanted = _RING if name == "ring" else _GRID
+    params = {**wanted, **ds.get("params", {})}
+    if any(not math.isclose(float(params[k]), float(v)) for k, v in wanted.items()):
+        return None
+    if set(params) != set(wanted):
+        return None
+    for m in config.get("metrics", []):
+        if m.get("name") == "mode_coverage":
+            p = m.get("params", {})
+            if float(p.get("threshold", 3.0)) == 3.0 and int(p.get("min_count", 1)) == 1:
+                return name
+    return None
+
+
+def published_for(dataset: str) -> list[PublishedRow]:
+    """The published rows for ``"ring"`` or ``"grid"``."""
+    return [r for r in PUBLISHED if r.dataset == dataset]

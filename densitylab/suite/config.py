@@ -1,0 +1,364 @@
+"""Suite configuration: a TOML file, validated key by key, expanded into runs with stable ids.
+
+A suite is ``[suite]`` (name, device, seeds, eval_samples, ...), ``[train]`` (defaults for every
+model), ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]``; ``docs/user-guide.md`` is the
+schema reference. Every error names the offending key, e.g.
+``models[1].kind: unknown model 'vea'; expected one of 'flow', 'gan', 'vae'``.
+
+A run is one (dataset, model, seed). Its id is the first 12 hex digits of the SHA-256 of its
+fully resolved configuration as canonical JSON (sorted keys, no whitespace): change any
+hyperparameter, metric parameter, seed or sample count and the id changes. The device and the
+suite's name are not part of the id: they say where and under which name a run was computed,
+not what was computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "SuiteConfig",
+    "RunSpec",
+    "TRAIN_DEFAULTS",
+    "load_suite",
+    "parse_suite",
+    "builtin_suites",
+    "resolve_suite_path",
+    "run_id",
+]
+
+#: Training settings every model gets unless ``[train]`` or the model's ``train`` says otherwise.
+TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": 1e-3}
+
+_SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
+               "density_grid"}
+_TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a suite: everything needed to train and evaluate one model on one dataset."""
+
+    suite: str
+    dataset: str
+    model: str
+    seed: int
+    config: dict[str, Any]
+    device: str = "auto"
+
+    @property
+    def run_id(self) -> str:
+        """Short hash of the resolved configuration (see :func:`run_id`)."""
+        return run_id(self.config)
+
+    @property
+    def label(self) -> str:
+        """``dataset/model/seed``, the name ``--only`` patterns match."""
+        return f"{self.dataset}/{self.model}/{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (what is sent to worker processes and Dask workers)."""
+        return {"suite": self.suite, "dataset": self.dataset, "model": self.model,
+                "seed": self.seed, "config": self.config, "device": self.device}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A validated suite: its settings and the list of runs it expands to."""
+
+    name: str
+    device: str
+    seeds: tuple[int, ...]
+    eval_samples: int
+    train: dict[str, Any]
+    datasets: tuple[dict[str, Any], ...]
+    models: tuple[dict[str, Any], ...]
+    metrics: tuple[dict[str, Any], ...]
+    description: str = ""
+    save_samples: bool = True
+    density_grid: int = 64
+    source: str | None = None
+    runs: tuple[RunSpec, ...] = field(default=(), repr=False)
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """First 12 hex digits of SHA-256 over ``config`` as canonical JSON (sorted keys)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def builtin_suites() -> dict[str, Path]:
+    """The suites shipped inside the package (``densitylab/suites/*.toml``), by name."""
+    folder = Path(__file__).resolve().parent.parent / "suites"
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def resolve_suite_path(suite: str | Path) -> Path:
+    """A path to a TOML file, or the name of a built-in suite (``quick``, ``toy2d``)."""
+    path = Path(suite)
+    if path.is_file():
+        return path
+    shipped = builtin_suites()
+    if str(suite) in shipped:
+        return shipped[str(suite)]
+    known = ", ".join(repr(n) for n in shipped)
+    raise FileNotFoundError(
+        f"suite {str(suite)!r} is neither a file nor a built-in suite; built-in suites: {known}"
+    )
+
+
+def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
+    """Read and validate a suite TOML file (or built-in suite name); ``device`` overrides it."""
+    path = resolve_suite_path(suite)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from err
+    return parse_suite(data, default_name=path.stem, device=device, source=str(path))
+
+
+def parse_suite(
+    data: dict[str, Any], *, default_name: str = "suite", device: str | None = None,
+    source: str | None = None,
+) -> SuiteConfig:
+    """Validate a suite given as a dict (the parsed TOML) and expand it into runs."""
+    _check_table(data, "suite file")
+    _check_keys(data, "", _TOP_KEYS)
+    suite = data.get("suite", {})
+    _check_table(suite, "suite")
+    _check_keys(suite, "suite.", _SUITE_KEYS)
+
+    name = _get(suite, "suite.name", str, default_name)
+    description = _get(suite, "suite.description", str, "")
+    dev = _get(suite, "suite.device", str, "auto") if device is None else device
+    if dev not in _DEVICES and not dev.startswith("cuda:"):
+        raise ValueError(f"suite.device: expected one of {', '.join(map(repr, _DEVICES))}, "
+                         f"got {dev!r}")
+    seeds = _seeds(suite.get("seeds", [0]))
+    eval_samples = _positive_int(suite.get("eval_samples", 2500), "suite.eval_samples")
+    save_samples = _get(suite, "suite.save_samples", bool, True)
+    density_grid = _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0)
+
+    train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
+    datasets = _datasets(_array(data, "datasets"))
+    models = _models(_array(data, "models"), train)
+    metrics = _metrics(_array(data, "metrics"))
+
+    runs = []
+    for ds in datasets:
+        for m in models:
+            for seed in seeds:
+                cfg = {
+                    "dataset": {"label": ds["label"], "name": ds["name"], "params": ds["params"]},
+                    "model": {"label": m["label"], "kind": m["kind"], "params": m["params"]},
+                    "train": m["train"],
+                    "seed": seed,
+                    "eval_samples": eval_samples,
+                    "metrics": metrics,
+                    "save_samples": save_samples,
+                    "density_grid": density_grid,
+                }
+                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev))
+    return SuiteConfig(
+        name=name, device=dev, seeds=seeds, eval_samples=eval_samples, train=train,
+        datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
+        description=description, save_samples=save_samples, density_grid=density_grid,
+        source=source, runs=tuple(runs),
+    )
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _datasets(items: list[Any]) -> list[dict[str, Any]]:
+    known = registry.dataset_names()
+    out, labels = [], set()
+    for i, item in enumerate(items):
+        key = f"datasets[{i}]"
+        _check_table(item, key)
+        _check_keys(item, f"{key}.", {"name", "label", "params"})
+        name = _required(item, key, "name", str)
+        if name not in known:
+            raise ValueError(f"{key}.name: unknown dataset {name!r}; expected one of "
+                             f"{', '.join(map(repr, known))}")
+        params = _params(item, key)
+        label = _get(item, f"{key}.label", str, name)
+        _unique(label, labels, f"{key}.label")
+        if name not in registry.IMAGE_DATASETS:  # cheap to build: check the parameters now
+            try:
+                registry.make_dataset(name, params)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{key}.params: {err}") from err
+        out.append({"label": label, "name": name, "params": params})
+    return out
+
+
+def _models(items: list[Any], train: dict[str, Any]) -> list[dict[str, Any]]:
+    known = registry.model_names()
+    out, labels = [], set()
+    for i, item in enumerate(items):
+        key = f"models[{i}]"
+        _check_table(item, key)
+        _check_keys(item, f"{key}.", {"name", "kind", "params", "train"})
+        label = _required(item, key, "name", str)
+        kind = _get(item, f"{key}.kind", str, label)
+        if kind not in known:
+            expected = ", ".join(map(repr, known)) if known else "(no models installed)"
+            raise ValueError(f"{key}.kind: unknown model {kind!r}; expected one of {expected}")
+        _unique(label, labels, f"{key}.name")
+        params = _params(item, key)
+        model_train = _train(item.get("train", {}), f"{key}.train", dict(train))
+        out.append({"label": label, "kind": kind, "params": params, "train": model_train})
+    return out
+
+
+def _metrics(items: list[Any]) -> list[dict[str, Any]]:
+    known = registry.metric_names()
+    out, names = [], set()
+    for i, item in enumerate(items):
+        key = f"metrics[{i}]"
+        _check_table(item, key)
+        _check_keys(item, f"{key}.", {"name", "params"})
+        name = _required(item, key, "name", str)
+        if name not in known:
+            raise ValueError(f"{key}.name: unknown metric {name!r}; expected one of "
+                             f"{', '.join(map(repr, known))}")
+        _unique(name, names, f"{key}.name")
+        spec = registry.get_metric(name)
+        params = _params(item, key)
+        _check_keys(params, f"{key}.params.", set(spec.defaults))
+        for pname, value in params.items():
+            default = spec.defaults[pname]
+            if default is not None and not _same_kind(value, default):
+                raise TypeError(f"{key}.params.{pname}: expected {_kind_name(default)}, "
+                                f"got {type(value).__name__} {value!r}")
+            if isinstance(default, float) and isinstance(value, int):
+                params[pname] = float(value)  # 3 and 3.0 are one setting, so one run id
+        out.append({"name": name, "params": {**spec.defaults, **params}})
+    return out
+
+
+def _train(table: Any, key: str, base: dict[str, Any]) -> dict[str, Any]:
+    _check_table(table, key)
+    _check_keys(table, f"{key}.", set(TRAIN_DEFAULTS))
+    out = dict(base)
+    if "steps" in table:
+        out["steps"] = _positive_int(table["steps"], f"{key}.steps")
+    if "batch_size" in table:
+        out["batch_size"] = _positive_int(table["batch_size"], f"{key}.batch_size")
+    if "lr" in table:
+        lr = table["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+            raise TypeError(f"{key}.lr: expected a number, got {type(lr).__name__} {lr!r}")
+        if not 0 < float(lr) < float("inf"):
+            raise ValueError(f"{key}.lr: expected a finite number > 0, got {lr!r}")
+        out["lr"] = float(lr)
+    return out
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_table(value: Any, key: str) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{key}: expected a table, got {type(value).__name__} {value!r}")
+
+
+def _check_keys(table: dict[str, Any], prefix: str, allowed: set[str]) -> None:
+    for k in table:
+        if k not in allowed:
+            expected = ", ".join(sorted(allowed)) if allowed else "(no keys)"
+            raise ValueError(f"{prefix}{k}: unknown key; expected one of {expected}")
+
+
+def _array(data: dict[str, Any], key: str) -> list[Any]:
+    if key not in data:
+        raise ValueError(f"{key}: missing; a suite needs at least one [[{key}]] entry")
+    items = data[key]
+    if not isinstance(items, list) or not items:
+        raise TypeError(f"{key}: expected a non-empty array of tables ([[{key}]]), "
+                        f"got {type(items).__name__}")
+    return items
+
+
+def _required(table: dict[str, Any], key: str, field_name: str, typ: type) -> Any:
+    if field_name not in table:
+        raise ValueError(f"{key}.{field_name}: missing; expected a {_kind_name(typ())}")
+    return _get(table, f"{key}.{field_name}", typ, None)
+
+
+def _get(table: dict[str, Any], key: str, typ: type, default: Any) -> Any:
+    name = key.rsplit(".", 1)[-1]
+    if name not in table:
+        return default
+    value = table[name]
+    if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
+        raise TypeError(f"{key}: expected {_kind_name(typ())}, got {type(value).__name__} "
+                        f"{value!r}")
+    return value
+
+
+def _params(item: dict[str, Any], key: str) -> dict[str, Any]:
+    params = item.get("params", {})
+    _check_table(params, f"{key}.params")
+    return dict(params)
+
+
+def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{key}: expected an integer >= {minimum}, got {value}")
+    return value
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(_positive_int(value, "suite.seeds")))
+    if not isinstance(value, list) or not value:
+        raise TypeError("suite.seeds: expected a non-empty list of integers or a count, "
+                        f"got {type(value).__name__} {value!r}")
+    for i, s in enumerate(value):
+        _positive_int(s, f"suite.seeds[{i}]", minimum=0)
+    if len(set(value)) != len(value):
+        raise ValueError(f"suite.seeds: expected distinct seeds, got {value}")
+    return tuple(value)
+
+
+def _unique(label: str, seen: set[str], key: str) -> None:
+    if label in seen:
+        raise ValueError(f"{key}: {label!r} is used twice; give each entry a distinct label")
+    seen.add(label)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def _kind_name(example: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            dict: "a table", list: "an array"}.get(type(example), type(example).__name__)

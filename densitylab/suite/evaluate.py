@@ -1,0 +1,428 @@
+"""One run of a suite: train a model on a dataset, sample from it, score the samples, record.
+
+:func:`execute_run` is what every runner calls (in this process, a worker process or a Dask
+worker). It never raises for a failure of the run itself: a failed run is recorded with its
+error (status ``"failed"``) and retried the next time the suite runs. A metric that fails is
+recorded as that metric's error and the other metrics still count.
+
+Seeds: the model is trained with the run's seed; the evaluation draws (model samples, a fresh
+target sample for two-sample metrics, held-out target points for likelihoods) use seeds derived
+from it, so a run is reproducible on CPU from its configuration alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._runtime import logger, resolve_device
+from . import registry
+from .config import RunSpec
+from .registry import MetricSpec
+from .store import RunStore
+
+__all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "evaluate_metrics", "derive_seed",
+           "summarize_history"]
+
+HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
+
+
+@dataclass
+class EvalContext:
+    """What a metric sees: the target, the trained model and the evaluation samples."""
+
+    target: Any
+    model: Any
+    samples: torch.Tensor  # eval_samples drawn from the model
+    reference: torch.Tensor  # a fresh target sample of the same size
+    seed: int
+    eval_samples: int
+    device: torch.device
+
+    @property
+    def is_image(self) -> bool:
+        """True for image datasets (samples of shape (n, C, H, W))."""
+        return self.samples.ndim > 2
+
+    def heldout(self, n: int) -> torch.Tensor:
+        """``n`` target points never used in training or as the reference sample."""
+        return _draw(self.target, n, derive_seed(self.seed, "heldout"))
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose of a run (``"sample"``, ``"reference"``...), stable across runs."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------- built-in metrics
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _needs_mixture(ctx: EvalContext) -> str | None:
+    if not hasattr(ctx.target, "means") or not hasattr(ctx.target, "stds"):
+        return "the target is not a Gaussian mixture (mode centres unknown)"
+    return None
+
+
+def _needs_model_density(ctx: EvalContext) -> str | None:
+    if not getattr(ctx.model, "has_density", False):
+        return f"{type(ctx.model).__name__} has no tractable density"
+    return None
+
+
+def _needs_both_densities(ctx: EvalContext) -> str | None:
+    if not getattr(ctx.target, "has_density", False):
+        return "the target has no closed-form density"
+    return _needs_model_density(ctx)
+
+
+def _needs_images(ctx: EvalContext) -> str | None:
+    return None if ctx.is_image else "not an image dataset"
+
+
+def _needs_stacked(ctx: EvalContext) -> str | None:
+    if not ctx.is_image or ctx.samples.shape[1] != 3:
+        return "not a stacked-digits dataset (3 channels)"
+    return None
+
+
+def _mode_coverage(ctx: EvalContext, threshold: float, min_count: int) -> dict[str, Any]:
+    from densitylab import metrics
+
+    mc = metrics.mode_coverage(ctx.samples, ctx.target, threshold=threshold, min_count=min_count)
+    return _coverage_values(mc)
+
+
+def _coverage_values(mc) -> dict[str, Any]:
+    return {
+        "modes_covered": float(mc.modes_covered),
+        "num_modes": float(mc.num_modes),
+        "high_quality_fraction": float(mc.high_quality_fraction),
+        "kl_modes": float(mc.kl_to_uniform),
+        "counts": [int(c) for c in torch.as_tensor(mc.counts).reshape(-1).tolist()],
+    }
+
+
+def _mmd(ctx: EvalContext, kernel: str, bandwidth, estimator: str) -> dict[str, Any]:
+    from densitylab import metrics
+
+    value = metrics.mmd(_flat(ctx.samples), _flat(ctx.reference), kernel=kernel,
+                        bandwidth=bandwidth, estimator=estimator)
+    return {"mmd": float(value)}
+
+
+def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
+    from densitylab import metrics
+
+    x, y = _flat(ctx.samples), _flat(ctx.reference)
+    # kl_knn(x, y) estimates KL(P||Q) with x ~ P: the model's samples first gives KL(model||target)
+    return {"kl_knn_model_target": float(metrics.kl_knn(x, y, k=k)),
+            "kl_knn_target_model": float(metrics.kl_knn(y, x, k=k))}
+
+
+def _log_likelihood(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
+    n = num_samples or ctx.eval_samples
+    x = ctx.heldout(n).to(ctx.device)
+    with torch.no_grad():
+        logq = torch.as_tensor(_model_log_prob(ctx.model, x, ctx.seed)).double()
+    out = {"heldout_loglik": float(logq.mean())}
+    if getattr(ctx.target, "has_density", False):
+        logp = torch.as_tensor(ctx.target.log_prob(x.to(ctx.target.device))).double()
+        out["target_loglik"] = float(logp.mean())
+    return out
+
+
+def _model_log_prob(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """``model.log_prob(x)``, seeded when the estimate is random (the VAE's IWAE bound)."""
+    if "seed" in inspect.signature(model.log_prob).parameters:
+        return model.log_prob(x, seed=derive_seed(seed, "log_prob"))
+    return model.log_prob(x)
+
+
+def _kl_mc(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
+    from densitylab import metrics
+
+    n = num_samples or ctx.eval_samples
+    # kl_mc draws from the global generator: fork it so the estimate is seeded and side-effect free
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(derive_seed(ctx.seed, "kl_mc"))
+        # KL(target || model): the direction that punishes a model for missing target mass
+        return {"kl_mc_target_model": float(metrics.kl_mc(ctx.target, ctx.model, n))}
+
+
+def _prdc(ctx: EvalContext, k: int) -> dict[str, Any]:
+    from densitylab import metrics
+
+    res = metrics.prdc(_flat(ctx.reference), _flat(ctx.samples), k=k)
+    d = res.to_dict() if hasattr(res, "to_dict") else dict(res._asdict())
+    return {name: float(d[name]) for name in ("precision", "recall", "density", "coverage")}
+
+
+def _stacked_modes(ctx: EvalContext) -> dict[str, Any]:
+    from densitylab import images
+
+    return _coverage_values(images.count_stacked_modes(ctx.samples))
+
+
+def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
+    from densitylab import images
+
+    return {k: float(v) for k, v in images.feature_metrics(ctx.reference, ctx.samples).items()}
+
+
+BUILTIN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("mode_coverage", _mode_coverage, {"threshold": 3.0, "min_count": 1},
+               _needs_mixture,
+               "modes covered, high-quality fraction and KL of the mode histogram to uniform "
+               "(VEEGAN / PacGAN protocol)"),
+    MetricSpec("mmd", _mmd, {"kernel": "rbf", "bandwidth": None, "estimator": "unbiased"},
+               description="MMD^2 between model samples and a fresh target sample "
+               "(Gretton et al. 2012)"),
+    MetricSpec("kl_knn", _kl_knn, {"k": 1},
+               description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)"),
+    MetricSpec("log_likelihood", _log_likelihood, {"num_samples": 0}, _needs_model_density,
+               "mean model log-density on held-out target points (VAE: IWAE bound; flow: exact)"),
+    MetricSpec("kl_mc", _kl_mc, {"num_samples": 0}, _needs_both_densities,
+               "Monte Carlo KL(target || model) from target samples"),
+    MetricSpec("prdc", _prdc, {"k": 5},
+               description="precision, recall, density, coverage (Naeem et al. 2020)"),
+    MetricSpec("stacked_modes", _stacked_modes, {}, _needs_stacked,
+               "classifier-based mode count over the 1,000 digit triples"),
+    MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
+               "KID, Frechet distance and PRDC on digit-classifier features"),
+)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score ``ctx`` with each configured metric; one failure does not stop the others.
+
+    Returns ``{metric: {"values": {name: float}, "details": {...}}}``, or ``{"skipped": why}``
+    when the metric does not apply, or ``{"error": message}`` when it raised.
+    """
+    out: dict[str, Any] = {}
+    for mc in metric_configs:
+        spec = registry.get_metric(mc["name"])
+        reason = spec.applies(ctx)
+        if reason is not None:
+            out[spec.name] = {"skipped": reason}
+            continue
+        try:
+            result = spec.fn(ctx, **mc["params"])
+            values, details = {}, {}
+            for key, value in result.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    values[key] = float(value)
+                else:
+                    details[key] = value
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"non-finite value(s) for {', '.join(bad)}")
+            out[spec.name] = {"values": values, "details": details}
+        except Exception as err:  # a metric failure is recorded, not fatal to the run
+            logger.warning("metric %s failed: %s", spec.name, err)
+            out[spec.name] = {"error": f"{type(err).__name__}: {err}"}
+    return out
+
+
+def summarize_history(history: Any, points: int = HISTORY_POINTS) -> dict[str, Any]:
+    """Per-step losses averaged into at most ``points`` chunks per series, plus final values.
+
+    Accepts a list of floats, a list of per-step dicts, a dict of per-step lists, or an object
+    with such a ``losses``/``history`` attribute.
+    """
+    series = _history_series(history)
+    out: dict[str, Any] = {"steps": 0, "series": {}, "final": {}}
+    for name, values in series.items():
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        if arr.size == 0:
+            continue
+        out["steps"] = max(out["steps"], int(arr.size))
+        chunks = np.array_split(np.arange(arr.size), min(points, arr.size))
+        out["series"][name] = {
+            "step": [int(c[-1]) + 1 for c in chunks],
+            "value": [float(np.nanmean(arr[c])) for c in chunks],
+        }
+        tail = arr[-max(1, arr.size // 20):]
+        out["final"][name] = float(np.nanmean(tail))
+    return out
+
+
+def _history_series(history: Any) -> dict[str, list[float]]:
+    if history is None:
+        return {}
+    for attr in ("losses", "history"):
+        if hasattr(history, attr) and not isinstance(history, dict | list | tuple):
+            return _history_series(getattr(history, attr))
+    if hasattr(history, "to_dict") and not isinstance(history, dict):
+        return _history_series(history.to_dict())
+    if isinstance(history, dict):
+        return {str(k): [float(x) for x in v] for k, v in history.items()
+                if isinstance(v, list | tuple | np.ndarray | torch.Tensor)}
+    items = list(history)
+    if items and isinstance(items[0], dict):
+        keys = [k for k, v in items[0].items() if isinstance(v, int | float) and k != "step"]
+        return {k: [float(row.get(k, math.nan)) for row in items] for k in keys}
+    return {"loss": [float(x) for x in items]}
+
+
+def _density_grid(model, reference: torch.Tensor, size: int, device) -> dict[str, np.ndarray]:
+    """Model log-density on a ``size x size`` grid covering the target sample (plus a margin)."""
+    lo = reference.min(0).values.double()
+    hi = reference.max(0).values.double()
+    pad = 0.15 * (hi - lo).clamp_min(1e-3)
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), size, dtype=torch.float64)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), size, dtype=torch.float64)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).to(reference.dtype).to(device)
+    with torch.no_grad():
+        logp = torch.cat([torch.as_tensor(_model_log_prob(model, chunk, 0)).detach().cpu()
+                          for chunk in pts.split(4096)])
+    return {"grid_x": xs.numpy(), "grid_y": ys.numpy(),
+            "grid_logp": logp.double().reshape(size, size).numpy()}
+
+
+def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device):
+    """Train with fresh batches from the target (passed as the data source) when fit accepts it."""
+    kwargs = {"steps": train["steps"], "batch_size": train["batch_size"], "lr": train["lr"],
+              "seed": seed}
+    params = inspect.signature(model.fit).parameters
+    if "device" in params:
+        kwargs["device"] = device
+    if "progress" in params:
+        kwargs["progress"] = False
+    return model.fit(target, **kwargs)
+
+
+def _as_float(x) -> torch.Tensor:
+    if isinstance(x, tuple | list):  # (images, labels) from a labelled image target
+        x = x[0]
+    t = torch.as_tensor(x)
+    return t if t.is_floating_point() else t.float()
+
+
+def _draw(source, n: int, seed: int) -> torch.Tensor:
+    """``n`` points from a target or model, seeded, as a floating tensor."""
+    return _as_float(source.sample(n, seed=seed))
+
+
+def _data_shape(target) -> tuple[int, ...]:
+    shape = getattr(target, "data_shape", None)
+    return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
+
+
+def _versions() -> dict[str, str]:
+    import densitylab
+
+    out = {"densitylab": densitylab.__version__, "torch": torch.__version__,
+           "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        import pyro
+
+        out["pyro"] = pyro.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Train, sample, score and record one run in ``out_dir/runs/<run_id>.json``.
+
+    Returns a short summary (``run_id``, ``label``, ``status``, ``wall_s``, ``error``). A run
+    that raises is recorded with ``status = "failed"`` and its error, not re-raised.
+    """
+    if isinstance(spec, dict):
+        spec = RunSpec.from_dict(spec)
+    store = RunStore(out_dir)
+    rid = spec.run_id
+    cfg = spec.config
+    record: dict[str, Any] = {
+        "format": 1, "run_id": rid, "suite": spec.suite, "dataset": spec.dataset,
+        "model": spec.model, "seed": spec.seed, "config": cfg, "versions": _versions(),
+        "host": platform.node(),
+    }
+    start = time.perf_counter()
+    try:
+        device = resolve_device(spec.device)
+        record["device"] = str(device)
+        record.update(_train_and_score(spec, store, device))
+        record["status"] = "ok"
+    except Exception as err:  # recorded and retried on the next run of the suite
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}"
+        record["traceback"] = traceback.format_exc()
+        record.setdefault("device", str(spec.device))
+        logger.warning("run %s (%s) failed: %s", spec.label, rid, record["error"])
+    record["wall_s"] = time.perf_counter() - start
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    store.write_record(record)
+    return {"run_id": rid, "label": spec.label, "status": record["status"],
+            "wall_s": record["wall_s"], "error": record.get("error")}
+
+
+def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> dict[str, Any]:
+    import densitylab
+
+    cfg = spec.config
+    target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
+    n = cfg["eval_samples"]
+    model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
+                                data_shape=_data_shape(target), seed=spec.seed)
+
+    t0 = time.perf_counter()
+    diverged = None
+    try:
+        history = _fit(model, target, cfg["train"], spec.seed, device)
+    except densitylab.TrainingDiverged as err:  # evaluate the last finite parameters, say so
+        diverged = {"step": err.step, "loss": float(err.loss)}
+        history = getattr(model, "history", None)
+    train_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        samples = _draw(model, n, derive_seed(spec.seed, "sample")).to(device)
+    reference = _draw(target, n, derive_seed(spec.seed, "reference")).to(device)
+    if samples.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "
+                         f"dataset has {tuple(reference.shape[1:])}")
+    ctx = EvalContext(target, model, samples, reference, spec.seed, n, device)
+    metrics_out = evaluate_metrics(ctx, cfg["metrics"])
+
+    if cfg.get("save_samples", True):
+        arrays: dict[str, np.ndarray] = {}
+        if ctx.is_image:
+            arrays["samples"] = samples[:64].detach().cpu().float().numpy()
+        else:
+            arrays["samples"] = samples.detach().cpu().float().numpy()
+            grid = cfg.get("density_grid", 0)
+            if grid and samples.shape[1] == 2 and getattr(model, "has_density", False):
+                try:
+                    arrays.update(_density_grid(model, reference, grid, device))
+                except Exception as err:  # the figure is optional; the run still counts
+                    logger.warning("density grid for %s failed: %s", spec.label, err)
+        store.write_samples(spec.run_id, arrays)
+    return {
+        "metrics": metrics_out,
+        "history": summarize_history(history),
+        "diverged": diverged,
+        "train_s": train_s,
+        "eval_s": time.perf_counter() - t1,
+        "steps": cfg["train"]["steps"],
+    }

@@ -1,0 +1,184 @@
+"""What a suite can name: datasets, models and metrics, looked up by name.
+
+Datasets are the targets of :mod:`densitylab.distributions` plus the image sets of
+:mod:`densitylab.images`; models are :func:`densitylab.models.make` names; metrics are the
+evaluators of :mod:`densitylab.suite.evaluate`. Extra entries can be registered at run time
+(``register_model``, ``register_dataset``, ``register_metric``), which is how a user benchmarks a
+model of their own through the same suites; registrations live in the registering process, so
+use them with the sequential runner or a Dask cluster with ``processes=False``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MetricSpec",
+    "IMAGE_DATASETS",
+    "dataset_names",
+    "model_names",
+    "metric_names",
+    "make_dataset",
+    "make_model",
+    "get_metric",
+    "register_dataset",
+    "register_model",
+    "register_metric",
+    "unregister",
+]
+
+#: Image datasets built from :mod:`densitylab.images` (not ``distributions.make`` names).
+IMAGE_DATASETS = ("blobs", "digits", "stacked_digits")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A suite metric: ``fn(context, **params) -> {value_name: float}``.
+
+    ``defaults`` lists every parameter the metric takes (with its default), so that a suite's
+    metric table is validated key by key and the resolved parameters enter the run id.
+    ``applies(context)`` returns None when the metric applies, else the reason it is skipped.
+    """
+
+    name: str
+    fn: Callable[..., dict[str, float]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    applies: Callable[[Any], str | None] = lambda context: None
+    description: str = ""
+
+
+_EXTRA_DATASETS: dict[str, Callable[..., Any]] = {}
+_EXTRA_MODELS: dict[str, Callable[..., Any]] = {}
+_METRICS: dict[str, MetricSpec] = {}
+
+
+def _optional_module(name: str):
+    """Import ``densitylab.<name>`` if it is present in this installation, else None."""
+    try:
+        return importlib.import_module(f"densitylab.{name}")
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("densitylab"):
+            return None
+        raise
+
+
+def dataset_names() -> list[str]:
+    """Every dataset name a suite may use."""
+    from densitylab import distributions
+
+    names = set(distributions.available()) | set(_EXTRA_DATASETS)
+    images = _optional_module("images")
+    if images is not None and hasattr(images, "available"):
+        names |= set(images.available())
+    return sorted(names)
+
+
+def model_names() -> list[str]:
+    """Every model kind a suite may use (``densitylab.models.available()`` plus registered ones)."""
+    names = set(_EXTRA_MODELS)
+    models = _optional_module("models")
+    if models is not None and hasattr(models, "available"):
+        names |= set(models.available())
+    return sorted(names)
+
+
+def metric_names() -> list[str]:
+    """Every metric name a suite may use."""
+    _ensure_builtin_metrics()
+    return sorted(_METRICS)
+
+
+def make_dataset(name: str, params: dict[str, Any]):
+    """Build the dataset ``name`` with ``params``: a target with ``sample(n, seed)`` and ``dim``."""
+    if name in _EXTRA_DATASETS:
+        return _EXTRA_DATASETS[name](**params)
+    if name in IMAGE_DATASETS:
+        images = _optional_module("images")
+        if images is None:
+            raise ValueError(f"unknown dataset {name!r}: densitylab.images is not installed")
+        return images.make(name, **params)
+    from densitylab import distributions
+
+    return distributions.make(name, **params)
+
+
+def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...],
+               seed: int | None = None):
+    """Build an untrained model of ``kind`` for points of shape ``data_shape``.
+
+    Vectors are passed as ``data_dim``, images as ``data_shape``; ``seed`` (the weight
+    initialisation seed) is passed unless ``params`` sets one.
+    """
+    shape_kw = {"data_dim": data_shape[0]} if len(data_shape) == 1 else {"data_shape": data_shape}
+    extra = {**shape_kw, **({"seed": seed} if seed is not None and "seed" not in params else {})}
+    if kind in _EXTRA_MODELS:
+        factory = _EXTRA_MODELS[kind]
+        return factory(**_accepted(factory, extra), **params)
+    models = _optional_module("models")
+    if models is None:
+        raise ValueError(f"unknown model {kind!r}: densitylab.models is not installed")
+    return models.make(kind, **extra, **params)
+
+
+def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``fn`` takes (all of them when it takes ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def get_metric(name: str) -> MetricSpec:
+    """The registered metric ``name`` (ValueError listing the known ones otherwise)."""
+    _ensure_builtin_metrics()
+    if name not in _METRICS:
+        known = ", ".join(repr(n) for n in sorted(_METRICS))
+        raise ValueError(f"unknown metric {name!r}; expected one of {known}")
+    return _METRICS[name]
+
+
+def register_dataset(name: str, factory: Callable[..., Any]) -> None:
+    """Make ``factory(**params)`` (returning a target with ``sample``/``dim``) usable by name."""
+    _EXTRA_DATASETS[name] = factory
+
+
+def register_model(name: str, factory: Callable[..., Any]) -> None:
+    """Make ``factory(data_dim=..., **params)`` usable as a model kind in suites."""
+    _EXTRA_MODELS[name] = factory
+
+
+def register_metric(spec: MetricSpec) -> None:
+    """Add (or replace) a suite metric."""
+    _ensure_builtin_metrics()
+    _METRICS[spec.name] = spec
+
+
+def unregister(name: str) -> None:
+    """Forget a dataset, model or metric registered at run time (built-ins stay)."""
+    _EXTRA_DATASETS.pop(name, None)
+    _EXTRA_MODELS.pop(name, None)
+    spec = _METRICS.get(name)
+    if spec is not None and spec.name not in _builtin_metric_names():
+        _METRICS.pop(name)
+
+
+def _builtin_metric_names() -> set[str]:
+    from .evaluate import BUILTIN_METRICS
+
+    return {spec.name for spec in BUILTIN_METRICS}
+
+
+def _ensure_builtin_metrics() -> None:
+    if _METRICS:
+        return
+    from .evaluate import BUILTIN_METRICS
+
+    for spec in BUILTIN_METRICS:
+        _METRICS.setdefault(spec.name, spec)

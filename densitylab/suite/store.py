@@ -1,0 +1,112 @@
+"""The results folder: one JSON file per run, written atomically, read back tolerantly.
+
+Layout of ``DIR``::
+
+    DIR/suite.json                  the suite as last run (name, source, settings)
+    DIR/runs/<run_id>.json          one record per run: status "ok" or "failed"
+    DIR/runs/<run_id>.samples.npz   model samples (and a log-density grid) for the figures
+
+Every file is written with :func:`densitylab._runtime.atomic_write_bytes` (temp file in the same
+folder, fsync, rename), the samples before the record, so a ``kill -9`` at any moment leaves
+either no record or a complete one. Readers skip the hidden temp files a killed writer leaves
+behind and any file that does not parse (with a warning), so the report never breaks on them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._runtime import atomic_write_bytes, atomic_write_json, logger
+
+__all__ = ["RunStore"]
+
+
+class RunStore:
+    """Read and write the run records of one results folder."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+
+    def record_path(self, run_id: str) -> Path:
+        """Where the record of ``run_id`` lives."""
+        return self.runs_dir / f"{run_id}.json"
+
+    def samples_path(self, run_id: str) -> Path:
+        """Where the samples of ``run_id`` live."""
+        return self.runs_dir / f"{run_id}.samples.npz"
+
+    def write_record(self, record: dict[str, Any]) -> Path:
+        """Atomically write a run record (it must carry ``run_id``)."""
+        return atomic_write_json(self.record_path(record["run_id"]), record)
+
+    def write_samples(self, run_id: str, arrays: dict[str, np.ndarray]) -> Path:
+        """Atomically write named arrays as a compressed ``.npz`` beside the record."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return atomic_write_bytes(self.samples_path(run_id), buf.getvalue())
+
+    def write_suite(self, info: dict[str, Any]) -> Path:
+        """Atomically write ``suite.json`` describing the suite that fills this folder."""
+        return atomic_write_json(self.root / "suite.json", info)
+
+    def read_suite(self) -> dict[str, Any] | None:
+        """The ``suite.json`` of this folder, or None."""
+        return _read_json(self.root / "suite.json")
+
+    def load(self, run_id: str) -> dict[str, Any] | None:
+        """The record of ``run_id``, or None when it is absent or unreadable."""
+        return _read_json(self.record_path(run_id))
+
+    def is_finished(self, run_id: str) -> bool:
+        """True when ``run_id`` has a record with status ``"ok"`` (failed runs are retried)."""
+        rec = self.load(run_id)
+        return rec is not None and rec.get("status") == "ok"
+
+    def load_samples(self, run_id: str) -> dict[str, np.ndarray] | None:
+        """The arrays saved with ``run_id``, or None when absent or unreadable."""
+        path = self.samples_path(run_id)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as err:
+            logger.warning("ignoring unreadable samples file %s: %s", path, err)
+            return None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every readable run record, sorted by (dataset, model, seed, run_id)."""
+        if not self.runs_dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.runs_dir.glob("*.json")):
+            if path.name.startswith("."):  # a temp file left by a killed writer
+                continue
+            rec = _read_json(path)
+            if rec is None or "run_id" not in rec or rec["run_id"] != path.stem:
+                if rec is not None:
+                    logger.warning("ignoring %s: not a run record", path)
+                continue
+            out.append(rec)
+        out.sort(key=lambda r: (str(r.get("dataset")), str(r.get("model")), r.get("seed", 0),
+                                r["run_id"]))
+        return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring unreadable file %s: %s", path, err)
+        return None
+    return data if isinstance(data, dict) else None
