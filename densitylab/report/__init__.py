@@ -38,6 +38,7 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
     out = Path(out_dir)
     store = RunStore(out)
     records = store.records()
+    suite_info = store.read_suite() or {}
     if not records:
         raise FileNotFoundError(f"no run records in {out / 'runs'}; run a suite into {out} first")
     table = results_table(out)
@@ -48,6 +49,6 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
         from .figures import write_figures
 
         fig_paths = write_figures(out, records, table)
-    text = render_report(store.read_suite(), records, table, failed, fig_paths, out)
+    text = render_report(suite_info, records, table, failed, fig_paths, out)
     md_path = atomic_write_text(out / "report.md", text)
     return ReportPaths(csv_path, md_path, fig_paths)

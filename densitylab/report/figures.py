@@ -112,7 +112,7 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         ax.set_title(f"{r['dataset']} / {r['model']} (seed {r['seed']})", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
-    axes.flat[0].legend(fontsize=6, loc="upper right", markerscale=3)
+    axes.flat[0].legend(fontsize=6, loc="upper right", markerscale=2)
     return fig
 
 
@@ -159,7 +159,7 @@ def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
     metrics = [m for m in dict.fromkeys(table["metric"]) if m != "num_modes"]
     cols = min(4, len(metrics))
     rows = -(-len(metrics) // cols)
-    fig = Figure(figsize=(3.0 * cols, 2.6 * rows), layout="constrained")
+    fig = Figure(figsize=(max(4.5, 3.0 * cols), 2.6 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
@@ -172,7 +172,7 @@ def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{dataset}: mean over seeds, bars = standard error", fontsize=10)
+    fig.suptitle(f"{dataset}: mean over seeds ± standard error", fontsize=10)
     return fig
 
 

@@ -15,6 +15,7 @@ not what was computed.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import numbers
 import sys
@@ -40,11 +41,12 @@ __all__ = [
     "run_id",
 ]
 
-#: Training settings every model gets unless ``[train]`` or the model's ``train`` says otherwise.
-TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": 1e-3}
+#: Training settings every model gets unless ``[train]`` or the model's ``train`` says otherwise
+#: (``lr = None``: the model's own default learning rate).
+TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None}
 
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
-               "density_grid"}
+               "density_grid", "plugins"}
 _TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -158,10 +160,11 @@ def parse_suite(
     eval_samples = _positive_int(suite.get("eval_samples", 2500), "suite.eval_samples")
     save_samples = _get(suite, "suite.save_samples", bool, True)
     density_grid = _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0)
+    plugins = _plugins(suite.get("plugins", []))
 
     train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
     datasets = _datasets(_array(data, "datasets"))
-    models = _models(_array(data, "models"), train)
+    models = _models(_array(data, "models"), train, datasets)
     metrics = _metrics(_array(data, "metrics"))
 
     runs = []
@@ -178,6 +181,8 @@ def parse_suite(
                     "save_samples": save_samples,
                     "density_grid": density_grid,
                 }
+                if plugins:
+                    cfg["plugins"] = plugins
                 runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev))
     return SuiteConfig(
         name=name, device=dev, seeds=seeds, eval_samples=eval_samples, train=train,
@@ -188,6 +193,22 @@ def parse_suite(
 
 
 # ---------------------------------------------------------------- sections
+
+
+def _plugins(value: Any) -> list[str]:
+    """Modules to import (in this process and in every worker) before a run is built.
+
+    A plugin registers its own models, datasets or metrics with :mod:`densitylab.suite.registry`
+    when imported, which makes them usable by name in the rest of the suite.
+    """
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"suite.plugins: expected an array of module names, got {value!r}")
+    for i, module in enumerate(value):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"suite.plugins[{i}]: cannot import {module!r}: {err}") from err
+    return list(value)
 
 
 def _datasets(items: list[Any]) -> list[dict[str, Any]]:
@@ -213,7 +234,8 @@ def _datasets(items: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _models(items: list[Any], train: dict[str, Any]) -> list[dict[str, Any]]:
+def _models(items: list[Any], train: dict[str, Any],
+            datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     known = registry.model_names()
     out, labels = [], set()
     for i, item in enumerate(items):
@@ -227,9 +249,24 @@ def _models(items: list[Any], train: dict[str, Any]) -> list[dict[str, Any]]:
             raise ValueError(f"{key}.kind: unknown model {kind!r}; expected one of {expected}")
         _unique(label, labels, f"{key}.name")
         params = _params(item, key)
+        _try_model(kind, params, datasets, f"{key}.params")
         model_train = _train(item.get("train", {}), f"{key}.train", dict(train))
         out.append({"label": label, "kind": kind, "params": params, "train": model_train})
     return out
+
+
+def _try_model(kind: str, params: dict[str, Any], datasets: list[dict[str, Any]],
+               key: str) -> None:
+    """Build the model once for the first vector dataset, so a mistyped parameter fails now."""
+    for ds in datasets:
+        if ds["name"] in registry.IMAGE_DATASETS:
+            continue
+        dim = registry.make_dataset(ds["name"], ds["params"]).dim
+        try:
+            registry.make_model(kind, params, data_shape=(dim,), seed=0)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{key}: {err}") from err
+        return
 
 
 def _metrics(items: list[Any]) -> list[dict[str, Any]]:

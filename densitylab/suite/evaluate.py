@@ -13,6 +13,7 @@ from it, so a run is reproducible on CPU from its configuration alone.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import math
 import platform
@@ -301,8 +302,9 @@ def _density_grid(model, reference: torch.Tensor, size: int, device) -> dict[str
 
 def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device):
     """Train with fresh batches from the target (passed as the data source) when fit accepts it."""
-    kwargs = {"steps": train["steps"], "batch_size": train["batch_size"], "lr": train["lr"],
-              "seed": seed}
+    kwargs = {"steps": train["steps"], "batch_size": train["batch_size"], "seed": seed}
+    if train.get("lr") is not None:
+        kwargs["lr"] = train["lr"]
     params = inspect.signature(model.fit).parameters
     if "device" in params:
         kwargs["device"] = device
@@ -381,6 +383,8 @@ def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> di
     import densitylab
 
     cfg = spec.config
+    for module in cfg.get("plugins", []):  # registrations a worker process has not seen yet
+        importlib.import_module(module)
     target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
     n = cfg["eval_samples"]
     model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],

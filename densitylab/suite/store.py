@@ -82,7 +82,7 @@ class RunStore:
             return None
 
     def records(self) -> list[dict[str, Any]]:
-        """Every readable run record, sorted by (dataset, model, seed, run_id)."""
+        """Every readable run record: in the order of the last suite run here, then the rest."""
         if not self.runs_dir.is_dir():
             return []
         out = []
@@ -95,8 +95,9 @@ class RunStore:
                     logger.warning("ignoring %s: not a run record", path)
                 continue
             out.append(rec)
-        out.sort(key=lambda r: (str(r.get("dataset")), str(r.get("model")), r.get("seed", 0),
-                                r["run_id"]))
+        order = {rid: i for i, rid in enumerate((self.read_suite() or {}).get("run_ids", []))}
+        out.sort(key=lambda r: (order.get(r["run_id"], len(order)), str(r.get("dataset")),
+                                str(r.get("model")), r.get("seed", 0), r["run_id"]))
         return out
 
 
