@@ -67,16 +67,27 @@ class SlowGaussianFit(GaussianFit):
         return super().fit(data, steps, batch_size, seed, lr, progress)
 
 
+class CrashingFit(GaussianFit):
+    """GaussianFit whose third fit in this process is interrupted, like a suite killed mid-way."""
+
+    def fit(self, data, steps, batch_size, seed, lr=None, progress=False):
+        if CALLS["fit"] == 2:
+            CALLS["fit"] += 1
+            raise KeyboardInterrupt
+        return super().fit(data, steps, batch_size, seed, lr, progress)
+
+
 def install():
     """Register the fakes (done on import, so the module also works as a suite plugin)."""
     register_model("gaussfit", GaussianFit)
     register_model("slowfit", SlowGaussianFit)
+    register_model("crashfit", CrashingFit)
     register_metric(MetricSpec("mean_gap", mean_gap, {}, description="test metric"))
     register_metric(MetricSpec("broken", broken, {"scale": 1.0}, description="test metric"))
 
 
 def uninstall():
-    for name in ("gaussfit", "slowfit", "mean_gap", "broken"):
+    for name in ("gaussfit", "slowfit", "crashfit", "mean_gap", "broken"):
         unregister(name)
 
 

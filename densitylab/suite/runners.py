@@ -176,12 +176,14 @@ def _run_dask(todo: list[RunSpec], out: Path, address: str, workers: int | None)
     if address == "local":
         n = workers or 1
         threads = max(1, (os.cpu_count() or 1) // n)
+        extra = {"env": {"OMP_NUM_THREADS": str(threads)}} if n > 1 else {}
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
-                               dashboard_address=None,
-                               env={"OMP_NUM_THREADS": str(threads)} if n > 1 else None)
+                               dashboard_address=":0", **extra)
         client = Client(cluster)
     else:
         client = Client(address)
+    logger.info("Dask: %d worker(s), dashboard %s", len(client.scheduler_info()["workers"]),
+                client.dashboard_link)
     try:
         futures = [client.submit(execute_run, spec.to_dict(), str(out), pure=False,
                                  key=f"densitylab-run-{spec.run_id}-{time.time_ns()}")
