@@ -1,0 +1,63 @@
+"""The densitylab command, called through main([...])."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import _suite_fakes
+import pandas as pd
+
+from densitylab import __version__
+from densitylab.cli import main
+
+
+def test_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out.strip() == f"densitylab {__version__}"
+
+
+def test_list_shows_datasets_models_metrics(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ring" in out and "grid" in out and "gaussfit" in out
+    assert "mode_coverage(threshold=3.0, min_count=1)" in out and "quick" in out
+
+
+def test_run_then_report(tmp_path, capsys):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(_suite_fakes.TINY_SUITE)
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--only", "*/g/*"]) == 0
+    text = capsys.readouterr().out
+    assert "4 run(s) selected: 0 already done, 4 finished, 0 failed" in text
+    assert main(["run", str(suite), "--out", str(out), "--only", "*/g/*", "--report"]) == 0
+    text = capsys.readouterr().out
+    assert "4 already done, 0 finished" in text and "report.md" in text
+    assert main(["report", str(out), "--no-figures"]) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and (out / "report.md").is_file()
+    # failed runs give exit status 1
+    assert main(["run", str(suite), "--out", str(out), "--only", "ring/bad/0"]) == 1
+
+
+def test_bad_config_is_a_clear_error(tmp_path, capsys):
+    suite = tmp_path / "bad.toml"
+    suite.write_text(_suite_fakes.TINY_SUITE.replace('kind = "gaussfit"\n\n[[models]]',
+                                                     'kind = "vea"\n\n[[models]]'))
+    assert main(["run", str(suite), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "models[0].kind: unknown model 'vea'; expected one of" in err
+    assert main(["run", "no_such_suite", "--out", str(tmp_path / "o")]) == 2
+    assert "built-in suites: 'quick', 'toy2d'" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "empty")]) == 2
+
+
+def test_python_dash_m():
+    res = subprocess.run([sys.executable, "-m", "densitylab", "--version"], capture_output=True,
+                         text=True, cwd=Path(__file__).parent, check=False)
+    assert res.returncode == 0 and res.stdout.strip() == f"densitylab {__version__}"
