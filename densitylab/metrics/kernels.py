@@ -71,7 +71,12 @@ def _median_bandwidth(pool: torch.Tensor, *, max_samples: int = 2000, seed: int 
     p = p - p.mean(0)
     d = torch.cdist(p, p, compute_mode="donot_use_mm_for_euclid_dist")
     iu = torch.triu_indices(p.shape[0], p.shape[0], offset=1, device=p.device)
-    med = float(d[iu[0], iu[1]].median())
+    v = d[iu[0], iu[1]]
+    half = v.numel() // 2
+    if v.numel() % 2:
+        med = float(v.kthvalue(half + 1).values)
+    else:  # the usual median: the mean of the two middle values (torch.median takes the lower)
+        med = 0.5 * float(v.kthvalue(half).values + v.kthvalue(half + 1).values)
     if not med > 0:
         raise ValueError(
             "the median heuristic gave bandwidth 0 (over half the pairs are identical points); "
