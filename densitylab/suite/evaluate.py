@@ -110,13 +110,17 @@ def _mode_coverage(ctx: EvalContext, threshold: float, min_count: int) -> dict[s
 
 
 def _coverage_values(mc) -> dict[str, Any]:
-    return {
+    out = {
         "modes_covered": float(mc.modes_covered),
         "num_modes": float(mc.num_modes),
         "high_quality_fraction": float(mc.high_quality_fraction),
-        "kl_modes": float(mc.kl_to_uniform),
         "counts": [int(c) for c in torch.as_tensor(mc.counts).reshape(-1).tolist()],
     }
+    if mc.kl_to_uniform is None:  # no high-quality sample: the histogram KL is undefined
+        out["kl_modes_note"] = "undefined: no high-quality sample"
+    else:
+        out["kl_modes"] = float(mc.kl_to_uniform)
+    return out
 
 
 def _mmd(ctx: EvalContext, kernel: str, bandwidth, estimator: str) -> dict[str, Any]:
@@ -159,11 +163,13 @@ def _kl_mc(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
     from densitylab import metrics
 
     n = num_samples or ctx.eval_samples
-    # kl_mc draws from the global generator: fork it so the estimate is seeded and side-effect free
+    # the model's log_prob may be a random estimate (IWAE): fork the global generator so the
+    # value is seeded and the caller's random stream untouched
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(derive_seed(ctx.seed, "kl_mc"))
         # KL(target || model): the direction that punishes a model for missing target mass
-        return {"kl_mc_target_model": float(metrics.kl_mc(ctx.target, ctx.model, n))}
+        est = metrics.kl_mc(ctx.target, ctx.model, n, seed=derive_seed(ctx.seed, "kl_mc_x"))
+    return {"kl_mc_target_model": float(est.value), "kl_mc_stderr": float(est.stderr)}
 
 
 def _prdc(ctx: EvalContext, k: int) -> dict[str, Any]:
