@@ -99,6 +99,8 @@ def kl_knn(x, y, k: int = 1, *, method: str = "auto") -> float:
     other x, :math:`\nu_k(i)` to its k-th nearest neighbour among y. Direction: ``x ~ P`` is the
     first argument of KL, ``y ~ Q`` the second. Asymptotically unbiased and consistent (bias
     ``O(n^{-1/d})``-type for smooth densities); finite-sample values can be slightly negative.
+    The bias is largest where P puts mass in Q's far tails (few y near those x): for
+    ``P = N(0, diag(0.1, 3))``, ``Q = N(0, I)`` (KL 1.152) it reads about 1.10 at n = m = 20,000.
     Duplicates: k-th *strictly positive* distance (see the module docstring), never ``-inf``.
 
     Cost: two k-d trees (scipy ``cKDTree``, all cores), ``O((n + m) log(n + m))`` for small d.
