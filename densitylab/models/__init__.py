@@ -1,0 +1,58 @@
+"""Generative models under one interface: a Pyro VAE (explicit density, ELBO), a GAN (implicit
+density) and a normalising flow (exact density).
+
+Every model has ``fit(data, steps, batch_size, lr, seed, device, callback, progress)``,
+``sample(n, seed)``, ``has_density`` (``log_prob`` where True), a JSON-able ``config``,
+``save(path)`` and ``load(path)``; see :mod:`densitylab.models.base`.
+
+Example:
+    >>> from densitylab import models
+    >>> models.available()
+    ['flow', 'gan', 'vae']
+    >>> vae = models.make("vae", data_dim=2, hidden=[16], seed=0)
+    >>> vae.has_density, models.make("gan", data_dim=2).has_density
+    (True, False)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import GenerativeModel, History, NoDensityError
+from .flow import Flow
+from .gan import GAN
+from .vae import VAE
+
+__all__ = [
+    "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow",
+    "make", "available", "load",
+]
+
+_REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow}
+_REGISTRY_BY_CLASS: dict[str, type[GenerativeModel]] = {c.__name__: c for c in _REGISTRY.values()}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`make`."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **hyperparameters) -> GenerativeModel:
+    """Build a model by name (``"vae"``, ``"gan"``, ``"flow"``) with keyword hyperparameters.
+
+    Raises:
+        ValueError: unknown name. TypeError: a hyperparameter the model does not take.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(available())}")
+    try:
+        return _REGISTRY[name](**hyperparameters)
+    except TypeError as err:
+        if "unexpected keyword" in str(err) or "positional argument" in str(err):
+            raise TypeError(f"model {name!r}: {err}") from err
+        raise
+
+
+def load(path: str | Path, device="cpu") -> GenerativeModel:
+    """Load any model written by ``model.save(path)``, as the class recorded in the file."""
+    return GenerativeModel.load(path, device=device)

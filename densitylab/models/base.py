@@ -1,0 +1,363 @@
+"""The interface every model shares: ``fit``, ``sample``, ``log_prob``, ``save`` and ``load``.
+
+A model owns its networks (``model.networks``, an ``nn.ModuleDict``) and a JSON-able ``config``
+from which the same architecture can be rebuilt; ``save`` writes both, atomically.
+
+Training (``fit``) guarantees:
+
+* **Seeds.** ``seed`` fixes the initial draw order of every random number used in training (data
+  batches, latent noise, Monte Carlo draws). The global torch RNG is forked for the duration of
+  ``fit`` and restored afterwards, so training never disturbs the caller's random stream. The
+  same seed on CPU gives bit-identical training. Weights are initialised by the constructor
+  (``seed=`` there, also without touching the global RNG).
+* **Divergence.** A non-finite loss or gradient is detected *before* the optimiser applies it:
+  ``fit`` raises :class:`densitylab.TrainingDiverged` naming the (0-based) step and the loss,
+  and the model keeps the finite parameters it had before that step.
+* **Ctrl-C.** ``KeyboardInterrupt`` during ``fit`` is re-raised (so a suite never records an
+  interrupted run as finished) after the model is left usable: weights from the last completed
+  step, eval mode, and ``model.history`` holding the partial history with ``interrupted=True``.
+* **Devices.** ``device`` is ``"cpu"``, ``"cuda[:i]"`` or ``"auto"``; the model moves there and
+  stays there. ``sample`` returns tensors on the model's device (``model.device``).
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .._runtime import atomic_torch_save, make_generator, resolve_device
+from .._runtime import progress as _progress
+from .._validation import as_tensor, check_int, check_positive
+
+__all__ = ["GenerativeModel", "History", "NoDensityError", "iter_batches"]
+
+
+class NoDensityError(NotImplementedError):
+    """Raised by ``log_prob`` of a model that defines no density (a GAN is an implicit model)."""
+
+
+class _NonFinite(Exception):
+    """Internal: a training step met a non-finite loss or gradient before updating anything."""
+
+    def __init__(self, loss: float):
+        super().__init__(loss)
+        self.loss = loss
+
+
+@dataclass
+class History:
+    """Per-step training losses of one ``fit`` call.
+
+    ``losses[name][i]`` is loss ``name`` at step ``i`` (0-based). ``interrupted`` is True when
+    Ctrl-C stopped training; ``diverged`` when a non-finite loss did; ``stopped_early`` when the
+    callback asked to stop. ``seconds`` is the wall time of the loop.
+    """
+
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    interrupted: bool = False
+    diverged: bool = False
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def append(self, step_losses: dict[str, float]) -> None:
+        """Record the losses of one step."""
+        for key, value in step_losses.items():
+            self.losses.setdefault(key, []).append(value)
+
+    @property
+    def steps(self) -> int:
+        """Number of completed steps."""
+        return max((len(v) for v in self.losses.values()), default=0)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.losses[key]
+
+    def mean(self, key: str, first: int | None = None, last: int | None = None) -> float:
+        """Mean of loss ``key`` over its ``first`` or ``last`` k steps (all steps by default)."""
+        values = self.losses[key]
+        if first is not None:
+            values = values[:first]
+        elif last is not None:
+            values = values[-last:]
+        return math.fsum(values) / max(len(values), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of the history."""
+        return {
+            "losses": {k: list(v) for k, v in self.losses.items()},
+            "steps": self.steps,
+            "interrupted": self.interrupted,
+            "diverged": self.diverged,
+            "stopped_early": self.stopped_early,
+            "seconds": self.seconds,
+        }
+
+
+def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: torch.device,
+                 dtype: torch.dtype, seed: int | None) -> Iterator[torch.Tensor]:
+    """Endless stream of ``(batch_size, *data_shape)`` training batches on ``device``.
+
+    ``data`` is an array or tensor ``(n, *data_shape)`` (shuffled each epoch, last partial batch
+    dropped so every batch has the same shape) or an object with ``.sample(n, seed)`` (a fresh
+    batch per step; when it returns a tuple, such as ``(images, labels)``, the first element is
+    used). Batches from a sampler are not checked for finiteness: a non-finite batch surfaces as a
+    non-finite loss, which ``fit`` turns into ``TrainingDiverged``.
+    """
+    gen = make_generator(seed, "cpu") if seed is not None else torch.Generator()
+    if seed is None:
+        gen.seed()
+    if hasattr(data, "sample") and callable(data.sample):
+        while True:
+            batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            out = data.sample(batch_size, seed=batch_seed)
+            if isinstance(out, tuple | list):
+                out = out[0]
+            batch = as_tensor(out, "data.sample(...)", allow_nonfinite=True)
+            if tuple(batch.shape) != (batch_size, *data_shape):
+                raise ValueError(
+                    f"data.sample({batch_size}) returned shape {tuple(batch.shape)}; the model "
+                    f"expects ({batch_size}, {', '.join(map(str, data_shape))})"
+                )
+            yield batch.to(device=device, dtype=dtype)
+    x = check_data(data, data_shape, "data").to(device=device, dtype=dtype)
+    n = x.shape[0]
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n} rows of data; lower batch_size")
+    while True:
+        perm = torch.randperm(n, generator=gen).to(device)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield x[perm[start:start + batch_size]]
+
+
+def check_data(x, data_shape: tuple[int, ...], name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a finite array ``(n, *data_shape)`` and return it as a tensor."""
+    t = as_tensor(x, name, ndim=len(data_shape) + 1)
+    if tuple(t.shape[1:]) != tuple(data_shape):
+        raise ValueError(
+            f"{name} must have shape (n, {', '.join(map(str, data_shape))}) for this model, got "
+            f"{tuple(t.shape)}"
+        )
+    return t
+
+
+def check_finite_step(loss: torch.Tensor | float, params: list[torch.Tensor]) -> float:
+    """Return ``float(loss)``; raise ``_NonFinite`` if the loss or any gradient is NaN/inf.
+
+    The gradient check is one fused reduction (``0 * sum`` is NaN exactly when a sum is not
+    finite), so it costs a single device sync together with the loss.
+    """
+    loss_t = torch.as_tensor(loss).detach()
+    grads = [p.grad.sum() for p in params if p.grad is not None]
+    if grads:
+        probe = loss_t.detach().to(grads[0].device) + 0.0 * torch.stack(grads).sum()
+    else:
+        probe = loss_t.detach()
+    value = float(probe)
+    if not math.isfinite(value):
+        for p in params:
+            p.grad = None
+        raise _NonFinite(float(loss_t))
+    return float(loss_t)
+
+
+class GenerativeModel(abc.ABC):
+    """Abstract base of densitylab's models; see the module docstring for ``fit``'s guarantees.
+
+    Subclasses define ``name``, ``has_density``, build ``self.networks`` in ``__init__`` and
+    implement ``_start_training``, ``_train_step`` and ``_sample``.
+    """
+
+    name: ClassVar[str] = "model"
+    has_density: ClassVar[bool] = False
+    default_lr: ClassVar[float] = 1e-3
+
+    def __init__(self, config: dict[str, Any], data_shape: tuple[int, ...]):
+        self._config = config
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.networks = nn.ModuleDict()
+        self.history: History | None = None
+        self._device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments rebuilding the architecture: ``type(m)(**m.config)``."""
+        return copy.deepcopy(self._config)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live and where ``sample`` returns tensors."""
+        return self._device
+
+    @property
+    def data_dim(self) -> int:
+        """Number of scalars in one data point (``prod(data_shape)``)."""
+        return math.prod(self.data_shape)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """All trainable parameters."""
+        return self.networks.parameters()
+
+    def to(self, device) -> GenerativeModel:
+        """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``); returns self."""
+        self._device = resolve_device(device)
+        self.networks.to(self._device)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ training
+    def fit(self, data, steps: int = 1000, batch_size: int = 256, lr: float | None = None,
+            seed: int | None = None, device=None,
+            callback: Callable[[int, dict[str, float], GenerativeModel], bool | None] | None = None,
+            progress: bool | None = None, checkpoint_every: int | None = None,
+            checkpoint_path: str | Path | None = None) -> History:
+        """Train for ``steps`` steps on minibatches of ``data``; return a :class:`History`.
+
+        Arguments:
+            data: an array/tensor ``(n, *data_shape)``, or a distribution with ``.sample(n, seed)``
+                (fresh batches each step; a tuple result uses its first element).
+            steps: number of training steps (for a GAN: generator steps).
+            batch_size: rows per step.
+            lr: learning rate (the model's ``default_lr`` when None).
+            seed: makes training reproducible (None: drawn from the global RNG).
+            device: ``"cpu"``, ``"cuda"``, ``"auto"`` or None (stay on the current device).
+            callback: ``callback(step, losses, model)`` after each step; returning True stops.
+            progress: True/False forces the progress display on/off; None: bar on a TTY.
+            checkpoint_every, checkpoint_path: save the model atomically every so many steps.
+
+        Raises:
+            densitylab.TrainingDiverged: a non-finite loss; the model keeps its last finite weights.
+            KeyboardInterrupt: re-raised after leaving the model usable (see module docstring).
+        """
+        from .. import TrainingDiverged
+
+        steps = check_int(steps, "steps", minimum=0)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        lr = self.default_lr if lr is None else check_positive(lr, "lr")
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        if checkpoint_every is not None:
+            checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
+            if checkpoint_path is None:
+                raise ValueError("checkpoint_every needs checkpoint_path")
+        if device is not None:
+            self.to(device)
+        dev = self.device
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        batches = iter_batches(data, batch_size, self.data_shape, device=dev,
+                               dtype=self._dtype(), seed=seed + 1)
+        history = History()
+        self.history = history
+        fork_devices = [dev] if dev.type == "cuda" else []
+        start = time.perf_counter()
+        step = 0
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            state = self._start_training(lr, batch_size)
+            self.networks.train()
+            try:
+                for step in _progress(range(steps), total=steps, desc=f"{self.name} fit",
+                                      enabled=progress):
+                    losses = self._train_step(state, batches)
+                    history.append(losses)
+                    if checkpoint_every and (step + 1) % checkpoint_every == 0:
+                        self.save(checkpoint_path)
+                    if callback is not None and callback(step, losses, self):
+                        history.stopped_early = True
+                        break
+            except _NonFinite as err:
+                history.diverged = True
+                raise TrainingDiverged(step, err.loss) from None
+            except KeyboardInterrupt:
+                history.interrupted = True
+                raise
+            finally:
+                self.networks.eval()
+                self._end_training(state)
+                history.seconds = time.perf_counter() - start
+        return history
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.networks.parameters()).dtype
+
+    @abc.abstractmethod
+    def _start_training(self, lr: float, batch_size: int) -> Any:
+        """Build optimisers (and anything else a fit needs); the result is passed to each step."""
+
+    @abc.abstractmethod
+    def _train_step(self, state: Any, batches: Iterator[torch.Tensor]) -> dict[str, float]:
+        """One training step; raise ``_NonFinite`` *before* updating on a non-finite loss."""
+
+    def _end_training(self, state: Any) -> None:  # noqa: B027 - optional hook
+        """Release what ``_start_training`` built (optional)."""
+
+    # ------------------------------------------------------------------ sampling / density
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """Draw ``n`` samples ``(n, *data_shape)`` on ``model.device``; ``seed`` fixes them."""
+        n = check_int(n, "n", minimum=0)
+        gen = make_generator(seed, self.device)
+        self.networks.eval()
+        with torch.no_grad():
+            return self._sample(n, gen)
+
+    @abc.abstractmethod
+    def _sample(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
+        """Draw samples using ``gen`` (the global RNG when None)."""
+
+    def log_prob(self, x, **kwargs) -> torch.Tensor:
+        """Log-density of each row of ``x``; :class:`NoDensityError` unless ``has_density``."""
+        raise NoDensityError(f"{type(self).__name__} defines no density")
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        """Everything ``save`` writes: class name, config and weights (on CPU)."""
+        from .. import __version__
+
+        weights = {k: v.detach().cpu() for k, v in self.networks.state_dict().items()}
+        return {"class": type(self).__name__, "config": self.config, "state_dict": weights,
+                "densitylab_version": __version__}
+
+    def save(self, path: str | Path) -> Path:
+        """Write config and weights to ``path`` atomically (temp file, fsync, rename)."""
+        return atomic_torch_save(self.state(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, device="cpu") -> GenerativeModel:
+        """Rebuild a model saved with ``save`` (on ``device``); checks the saved class matches."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+            raise ValueError(f"{path} is not a densitylab model file")
+        if cls is not GenerativeModel and payload.get("class") != cls.__name__:
+            raise ValueError(
+                f"{path} holds a {payload.get('class')}, not a {cls.__name__}; "
+                "use models.load(path)"
+            )
+        return _from_payload(payload, device)
+
+
+def _from_payload(payload: dict[str, Any], device) -> GenerativeModel:
+    from . import _REGISTRY_BY_CLASS
+
+    cls_name = payload.get("class")
+    if cls_name not in _REGISTRY_BY_CLASS:
+        raise ValueError(f"unknown model class {cls_name!r} in file")
+    model = _REGISTRY_BY_CLASS[cls_name](**payload["config"])
+    model.networks.load_state_dict(payload["state_dict"])
+    model.networks.eval()
+    return model.to(device)

@@ -1,0 +1,273 @@
+"""A generative adversarial network: an implicit model that samples well but defines no density.
+
+Generator ``G: z -> x`` with ``z ~ N(0, I)`` and discriminator (critic) ``D: x -> logit``
+(Goodfellow et al., NeurIPS 2014), trained by alternating Adam steps on the losses of
+:mod:`densitylab.losses`. Options from the literature:
+
+* ``loss``: minimax, non_saturating, hinge, wasserstein, least_squares (see ``losses``).
+* ``gp_weight``: WGAN-GP gradient penalty (Gulrajani et al., NeurIPS 2017); 10 by default with
+  ``loss="wasserstein"``, 0 otherwise.
+* ``r1_weight``: R1 penalty ``r1_weight / 2 * E||grad D(real)||^2`` (Mescheder et al., ICML 2018).
+* ``n_critic``: discriminator steps per generator step (5 in WGAN-GP).
+* ``pack``: PacGAN (Lin, Khetan, Fanti, Oh, NeurIPS 2018): the discriminator judges ``pack``
+  samples at once, concatenated (along features, or channels for images), which penalises a
+  generator whose samples lack diversity; a remedy for mode collapse. ``batch_size`` counts
+  single samples, so the discriminator sees ``batch_size / pack`` packed examples per step.
+* ``unrolled_steps``: unrolled GAN (Metz, Poole, Pfau, Sohl-Dickstein, ICLR 2017): the
+  generator's loss is taken against the discriminator after ``k`` further differentiable
+  gradient steps on it, and the generator's gradient flows through those steps. Here the inner
+  steps are plain gradient descent with step size ``unrolled_lr`` (the paper unrolls Adam); the
+  real discriminator is not changed by them.
+
+``log_prob`` raises :class:`~densitylab.models.base.NoDensityError`: a GAN has no tractable
+density (its samples usually lie on a low-dimensional manifold), so compare it with sample-based
+metrics (``metrics.mmd``, ``metrics.kl_knn``, ``metrics.mode_coverage``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .. import losses
+from .._validation import check_choice, check_int, check_positive
+from .base import GenerativeModel, NoDensityError, check_finite_step
+from .networks import MLP, ConvDecoder, ConvEncoder, conv_shape_ok
+from .vae import _check_hidden, _resolve_shape
+
+__all__ = ["GAN"]
+
+
+class Generator(nn.Module):
+    """``z -> x``: a network followed by the output nonlinearity (sigmoid for pixels in [0, 1])."""
+
+    def __init__(self, net: nn.Module, output: str):
+        super().__init__()
+        self.net = net
+        self.output = output
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.net(z)
+        return torch.sigmoid(out) if self.output == "sigmoid" else out
+
+
+class Discriminator(nn.Module):
+    """Packed samples ``(m, pack * C, ...)`` -> one logit each, shape ``(m,)``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """PacGAN packing: ``(n, C, ...) -> (n / pack, pack * C, ...)``, consecutive rows grouped."""
+    if pack == 1:
+        return x
+    return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
+
+
+class GAN(GenerativeModel):
+    """Generative adversarial network (MLP or DCGAN-style conv nets); see the module docstring.
+
+    Arguments:
+        data_dim / data_shape: flat data size, or the shape of one point (e.g. ``(1, 8, 8)``).
+        latent_dim: size of the generator's input noise.
+        hidden: hidden widths of both MLPs (``g_hidden`` / ``d_hidden`` override each).
+        network: ``"mlp"`` or ``"conv"`` (DCGAN-style; images with H, W divisible by 4).
+        loss: one of ``losses.GAN_LOSSES``.
+        n_critic, gp_weight, r1_weight, pack, unrolled_steps, unrolled_lr: see module docstring.
+        betas: Adam's betas for both players ((0.5, 0.999) as in DCGAN).
+        output: ``"auto"`` (sigmoid for images, identity for flat data), ``"sigmoid"`` or
+            ``"identity"``.
+        conv_width: channel width of the conv networks.
+        seed: seed of the weight initialisation (None: global RNG).
+
+    Example:
+        >>> from densitylab import distributions, models
+        >>> gan = models.GAN(data_dim=2, hidden=(32, 32), pack=2, seed=0)
+        >>> history = gan.fit(distributions.ring(), steps=20, batch_size=64, seed=0)
+        >>> gan.sample(5, seed=0).shape
+        torch.Size([5, 2])
+    """
+
+    name = "gan"
+    has_density = False
+    default_lr = 2e-4
+
+    def __init__(self, data_dim: int | None = None, latent_dim: int = 2,
+                 hidden: Sequence[int] = (128, 128), *, data_shape: Sequence[int] | None = None,
+                 network: str = "mlp", loss: str = "non_saturating", n_critic: int = 1,
+                 gp_weight: float | None = None, r1_weight: float = 0.0, pack: int = 1,
+                 unrolled_steps: int = 0, unrolled_lr: float | None = None,
+                 g_hidden: Sequence[int] | None = None, d_hidden: Sequence[int] | None = None,
+                 betas: Sequence[float] = (0.5, 0.999), output: str = "auto",
+                 conv_width: int = 32, seed: int | None = None):
+        shape = _resolve_shape(data_dim, data_shape)
+        latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+        hidden = _check_hidden(hidden)
+        g_hidden = hidden if g_hidden is None else _check_hidden(g_hidden)
+        d_hidden = hidden if d_hidden is None else _check_hidden(d_hidden)
+        check_choice(network, "network", ("mlp", "conv"))
+        check_choice(loss, "loss", losses.GAN_LOSSES)
+        n_critic = check_int(n_critic, "n_critic", minimum=1)
+        if gp_weight is None:
+            gp_weight = 10.0 if loss == "wasserstein" else 0.0
+        gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
+        r1_weight = check_positive(r1_weight, "r1_weight", allow_zero=True)
+        pack = check_int(pack, "pack", minimum=1)
+        unrolled_steps = check_int(unrolled_steps, "unrolled_steps", minimum=0)
+        unrolled_lr = check_positive(unrolled_lr, "unrolled_lr", allow_none=True)
+        if isinstance(betas, str) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats in [0, 1), got {betas!r}")
+        betas = [check_positive(b, "betas entry", allow_zero=True) for b in betas]
+        if any(b >= 1 for b in betas):
+            raise ValueError(f"betas entries must lie in [0, 1), got {betas}")
+        check_choice(output, "output", ("auto", "sigmoid", "identity"))
+        if output == "auto":
+            output = "sigmoid" if len(shape) == 3 else "identity"
+        conv_width = check_int(conv_width, "conv_width", minimum=1)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        if network == "conv" and not conv_shape_ok(shape):
+            raise ValueError(
+                f"network='conv' needs data_shape (C, H, W) with H, W divisible by 4, got {shape}"
+            )
+        config = {
+            "data_shape": list(shape), "latent_dim": latent_dim, "hidden": list(hidden),
+            "network": network, "loss": loss, "n_critic": n_critic, "gp_weight": gp_weight,
+            "r1_weight": r1_weight, "pack": pack, "unrolled_steps": unrolled_steps,
+            "unrolled_lr": unrolled_lr, "g_hidden": list(g_hidden), "d_hidden": list(d_hidden),
+            "betas": betas, "output": output, "conv_width": conv_width, "seed": seed,
+        }
+        super().__init__(config, shape)
+        self.latent_dim = latent_dim
+        packed_shape = (pack * shape[0], *shape[1:])
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            if network == "conv":
+                g_net = ConvDecoder(latent_dim, shape, width=conv_width, batch_norm=True)
+                d_net = ConvEncoder(packed_shape, 1, width=conv_width, activation="leaky_relu")
+            else:
+                g_net = MLP((latent_dim,), shape, g_hidden, "relu")
+                d_net = MLP(packed_shape, (1,), d_hidden, "leaky_relu")
+            self.networks["generator"] = Generator(g_net, output)
+            self.networks["discriminator"] = Discriminator(d_net)
+        self.networks.eval()
+
+    @property
+    def generator(self) -> Generator:
+        """The generator network ``z -> x``."""
+        return self.networks["generator"]
+
+    @property
+    def discriminator(self) -> Discriminator:
+        """The discriminator (critic) on packed samples."""
+        return self.networks["discriminator"]
+
+    def log_prob(self, x, **kwargs) -> torch.Tensor:
+        """Not defined: raises :class:`NoDensityError` (a GAN is an implicit model)."""
+        raise NoDensityError(
+            "a GAN defines no density: it only maps noise to samples, so log_prob(x) does not "
+            "exist. Compare it with sample-based metrics instead: metrics.mmd, metrics.kl_knn, "
+            "metrics.mode_coverage (check model.has_density first)"
+        )
+
+    def discriminate(self, x) -> torch.Tensor:
+        """The discriminator's logits on ``x`` (n rows, grouped by ``pack``): ``(n / pack,)``."""
+        from .base import check_data
+
+        x = check_data(x, self.data_shape).to(device=self.device, dtype=self._dtype())
+        if x.shape[0] % self._config["pack"]:
+            raise ValueError(f"x needs a multiple of pack={self._config['pack']} rows")
+        with torch.no_grad():
+            return self.discriminator(pack_samples(x, self._config["pack"]))
+
+    # ------------------------------------------------------------------ training
+    def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
+        pack = self._config["pack"]
+        if batch_size % pack:
+            raise ValueError(f"batch_size={batch_size} must be a multiple of pack={pack}")
+        betas = tuple(self._config["betas"])
+        g_params = list(self.generator.parameters())
+        d_params = list(self.discriminator.parameters())
+        return {
+            "g_opt": torch.optim.Adam(g_params, lr=lr, betas=betas),
+            "d_opt": torch.optim.Adam(d_params, lr=lr, betas=betas),
+            "g_params": g_params, "d_params": d_params, "batch_size": batch_size,
+            "unrolled_lr": self._config["unrolled_lr"] or lr,
+        }
+
+    def _noise(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=gen, device=self.device,
+                           dtype=self._dtype())
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        cfg = self._config
+        d = self.discriminator
+        real_p = pack_samples(real, cfg["pack"])
+        fake_p = pack_samples(fake, cfg["pack"])
+        if cfg["r1_weight"] > 0:
+            real_p = real_p.detach().requires_grad_(True)
+        real_logits = d(real_p)
+        loss = losses.discriminator_loss(real_logits, d(fake_p), cfg["loss"])
+        if cfg["r1_weight"] > 0:
+            loss = loss + 0.5 * cfg["r1_weight"] * losses.r1_penalty(real_logits, real_p)
+        if cfg["gp_weight"] > 0:
+            loss = loss + cfg["gp_weight"] * losses.gradient_penalty(d, real_p, fake_p)
+        return loss
+
+    def _unrolled_logits(self, real: torch.Tensor, fake: torch.Tensor, steps: int,
+                         step_size: float) -> torch.Tensor:
+        """Logits on ``fake`` from D after ``steps`` differentiable descent steps on D's loss."""
+        cfg = self._config
+        d = self.discriminator
+        names = [name for name, _ in d.named_parameters()]
+        params = dict(d.named_parameters())
+        real_p = pack_samples(real, cfg["pack"])
+        fake_p = pack_samples(fake, cfg["pack"])
+        for _ in range(steps):
+            inner = losses.discriminator_loss(functional_call(d, params, (real_p,)),
+                                              functional_call(d, params, (fake_p,)), cfg["loss"])
+            grads = torch.autograd.grad(inner, [params[k] for k in names], create_graph=True)
+            params = {k: params[k] - step_size * g for k, g in zip(names, grads, strict=True)}
+        return functional_call(d, params, (fake_p,))
+
+    def _train_step(self, state: dict[str, Any],
+                    batches: Iterator[torch.Tensor]) -> dict[str, float]:
+        cfg = self._config
+        bs = state["batch_size"]
+        g, d_opt, g_opt = self.generator, state["d_opt"], state["g_opt"]
+        d_value = 0.0
+        for _ in range(cfg["n_critic"]):
+            real = next(batches)
+            with torch.no_grad():
+                fake = g(self._noise(bs))
+            d_loss = self._d_loss(real, fake)
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_value = check_finite_step(d_loss, state["d_params"])
+            d_opt.step()
+        fake = g(self._noise(bs))
+        if cfg["unrolled_steps"]:
+            logits = self._unrolled_logits(real, fake, cfg["unrolled_steps"], state["unrolled_lr"])
+        else:
+            logits = self.discriminator(pack_samples(fake, cfg["pack"]))
+        g_loss = losses.generator_loss(logits, cfg["loss"])
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_value = check_finite_step(g_loss, state["g_params"])
+        g_opt.step()
+        for p in state["d_params"]:  # the generator's backward pass also reached D
+            p.grad = None
+        return {"d_loss": d_value, "g_loss": g_value}
+
+    def _sample(self, n, gen):
+        return self.generator(self._noise(n, gen))

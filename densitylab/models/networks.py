@@ -1,0 +1,130 @@
+"""Plain ``nn.Module`` building blocks: MLPs and DCGAN-style conv nets for small images.
+
+Every network accepts any number of leading batch dimensions (Pyro's vectorised particles add
+one), so ``net(x)`` with ``x`` of shape ``(..., *in_shape)`` returns ``(..., *out_shape)``.
+Networks are ordinary modules built from their arguments, so ``torch.func.stack_module_state``
+can batch several copies (several seeds) of one of them.
+
+The conv nets follow DCGAN (Radford, Metz, Chintala, ICLR 2016): strided 4x4 convolutions, batch
+normalisation in the generator, LeakyReLU(0.2) in the discriminator. Two stride-2 stages map
+H x W to H/4 x W/4, which covers 8x8 digits (2x2) and 28x28 MNIST (7x7); any H and W divisible
+by 4 work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "conv_shape_ok"]
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+
+
+def _flatten_batch(x: torch.Tensor, event_ndim: int) -> tuple[torch.Tensor, torch.Size]:
+    batch = x.shape[: x.ndim - event_ndim]
+    return x.reshape(-1, *x.shape[x.ndim - event_ndim:]), batch
+
+
+class MLP(nn.Module):
+    """Fully connected net ``in_shape -> hidden... -> out_shape`` (flattens in, reshapes out)."""
+
+    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int],
+                 hidden: Sequence[int] = (128, 128), activation: str = "relu"):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+        act = ACTIVATIONS[activation]
+        layers: list[nn.Module] = []
+        width = _prod(self.in_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), act()]
+            width = h
+        layers.append(nn.Linear(width, _prod(self.out_shape)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[: x.ndim - len(self.in_shape)]
+        out = self.net(x.reshape(*batch, -1))
+        return out.reshape(*batch, *self.out_shape)
+
+
+class ConvEncoder(nn.Module):
+    """Images ``(..., C, H, W)`` -> ``(..., out_features)``: two strided 4x4 convs + linear.
+
+    With ``activation="leaky_relu"`` this is the DCGAN discriminator body (no batch norm, so that
+    WGAN-GP and R1 penalties, which need per-example gradients, stay valid).
+    """
+
+    def __init__(self, in_shape: Sequence[int], out_features: int, width: int = 32,
+                 activation: str = "leaky_relu"):
+        super().__init__()
+        c, h, w = in_shape
+        if not conv_shape_ok(in_shape):
+            raise ValueError(f"conv nets need (C, H, W) with H, W divisible by 4, got {in_shape}")
+        self.in_shape = (c, h, w)
+        act = ACTIVATIONS[activation]
+        self.body = nn.Sequential(
+            nn.Conv2d(c, width, 4, 2, 1), act(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), act(),
+            nn.Flatten(),
+            nn.Linear(2 * width * (h // 4) * (w // 4), out_features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat, batch = _flatten_batch(x, 3)
+        out = self.body(flat)
+        return out.reshape(*batch, out.shape[-1])
+
+
+class ConvDecoder(nn.Module):
+    """Codes ``(..., in_features)`` -> images ``(..., C, H, W)``: linear + two 4x4 transposed convs.
+
+    The DCGAN generator layout (batch norm and ReLU between layers when ``batch_norm=True``).
+    Outputs are unbounded (logits or means); apply a sigmoid outside when pixels lie in [0, 1].
+    """
+
+    def __init__(self, in_features: int, out_shape: Sequence[int], width: int = 32,
+                 batch_norm: bool = False):
+        super().__init__()
+        c, h, w = out_shape
+        if not conv_shape_ok(out_shape):
+            raise ValueError(f"conv nets need (C, H, W) with H, W divisible by 4, got {out_shape}")
+        self.out_shape = (c, h, w)
+        self.in_features = in_features
+        self._start = (2 * width, h // 4, w // 4)
+
+        def norm(ch: int) -> nn.Module:
+            return nn.BatchNorm2d(ch) if batch_norm else nn.Identity()
+
+        self.fc = nn.Sequential(nn.Linear(in_features, _prod(self._start)), nn.ReLU())
+        self.body = nn.Sequential(
+            norm(2 * width),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), norm(width), nn.ReLU(),
+            nn.ConvTranspose2d(width, c, 4, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat, batch = _flatten_batch(z, 1)
+        out = self.body(self.fc(flat).reshape(-1, *self._start))
+        return out.reshape(*batch, *self.out_shape)
+
+
+def conv_shape_ok(shape: Sequence[int]) -> bool:
+    """True when ``shape`` is ``(C, H, W)`` with H and W divisible by 4 (as the conv nets need)."""
+    return len(shape) == 3 and shape[1] % 4 == 0 and shape[2] % 4 == 0 and min(shape) > 0
+
+
+def _prod(shape: Sequence[int]) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out

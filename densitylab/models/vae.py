@@ -1,0 +1,394 @@
+"""A variational autoencoder written as a Pyro model/guide pair and trained by SVI on the ELBO.
+
+The generative story (Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014; the
+layout follows Pyro's ``examples/vae/vae.py``)::
+
+    z ~ Normal(0, I)                       (latent_dim,)
+    x | z ~ Normal(decoder(z), s^2 I)      likelihood="gaussian", s learned or fixed
+    x | z ~ Bernoulli(sigmoid(decoder(z))) likelihood="bernoulli" (pixels in [0, 1])
+
+and the amortised guide ``q(z | x) = Normal(mu(x), diag(sigma(x)^2))`` from an encoder network.
+``log_prob`` is the importance-weighted estimate of Burda, Grosse and Salakhutdinov (ICLR 2016):
+a stochastic lower bound on ``log p(x)`` that tightens as ``num_samples`` grows.
+
+With ``network="linear"`` the decoder is ``W z + b`` and the marginal is analytic,
+``p(x) = N(x; b, W W^T + s^2 I)`` (probabilistic PCA, Tipping and Bishop 1999), which the tests
+use to check the bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.infer import (
+    SVI,
+    JitTrace_ELBO,
+    JitTraceMeanField_ELBO,
+    Trace_ELBO,
+    TraceMeanField_ELBO,
+)
+from torch import nn
+
+from .._runtime import make_generator
+from .._validation import check_choice, check_int, check_positive
+from .base import GenerativeModel, check_data, check_finite_step
+from .networks import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, conv_shape_ok
+
+__all__ = ["VAE"]
+
+_MIN_LOG_SCALE = math.log(1e-4)
+_MAX_LOG_SCALE = 15.0
+
+
+class Encoder(nn.Module):
+    """Amortised Gaussian guide network: ``x -> (loc, scale)`` of ``q(z | x)``."""
+
+    def __init__(self, net: nn.Module, latent_dim: int):
+        super().__init__()
+        self.net = net
+        self.latent_dim = latent_dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, log_scale = self.net(x).split(self.latent_dim, dim=-1)
+        return loc, log_scale.clamp(_MIN_LOG_SCALE, _MAX_LOG_SCALE).exp()
+
+
+class Decoder(nn.Module):
+    """``z -> `` Gaussian mean (with an isotropic scale, learned or fixed) or Bernoulli logits."""
+
+    def __init__(self, net: nn.Module, likelihood: str, decoder_scale: str | float):
+        super().__init__()
+        self.net = net
+        self.likelihood = likelihood
+        if likelihood == "gaussian":
+            if decoder_scale == "learned":
+                self.log_scale = nn.Parameter(torch.tensor(math.log(0.1)))
+            else:
+                self.register_buffer("log_scale", torch.tensor(math.log(float(decoder_scale))))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+    def scale(self) -> torch.Tensor:
+        """The decoder's observation noise std ``s`` (Gaussian likelihood)."""
+        return self.log_scale.clamp(_MIN_LOG_SCALE, _MAX_LOG_SCALE).exp()
+
+
+class VAE(GenerativeModel):
+    """Variational autoencoder: Pyro ``model``/``guide``, ``SVI`` training, IWAE ``log_prob``.
+
+    Arguments:
+        data_dim: size of a flat data point (2 for the toy targets); or give ``data_shape``.
+        data_shape: shape of one data point, e.g. ``(1, 8, 8)`` for images ``(n, C, H, W)``.
+        latent_dim: size of z.
+        hidden: widths of the MLP hidden layers (encoder and decoder alike).
+        network: ``"mlp"``, ``"conv"`` (images; H and W divisible by 4) or ``"linear"``
+            (linear encoder and decoder: probabilistic PCA with an amortised guide).
+        likelihood: ``"gaussian"`` (continuous data) or ``"bernoulli"`` (pixels in [0, 1]).
+        decoder_scale: ``"learned"`` (one isotropic std, a parameter) or a fixed positive std.
+        activation: hidden-layer nonlinearity (relu, leaky_relu, elu, tanh, softplus).
+        jit: train with ``JitTrace_ELBO`` (compiled) instead of ``Trace_ELBO``.
+        num_particles: ELBO samples per data point per step (vectorised).
+        estimator: ``"trace"`` (Monte Carlo KL, Trace_ELBO) or ``"mean_field"`` (analytic KL,
+            TraceMeanField_ELBO).
+        optimizer: ``"adam"`` (one multi-tensor torch Adam) or ``"clipped_adam"`` (Pyro's
+            ClippedAdam: each gradient clipped to ``clip_norm``).
+        conv_width: channel width of the conv networks.
+        seed: seed of the weight initialisation (None: global RNG).
+
+    Example:
+        >>> from densitylab import distributions, models
+        >>> vae = models.VAE(data_dim=2, latent_dim=2, hidden=(32, 32), seed=0)
+        >>> history = vae.fit(distributions.ring(), steps=20, batch_size=64, seed=0)
+        >>> vae.sample(5, seed=0).shape
+        torch.Size([5, 2])
+    """
+
+    name = "vae"
+    has_density = True
+    default_lr = 1e-3
+
+    def __init__(self, data_dim: int | None = None, latent_dim: int = 2,
+                 hidden: Sequence[int] = (128, 128), *, data_shape: Sequence[int] | None = None,
+                 network: str = "mlp", likelihood: str = "gaussian",
+                 decoder_scale: str | float = "learned", activation: str = "relu",
+                 jit: bool = False, num_particles: int = 1, estimator: str = "trace",
+                 optimizer: str = "adam", clip_norm: float = 10.0, conv_width: int = 32,
+                 seed: int | None = None):
+        shape = _resolve_shape(data_dim, data_shape)
+        latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+        hidden = _check_hidden(hidden)
+        check_choice(network, "network", ("mlp", "conv", "linear"))
+        check_choice(likelihood, "likelihood", ("gaussian", "bernoulli"))
+        if decoder_scale != "learned":
+            if isinstance(decoder_scale, str):
+                raise ValueError(
+                    f"decoder_scale must be 'learned' or a positive number, got {decoder_scale!r}"
+                )
+            decoder_scale = check_positive(decoder_scale, "decoder_scale")
+        check_choice(activation, "activation", tuple(ACTIVATIONS))
+        if not isinstance(jit, bool):
+            raise TypeError(f"jit must be a bool, got {type(jit).__name__}")
+        num_particles = check_int(num_particles, "num_particles", minimum=1)
+        check_choice(estimator, "estimator", ("trace", "mean_field"))
+        check_choice(optimizer, "optimizer", ("adam", "clipped_adam"))
+        clip_norm = check_positive(clip_norm, "clip_norm")
+        conv_width = check_int(conv_width, "conv_width", minimum=1)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        if network == "conv" and not conv_shape_ok(shape):
+            raise ValueError(
+                f"network='conv' needs data_shape (C, H, W) with H, W divisible by 4, got {shape}"
+            )
+        config = {
+            "data_shape": list(shape), "latent_dim": latent_dim, "hidden": list(hidden),
+            "network": network, "likelihood": likelihood, "decoder_scale": decoder_scale,
+            "activation": activation, "jit": jit, "num_particles": num_particles,
+            "estimator": estimator, "optimizer": optimizer, "clip_norm": clip_norm,
+            "conv_width": conv_width, "seed": seed,
+        }
+        super().__init__(config, shape)
+        self.latent_dim = latent_dim
+        self.likelihood = likelihood
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            enc_net, dec_net = self._build_networks(network, shape, latent_dim, hidden,
+                                                    activation, conv_width)
+            self.networks["encoder"] = Encoder(enc_net, latent_dim)
+            self.networks["decoder"] = Decoder(dec_net, likelihood, decoder_scale)
+        self.networks.eval()
+
+    @staticmethod
+    def _build_networks(network, shape, latent_dim, hidden, activation, width):
+        if network == "linear":
+            return MLP(shape, (2 * latent_dim,), hidden=()), MLP((latent_dim,), shape, hidden=())
+        if network == "conv":
+            return (ConvEncoder(shape, 2 * latent_dim, width=width),
+                    ConvDecoder(latent_dim, shape, width=width))
+        return (MLP(shape, (2 * latent_dim,), hidden, activation),
+                MLP((latent_dim,), shape, tuple(reversed(hidden)), activation))
+
+    @property
+    def encoder(self) -> Encoder:
+        """The guide's network ``x -> (loc, scale)``."""
+        return self.networks["encoder"]
+
+    @property
+    def decoder(self) -> Decoder:
+        """The likelihood's network ``z -> mean`` (Gaussian) or ``z -> logits`` (Bernoulli)."""
+        return self.networks["decoder"]
+
+    # ------------------------------------------------------------------ the Pyro program
+    def _likelihood(self, out: torch.Tensor) -> dist.Distribution:
+        event_dims = len(self.data_shape)
+        if self.likelihood == "bernoulli":
+            # validate_args=False admits grey levels in [0, 1], as Pyro's VAE example does.
+            return dist.Bernoulli(logits=out, validate_args=False).to_event(event_dims)
+        return dist.Normal(out, self.decoder.scale()).to_event(event_dims)
+
+    def model(self, x: torch.Tensor) -> None:
+        """The generative story ``p(z) p(x | z)`` with ``x`` observed (sites ``"z"``, ``"x"``)."""
+        pyro.module("decoder", self.decoder)
+        n = x.shape[0]
+        with pyro.plate("data", n):
+            prior = dist.Normal(x.new_zeros((n, self.latent_dim)), x.new_ones((n, self.latent_dim)))
+            z = pyro.sample("z", prior.to_event(1))
+            pyro.sample("x", self._likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        """The amortised posterior ``q(z | x)`` (site ``"z"``)."""
+        pyro.module("encoder", self.encoder)
+        with pyro.plate("data", x.shape[0]):
+            loc, scale = self.encoder(x)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ------------------------------------------------------------------ training
+    def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
+        cfg = self._config
+        store = pyro.get_param_store()
+        # A private, empty param store for this fit: nothing is shared with other models.
+        scope = store.scope()
+        scope.__enter__()
+        elbo_cls = {
+            ("trace", False): Trace_ELBO, ("trace", True): JitTrace_ELBO,
+            ("mean_field", False): TraceMeanField_ELBO,
+            ("mean_field", True): _CachedJitTraceMeanField_ELBO,
+        }[(cfg["estimator"], cfg["jit"])]
+        particles = cfg["num_particles"]
+        kwargs: dict[str, Any] = {"num_particles": particles, "max_plate_nesting": 1,
+                                  "vectorize_particles": particles > 1}
+        if cfg["jit"]:
+            kwargs["ignore_jit_warnings"] = True
+        elbo = elbo_cls(**kwargs)
+        if cfg["optimizer"] == "clipped_adam":
+            optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": cfg["clip_norm"]})
+        else:
+            optim = _ModelAdam(self.networks.parameters(), lr)
+        # Scale the ELBO to a per-data-point average so that lr does not depend on batch_size.
+        scale = 1.0 / batch_size
+        svi = SVI(poutine.scale(self.model, scale), poutine.scale(self.guide, scale), optim, elbo)
+        params = list(self.networks.parameters())
+
+        def guarded_loss_and_grads(model, guide, *args, **kwargs):
+            loss = elbo.loss_and_grads(model, guide, *args, **kwargs)
+            check_finite_step(loss, params)  # raises before SVI applies the update
+            return loss
+
+        svi.loss_and_grads = guarded_loss_and_grads
+        return {"svi": svi, "scope": scope}
+
+    def _train_step(self, state: dict[str, Any],
+                    batches: Iterator[torch.Tensor]) -> dict[str, float]:
+        return {"loss": state["svi"].step(next(batches))}
+
+    def _end_training(self, state: dict[str, Any]) -> None:
+        state["scope"].__exit__(None, None, None)
+
+    # ------------------------------------------------------------------ evaluation
+    def log_weights(self, x, num_samples: int = 1, seed: int | None = None,
+                    chunk_size: int = 65536) -> torch.Tensor:
+        """Importance log-weights ``log p(x, z_k) - log q(z_k | x)``, shape ``(num_samples, n)``.
+
+        ``z_k ~ q(z | x)`` are drawn by running the guide; ``log p(x, z)`` by replaying the model
+        on the guide's trace. ``seed`` makes the draws reproducible without touching the global RNG.
+        """
+        x = check_data(x, self.data_shape).to(device=self.device, dtype=self._dtype())
+        k = check_int(num_samples, "num_samples", minimum=1)
+        n = x.shape[0]
+        rows = max(1, chunk_size // k)
+        out = []
+        fork = [self.device] if self.device.type == "cuda" else []
+        self.networks.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=fork), \
+                pyro.get_param_store().scope():
+            if seed is not None:
+                torch.manual_seed(check_int(seed, "seed", minimum=0))
+            for start in range(0, n, rows):
+                xb = x[start:start + rows]
+                m = xb.shape[0]
+                xr = xb.expand(k, *xb.shape).reshape(k * m, *self.data_shape)
+                guide_tr = poutine.trace(self.guide).get_trace(xr)
+                model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(xr)
+                lw = _site_log_prob(model_tr) - _site_log_prob(guide_tr)
+                out.append(lw.reshape(k, m))
+        return torch.cat(out, dim=1) if out else x.new_zeros((k, 0))
+
+    def elbo(self, x, num_samples: int = 1, seed: int | None = None) -> torch.Tensor:
+        """Monte Carlo ELBO of each row of ``x``: the mean of ``num_samples`` log-weights, ``(n,)``.
+
+        ``ELBO(x) = E_q[log p(x, z) - log q(z | x)] <= log p(x)`` (Kingma and Welling 2014).
+        """
+        return self.log_weights(x, num_samples, seed).mean(dim=0)
+
+    def log_prob(self, x, num_samples: int = 100, seed: int | None = None) -> torch.Tensor:
+        """IWAE estimate of ``log p(x)`` for each row, ``(n,)`` (Burda et al., ICLR 2016).
+
+        ``log (1/K) sum_k p(x, z_k) / q(z_k | x)`` with ``K = num_samples`` draws from the guide.
+        Its expectation is a lower bound on ``log p(x)`` that increases with K (K = 1 is the
+        ELBO) and converges to ``log p(x)``; for finite K it underestimates.
+        """
+        from ..losses import iwae_bound
+
+        return iwae_bound(self.log_weights(x, num_samples, seed), dim=0)
+
+    def sample(self, n: int, seed: int | None = None, noise: bool = False) -> torch.Tensor:
+        """Draw ``n`` samples ``(n, *data_shape)`` on ``model.device`` from ``z ~ N(0, I)``.
+
+        ``noise=False`` returns the decoder means (sigmoid probabilities for Bernoulli): smooth,
+        the typical "blurry" VAE picture. ``noise=True`` adds the likelihood's noise (Gaussian
+        with the decoder std, or Bernoulli draws): true samples of the model's ``p(x)``.
+        """
+        n = check_int(n, "n", minimum=0)
+        gen = make_generator(seed, self.device)
+        self.networks.eval()
+        with torch.no_grad():
+            return self._draw(n, gen, bool(noise))
+
+    def _sample(self, n, gen):
+        return self._draw(n, gen, noise=False)
+
+    def _draw(self, n: int, gen: torch.Generator | None, noise: bool) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, generator=gen, device=self.device, dtype=self._dtype())
+        out = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            probs = torch.sigmoid(out)
+            return torch.bernoulli(probs, generator=gen) if noise else probs
+        if noise:
+            eps = torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype)
+            return out + self.decoder.scale() * eps
+        return out
+
+
+class _CachedJitTraceMeanField_ELBO(JitTraceMeanField_ELBO):
+    """``JitTraceMeanField_ELBO`` that reuses its compiled loss.
+
+    In pyro-ppl 1.9 the parent tests ``_loss_and_surrogate_loss`` but stores the compiled function
+    as ``_differentiable_loss``, so it re-traces at every step (about 5x slower than no JIT).
+    """
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        compiled = getattr(self, "_differentiable_loss", None)
+        if compiled is None:
+            return super().differentiable_loss(model, guide, *args, **kwargs)
+        kwargs["_pyro_model_id"] = id(model)
+        kwargs["_pyro_guide_id"] = id(guide)
+        return compiled(*args, **kwargs)
+
+
+class _ModelAdam(pyro.optim.PyroOptim):
+    """One ``torch.optim.Adam`` over all of the model's parameters, usable by ``pyro.infer.SVI``.
+
+    ``pyro.optim.Adam`` builds one optimiser per parameter tensor and steps them one by one;
+    stepping a single multi-tensor (``foreach``) Adam gives the same update with far less Python
+    overhead per step, which dominates for small networks.
+    """
+
+    def __init__(self, params, lr: float):  # no super().__init__: no per-parameter optimisers
+        self._params = list(params)
+        self.optim = torch.optim.Adam(self._params, lr=lr, foreach=True)
+
+    def __call__(self, params, *args, **kwargs) -> None:
+        unknown = set(params) - set(self._params)
+        if unknown:
+            raise RuntimeError("the model/guide created parameters outside the model's networks")
+        self.optim.step()
+
+    def get_state(self) -> dict:
+        return self.optim.state_dict()
+
+    def set_state(self, state_dict: dict) -> None:
+        self.optim.load_state_dict(state_dict)
+
+
+def _site_log_prob(trace) -> torch.Tensor:
+    trace.compute_log_prob()
+    total = 0.0
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            total = total + site["log_prob"]
+    return total
+
+
+def _resolve_shape(data_dim, data_shape) -> tuple[int, ...]:
+    if (data_dim is None) == (data_shape is None):
+        raise ValueError("give exactly one of data_dim (flat data) and data_shape (e.g. (1, 8, 8))")
+    if data_dim is not None:
+        return (check_int(data_dim, "data_dim", minimum=1),)
+    if isinstance(data_shape, int) or not isinstance(data_shape, Sequence):
+        raise TypeError(f"data_shape must be a sequence of ints, got {data_shape!r}")
+    if not 1 <= len(data_shape) <= 3:
+        raise ValueError(f"data_shape must be (d,) or (C, H, W), got {tuple(data_shape)}")
+    return tuple(check_int(s, "data_shape entry", minimum=1) for s in data_shape)
+
+
+def _check_hidden(hidden) -> tuple[int, ...]:
+    if isinstance(hidden, int) or not isinstance(hidden, Sequence):
+        raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
+    return tuple(check_int(h, "hidden layer width", minimum=1) for h in hidden)
