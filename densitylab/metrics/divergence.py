@@ -38,10 +38,15 @@ def _choose_method(method: str, x: torch.Tensor) -> str:
     return "kdtree"
 
 
-def _kth_positive_kdtree(tree, queries: np.ndarray, k: int, name: str) -> np.ndarray:
-    """Distance from each query to its k-th nearest point at a strictly positive distance."""
+def _kth_positive_kdtree(
+    tree, queries: np.ndarray, k: int, name: str, *, queries_in_tree: bool
+) -> np.ndarray:
+    """Distance from each query to its k-th nearest point at a strictly positive distance.
+
+    ``queries_in_tree``: each query is itself in the tree (distance 0), so ask for one more.
+    """
     n_points = tree.n
-    kk = min(k + 1, n_points)
+    kk = min(k + int(queries_in_tree), n_points)
     out = np.empty(len(queries))
     todo = np.arange(len(queries))
     while todo.size:
@@ -68,11 +73,11 @@ def _knn_log_distances(x: torch.Tensor, y: torch.Tensor | None, k: int, method: 
         from scipy.spatial import cKDTree
 
         xn = x.detach().to("cpu", torch.float64).numpy()
-        rho = _kth_positive_kdtree(cKDTree(xn), xn, k, "x")
+        rho = _kth_positive_kdtree(cKDTree(xn), xn, k, "x", queries_in_tree=True)
         nu = None
         if y is not None:
             yn = y.detach().to("cpu", torch.float64).numpy()
-            nu = _kth_positive_kdtree(cKDTree(yn), xn, k, "y")
+            nu = _kth_positive_kdtree(cKDTree(yn), xn, k, "y", queries_in_tree=False)
         return np.log(rho), (None if nu is None else np.log(nu))
     rho2 = knn_sqdist(x, x, k, positive_only=True)
     nu2 = None if y is None else knn_sqdist(x, y, k, positive_only=True)
