@@ -108,10 +108,16 @@ def _finish(arr: np.ndarray, dtype: torch.dtype, as_numpy: bool):
     return t.numpy() if as_numpy else t
 
 
+# Non-zero unit coordinates are at least this large in magnitude: a cloud's extent is then tied
+# to its scale, and squares of coordinates or of the scale never underflow.
+_TINY = 1e-6
+
+
 def _unit_elements(dtype: torch.dtype) -> st.SearchStrategy[float]:
     width = 32 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 64
-    return st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False, allow_subnormal=False,
-                     width=width)
+    floats = st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False, allow_subnormal=False,
+                       width=width)
+    return floats.map(lambda u: 0.0 if abs(u) < _TINY else u)
 
 
 @st.composite
@@ -142,8 +148,10 @@ def point_clouds(
 
     ``n`` is drawn from ``[min_n, max_n]``, ``d`` from ``[min_dim, max_dim]`` and the cloud's
     scale ``s`` from ``scale = (lo, hi)``. Coordinates are ``s * u`` with ``u`` a float in
-    ``[-1, 1]`` (no NaN, no infinity, no subnormal), so squared distances stay below ``4 d s^2``
-    and never overflow for ``hi < 1e15`` in float64 (keep ``hi <= 1e17 ** 0.5`` in float32).
+    ``[-1, 1]`` that is either 0 or at least ``1e-6`` in magnitude (no NaN, no infinity, no
+    subnormal, no ``1e-300``), so squared distances stay below ``4 d s^2`` and never overflow
+    for ``hi < 1e15`` in float64 (keep ``hi <= 1e17`` in float32), and a cloud that is not all
+    zeros spans at least ``1e-6 s``.
 
     Rows may repeat (Hypothesis likes to try all-equal clouds), which is right for laws that
     must hold on duplicates and wrong for estimators that need distinct points (k-NN distances,

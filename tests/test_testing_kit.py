@@ -30,6 +30,12 @@ def test_point_clouds_stay_in_bounds(x):
     assert float(x.abs().max()) <= 4.0
 
 
+@given(testing.point_clouds(max_n=8, scale=(1.0, 1.0)))
+def test_point_clouds_nonzero_coordinates_are_not_tiny(x):
+    nonzero = x[x != 0].abs()
+    assert nonzero.numel() == 0 or float(nonzero.min()) >= 1e-6
+
+
 @given(testing.point_clouds(max_n=8, dtype=torch.float32, as_numpy=True))
 def test_point_clouds_numpy_float32(x):
     assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
