@@ -8,6 +8,8 @@ from pathlib import Path
 
 import _suite_fakes
 import pandas as pd
+import pytest
+import torch
 
 from densitylab import __version__
 from densitylab.cli import main
@@ -61,3 +63,12 @@ def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "densitylab", "--version"], capture_output=True,
                          text=True, cwd=Path(__file__).parent, check=False)
     assert res.returncode == 0 and res.stdout.strip() == f"densitylab {__version__}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused_before_running(tmp_path, capsys):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(_suite_fakes.TINY_SUITE)
+    assert main(["run", str(suite), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "runs").exists()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._runtime import logger
+from .._runtime import logger, resolve_device
 from .config import RunSpec, SuiteConfig
 from .evaluate import execute_run
 from .store import RunStore
@@ -92,6 +92,8 @@ def run_suite(
     out = Path(out_dir)
     store = RunStore(out)
     start = time.perf_counter()
+    if dask is None:  # fail once, now, not once per run (Dask workers decide for themselves)
+        resolve_device(config.device)
     selected = select_runs(config.runs, only)
     if only and not selected:
         raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
