@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._runtime import atomic_torch_save, make_generator, resolve_device
+from .._runtime import atomic_torch_save, make_generator, resolve_device, torch_threads
 from .._runtime import progress as _progress
 from .._validation import as_tensor, check_int, check_positive
 
@@ -119,24 +119,34 @@ def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: 
     if seed is None:
         gen.seed()
     if hasattr(data, "sample") and callable(data.sample):
-        while True:
-            batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-            out = data.sample(batch_size, seed=batch_seed)
-            if isinstance(out, tuple | list):
-                out = out[0]
-            batch = as_tensor(out, "data.sample(...)", allow_nonfinite=True)
-            if tuple(batch.shape) != (batch_size, *data_shape):
-                raise ValueError(
-                    f"data.sample({batch_size}) returned shape {tuple(batch.shape)}; the model "
-                    f"expects ({batch_size}, {', '.join(map(str, data_shape))})"
-                )
-            yield batch.to(device=device, dtype=dtype)
+        return _sampler_batches(data, batch_size, data_shape, device, dtype, gen)
     x = check_data(data, data_shape, "data").to(device=device, dtype=dtype)
-    n = x.shape[0]
-    if batch_size > n:
-        raise ValueError(f"batch_size={batch_size} exceeds the {n} rows of data; lower batch_size")
+    if batch_size > x.shape[0]:
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {x.shape[0]} rows of data; lower batch_size"
+        )
+    return _tensor_batches(x, batch_size, gen)
+
+
+def _sampler_batches(data, batch_size, data_shape, device, dtype, gen) -> Iterator[torch.Tensor]:
     while True:
-        perm = torch.randperm(n, generator=gen).to(device)
+        batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        out = data.sample(batch_size, seed=batch_seed)
+        if isinstance(out, tuple | list):
+            out = out[0]
+        batch = as_tensor(out, "data.sample(...)", allow_nonfinite=True)
+        if tuple(batch.shape) != (batch_size, *data_shape):
+            raise ValueError(
+                f"data.sample({batch_size}) returned shape {tuple(batch.shape)}; the model "
+                f"expects ({batch_size}, {', '.join(map(str, data_shape))})"
+            )
+        yield batch.to(device=device, dtype=dtype)
+
+
+def _tensor_batches(x: torch.Tensor, batch_size: int, gen) -> Iterator[torch.Tensor]:
+    n = x.shape[0]
+    while True:
+        perm = torch.randperm(n, generator=gen).to(x.device)
         for start in range(0, n - batch_size + 1, batch_size):
             yield x[perm[start:start + batch_size]]
 
@@ -225,7 +235,8 @@ class GenerativeModel(abc.ABC):
             seed: int | None = None, device=None,
             callback: Callable[[int, dict[str, float], GenerativeModel], bool | None] | None = None,
             progress: bool | None = None, checkpoint_every: int | None = None,
-            checkpoint_path: str | Path | None = None) -> History:
+            checkpoint_path: str | Path | None = None,
+            num_threads: int | None = None) -> History:
         """Train for ``steps`` steps on minibatches of ``data``; return a :class:`History`.
 
         Arguments:
@@ -238,7 +249,11 @@ class GenerativeModel(abc.ABC):
             device: ``"cpu"``, ``"cuda"``, ``"auto"`` or None (stay on the current device).
             callback: ``callback(step, losses, model)`` after each step; returning True stops.
             progress: True/False forces the progress display on/off; None: bar on a TTY.
-            checkpoint_every, checkpoint_path: save the model atomically every so many steps.
+            checkpoint_every, checkpoint_path: save the model atomically every so many steps
+                (weights and config, not the optimiser state).
+            num_threads: torch CPU threads during training (None: leave torch's setting). Small
+                networks train fastest with 1 thread, and several threads on a busy machine can
+                be many times slower.
 
         Raises:
             densitylab.TrainingDiverged: a non-finite loss; the model keeps its last finite weights.
@@ -264,10 +279,12 @@ class GenerativeModel(abc.ABC):
                                dtype=self._dtype(), seed=seed + 1)
         history = History()
         self.history = history
+        if num_threads is not None:
+            num_threads = check_int(num_threads, "num_threads", minimum=1)
         fork_devices = [dev] if dev.type == "cuda" else []
         start = time.perf_counter()
         step = 0
-        with torch.random.fork_rng(devices=fork_devices):
+        with torch.random.fork_rng(devices=fork_devices), torch_threads(num_threads):
             torch.manual_seed(seed)
             state = self._start_training(lr, batch_size)
             self.networks.train()
