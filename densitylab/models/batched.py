@@ -301,7 +301,7 @@ class BatchedModel:
         newly = active & ~torch.isfinite(probe)
         if bool(newly.any()):
             for i in newly.nonzero().flatten().tolist():
-                self.divergences[i] = {"step": state["step"], "loss": float(loss[i])}
+                self.divergences[i] = {"step": state["step"], "loss": float(loss[i].detach())}
             active &= ~newly
         if bool(active.all()):
             optimizer.step()

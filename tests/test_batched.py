@@ -1,0 +1,239 @@
+"""Batched seeds: S models trained as one computation must be S separate models.
+
+The independent truth is the single model itself: with the same seeds, a batched model is
+checked against ``GAN``/``VAE`` built and fitted one seed at a time (float64, so that rounding
+differences cannot be amplified by Adam's normalisation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from densitylab import distributions, metrics
+from densitylab._runtime import torch_threads
+from densitylab.models import GAN, VAE
+from densitylab.models.batched import BatchedGAN, BatchedLinear, BatchedVAE
+
+SEEDS = [3, 5, 11]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # These tiny matrix products are slower with a contended thread pool than with one thread.
+    with torch_threads(1):
+        yield
+
+SMALL = {"data_dim": 2, "latent_dim": 2, "hidden": (16, 16)}
+
+
+def _state_close(single, batched_state, i, atol=0.0):
+    for key, value in single.networks.state_dict().items():
+        torch.testing.assert_close(batched_state[key][i], value, rtol=0.0, atol=atol,
+                                   msg=lambda m, key=key: f"{key}: {m}")
+
+
+def _singles(cls, seeds, **kwargs):
+    out = [cls(**kwargs, seed=s) for s in seeds]
+    for m in out:
+        m.networks.double()
+    return out
+
+
+@pytest.mark.parametrize("batched_cls, single_cls, extra", [
+    (BatchedGAN, GAN, {"pack": 2}),
+    (BatchedVAE, VAE, {"decoder_scale": "learned"}),
+    (BatchedVAE, VAE, {"decoder_scale": 0.3, "network": "linear"}),
+])
+def test_slices_start_as_the_separately_built_models(batched_cls, single_cls, extra):
+    batched = batched_cls(seeds=SEEDS, **SMALL, **extra)
+    state = batched.networks.state_dict()
+    for i, seed in enumerate(SEEDS):
+        _state_close(single_cls(**SMALL, **extra, seed=seed), state, i)
+    assert batched.num_seeds == 3 and batched.seeds == tuple(SEEDS)
+
+
+def test_batched_linear_is_s_linear_maps():
+    torch.manual_seed(0)
+    layer = BatchedLinear(3, 4, 5)
+    torch.nn.init.normal_(layer.weight)
+    torch.nn.init.normal_(layer.bias)
+    x = torch.randn(3, 2, 7, 4)
+    out = layer(x)
+    for s in range(3):
+        expected = torch.nn.functional.linear(x[s], layer.weight[s], layer.bias[s])
+        torch.testing.assert_close(out[s], expected)
+
+
+@pytest.mark.parametrize("extra", [
+    {"pack": 2},
+    {"loss": "minimax", "n_critic": 2},
+    {"loss": "hinge"},
+    {"loss": "wasserstein", "gp_weight": 0.0},
+    {"loss": "least_squares"},
+])
+def test_batched_gan_training_equals_separate_fits(extra):
+    ring = distributions.ring()
+    batched = BatchedGAN(seeds=SEEDS, **SMALL, **extra)
+    batched.networks.double()
+    histories = batched.fit(ring, steps=6, batch_size=32, lr=1e-3, progress=False)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(GAN, SEEDS, **SMALL, **extra)):
+        h = single.fit(ring, steps=6, batch_size=32, lr=1e-3, seed=SEEDS[i], progress=False)
+        _state_close(single, state, i, atol=1e-12)
+        for key in ("d_loss", "g_loss"):
+            assert histories[i][key] == pytest.approx(h[key], abs=1e-12)
+
+
+@pytest.mark.parametrize("extra", [{}, {"decoder_scale": 0.5, "activation": "tanh"}])
+def test_batched_vae_training_equals_separate_fits(extra):
+    ring = distributions.ring()
+    batched = BatchedVAE(seeds=SEEDS, **SMALL, **extra)
+    batched.networks.double()
+    histories = batched.fit(ring, steps=6, batch_size=32, progress=False)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(VAE, SEEDS, **SMALL, **extra)):
+        h = single.fit(ring, steps=6, batch_size=32, seed=SEEDS[i], progress=False)
+        _state_close(single, state, i, atol=1e-12)
+        assert histories[i]["loss"] == pytest.approx(h["loss"], abs=1e-12)
+
+
+def test_training_on_a_data_tensor_with_other_training_seeds():
+    data = distributions.grid().sample(200, seed=1).double()
+    batched = BatchedVAE(num_seeds=2, **SMALL)
+    batched.networks.double()
+    batched.fit(data, steps=5, batch_size=50, seeds=[7, 8], progress=False)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(VAE, [0, 1], **SMALL)):
+        single.fit(data, steps=5, batch_size=50, seed=7 + i, progress=False)
+        _state_close(single, state, i, atol=1e-12)
+
+
+def test_unstack_gives_working_models_whose_samples_match():
+    ring = distributions.ring()
+    for batched in (BatchedGAN(seeds=SEEDS, **SMALL), BatchedVAE(seeds=SEEDS, **SMALL)):
+        batched.fit(ring, steps=3, batch_size=16, progress=False)
+        singles = batched.unstack()
+        assert [type(m) for m in singles] == [batched.single_class] * 3
+        assert [m.config["seed"] for m in singles] == SEEDS
+        drawn = batched.sample(50, seed=4)
+        assert drawn.shape == (3, 50, 2)
+        for i, single in enumerate(singles):
+            torch.testing.assert_close(drawn[i], single.sample(50, seed=4))
+            assert single.history is batched.histories[i] and single.history.steps == 3
+        per_slice = batched.sample(20, seed=[1, 2, 3])
+        for i, single in enumerate(singles):
+            torch.testing.assert_close(per_slice[i], single.sample(20, seed=i + 1))
+    noisy = batched.sample(30, seed=9, noise=True)
+    for i, single in enumerate(singles):
+        torch.testing.assert_close(noisy[i], single.sample(30, seed=9, noise=True))
+        assert torch.isfinite(single.log_prob(ring.sample(10, seed=0), num_samples=4)).all()
+
+
+def test_unstacked_model_survives_save_and_load(tmp_path):
+    batched = BatchedGAN(seeds=[0, 1], **SMALL)
+    batched.fit(distributions.ring(), steps=2, batch_size=16, progress=False)
+    model = batched.unstack()[1]
+    path = model.save(tmp_path / "gan.pt")
+    loaded = GAN.load(path)
+    torch.testing.assert_close(loaded.sample(10, seed=0), batched.sample(10, seed=0)[1])
+
+
+def test_a_diverging_seed_is_frozen_and_the_others_train_on():
+    ring = distributions.ring()
+    batched = BatchedGAN(seeds=SEEDS, **SMALL)
+    batched.networks.double()
+    with torch.no_grad():  # slice 1's generator emits inf: its losses are non-finite at step 0
+        batched.generator.net.net[-1].bias[1].fill_(math.inf)
+    frozen = {k: v[1].clone() for k, v in batched.networks.state_dict().items()}
+    histories = batched.fit(ring, steps=4, batch_size=32, progress=False)
+    state = batched.networks.state_dict()
+    for key, value in frozen.items():
+        assert torch.equal(state[key][1], value), key
+    assert batched.divergences[1]["step"] == 0 and batched.divergences[0] is None
+    assert histories[1].diverged and histories[1].steps == 0
+    assert not histories[0].diverged and histories[0].steps == 4
+    for i in (0, 2):
+        single = _singles(GAN, [SEEDS[i]], **SMALL)[0]
+        single.fit(ring, steps=4, batch_size=32, seed=SEEDS[i], progress=False)
+        _state_close(single, state, i, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls, kwargs, option", [
+    (BatchedGAN, {"network": "conv", "data_shape": (1, 8, 8)}, "network"),
+    (BatchedGAN, {"loss": "wasserstein"}, "gp_weight"),
+    (BatchedGAN, {"r1_weight": 1.0}, "r1_weight"),
+    (BatchedGAN, {"unrolled_steps": 2}, "unrolled_steps"),
+    (BatchedVAE, {"likelihood": "bernoulli"}, "likelihood"),
+    (BatchedVAE, {"num_particles": 2}, "num_particles"),
+    (BatchedVAE, {"optimizer": "clipped_adam"}, "optimizer"),
+    (BatchedVAE, {"estimator": "mean_field"}, "estimator"),
+    (BatchedVAE, {"jit": True}, "jit"),
+])
+def test_unsupported_options_raise_naming_the_option(cls, kwargs, option):
+    base = {"data_dim": 2} if "data_shape" not in kwargs else {}
+    with pytest.raises(ValueError, match=option):
+        cls(num_seeds=2, **base, **kwargs)
+
+
+def test_bad_seeds_and_arguments_raise():
+    with pytest.raises(ValueError, match="num_seeds"):
+        BatchedGAN(data_dim=2)
+    with pytest.raises(ValueError, match="distinct"):
+        BatchedGAN(seeds=[1, 1], data_dim=2)
+    with pytest.raises(TypeError, match="seeds"):
+        BatchedGAN(num_seeds=2, data_dim=2, seed=0)
+    with pytest.raises(ValueError, match="seeds entry"):
+        BatchedVAE(seeds=[-1], data_dim=2)
+    gan = BatchedGAN(num_seeds=2, data_dim=2, pack=2)
+    with pytest.raises(ValueError, match="one per slice"):
+        gan.sample(3, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="pack"):
+        gan.fit(distributions.ring(), steps=1, batch_size=3)
+    with pytest.raises(ValueError, match="2 seeds"):
+        gan.fit(distributions.ring(), steps=1, batch_size=4, seeds=[0, 1, 2])
+    with pytest.raises(TypeError, match="latent_dim"):
+        BatchedGAN(num_seeds=2, data_dim=2, latent_dim=1.5)
+
+
+@pytest.mark.slow
+def test_mode_coverage_of_batched_and_separate_runs_agree_in_distribution():
+    """Different seeds for the two groups, so the agreement is statistical, not by construction.
+
+    A slice is the separate model with its seed (tested exactly above), so coverage values of the
+    two groups are draws from one distribution: their means must agree within sampling error.
+    """
+    ring = distributions.ring()
+    kwargs = {"data_dim": 2, "latent_dim": 2, "hidden": (64, 64)}
+    train = {"steps": 300, "batch_size": 128, "lr": 1e-3}
+    batched = BatchedGAN(seeds=list(range(6)), **kwargs)
+    batched.fit(ring, progress=False, **train)
+    covered_b = [metrics.mode_coverage(m.sample(1000, seed=0), ring).modes_covered
+                 for m in batched.unstack()]
+    covered_s = []
+    for seed in range(100, 106):
+        m = GAN(**kwargs, seed=seed)
+        m.fit(ring, seed=seed, progress=False, **train)
+        covered_s.append(metrics.mode_coverage(m.sample(1000, seed=0), ring).modes_covered)
+    b = torch.tensor(covered_b, dtype=torch.float64)
+    s = torch.tensor(covered_s, dtype=torch.float64)
+    se = math.sqrt(b.var() / len(b) + s.var() / len(s) + 1e-12)
+    assert abs(float(b.mean() - s.mean())) <= 4 * se + 1.0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_fit_on_cuda_matches_separate_cuda_fits():
+    ring = distributions.ring()
+    for batched_cls, single_cls in ((BatchedGAN, GAN), (BatchedVAE, VAE)):
+        batched = batched_cls(seeds=SEEDS, **SMALL)
+        batched.networks.double()
+        batched.fit(ring, steps=5, batch_size=32, device="cuda", progress=False)
+        assert batched.sample(4, seed=0).device.type == "cuda"
+        state = batched.networks.state_dict()
+        for i, single in enumerate(_singles(single_cls, SEEDS, **SMALL)):
+            single.fit(ring, steps=5, batch_size=32, seed=SEEDS[i], device="cuda",
+                       progress=False)
+            _state_close(single, state, i, atol=1e-9)
