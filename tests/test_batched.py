@@ -141,12 +141,16 @@ def test_unstacked_model_survives_save_and_load(tmp_path):
     torch.testing.assert_close(loaded.sample(10, seed=0), batched.sample(10, seed=0)[1])
 
 
-def test_a_diverging_seed_is_frozen_and_the_others_train_on():
+@pytest.mark.parametrize("batched_cls, single_cls, last_layer", [
+    (BatchedGAN, GAN, lambda m: m.generator.net.net[-1]),
+    (BatchedVAE, VAE, lambda m: m.decoder.net.net[-1]),
+])
+def test_a_diverging_seed_is_frozen_and_the_others_train_on(batched_cls, single_cls, last_layer):
     ring = distributions.ring()
-    batched = BatchedGAN(seeds=SEEDS, **SMALL)
+    batched = batched_cls(seeds=SEEDS, **SMALL)
     batched.networks.double()
-    with torch.no_grad():  # slice 1's generator emits inf: its losses are non-finite at step 0
-        batched.generator.net.net[-1].bias[1].fill_(math.inf)
+    with torch.no_grad():  # slice 1 outputs inf: its losses are non-finite at step 0
+        last_layer(batched).bias[1].fill_(math.inf)
     frozen = {k: v[1].clone() for k, v in batched.networks.state_dict().items()}
     histories = batched.fit(ring, steps=4, batch_size=32, progress=False)
     state = batched.networks.state_dict()
@@ -156,7 +160,7 @@ def test_a_diverging_seed_is_frozen_and_the_others_train_on():
     assert histories[1].diverged and histories[1].steps == 0
     assert not histories[0].diverged and histories[0].steps == 4
     for i in (0, 2):
-        single = _singles(GAN, [SEEDS[i]], **SMALL)[0]
+        single = _singles(single_cls, [SEEDS[i]], **SMALL)[0]
         single.fit(ring, steps=4, batch_size=32, seed=SEEDS[i], progress=False)
         _state_close(single, state, i, atol=1e-12)
 

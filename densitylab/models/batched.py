@@ -51,8 +51,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -63,7 +65,7 @@ from pyro import poutine
 from torch import nn
 
 from .. import losses
-from .._runtime import make_generator, resolve_device
+from .._runtime import make_generator, resolve_device, torch_threads
 from .._runtime import progress as _progress
 from .._validation import check_int, check_positive
 from .base import GenerativeModel, History, iter_batches
@@ -210,7 +212,7 @@ class BatchedModel:
     # ------------------------------------------------------------------ training
     def fit(self, data, steps: int = 1000, batch_size: int = 256, lr: float | None = None,
             seeds: Sequence[int] | None = None, device=None,
-            progress: bool | None = None) -> list[History]:
+            progress: bool | None = None, num_threads: int | None = None) -> list[History]:
         """Train all S slices for ``steps`` steps; return one :class:`History` per slice.
 
         Slice ``s`` sees what ``single.fit(data, steps, batch_size, lr, seed=seeds[s])`` would:
@@ -222,6 +224,7 @@ class BatchedModel:
             seeds: one training seed per slice (default: the initialisation seeds).
             device: ``"cpu"``, ``"cuda"``, ``"auto"`` or None (stay where the model is).
             progress: True/False forces the progress display; None: a bar on a TTY.
+            num_threads: torch CPU threads during training (None: leave torch's setting).
 
         A slice whose loss or gradient turns non-finite keeps its last finite parameters and
         stops (its history has ``diverged=True``; :attr:`divergences` holds step and loss);
@@ -235,6 +238,8 @@ class BatchedModel:
         if len(train_seeds) != self.num_seeds:
             raise ValueError(f"seeds must hold {self.num_seeds} seeds (one per slice), "
                              f"got {len(train_seeds)}")
+        if num_threads is not None:
+            num_threads = check_int(num_threads, "num_threads", minimum=1)
         if device is not None:
             self.to(device)
         dev, dtype, s = self.device, self._dtype(), self.num_seeds
@@ -250,8 +255,10 @@ class BatchedModel:
         stopped = [steps] * s
         interrupted = False
         start = time.perf_counter()
+        stack = contextlib.ExitStack()
         self.networks.train()
         try:
+            stack.enter_context(torch_threads(num_threads))
             desc = f"batched {self.single_class.name} x{s} fit"
             for step in _progress(range(steps), total=steps, desc=desc, enabled=progress):
                 state["step"] = step
@@ -268,6 +275,7 @@ class BatchedModel:
             interrupted = True
             raise
         finally:
+            stack.close()
             self.networks.eval()
             seconds = time.perf_counter() - start
             self.histories = self._histories(recorded, stopped, interrupted, seconds)
@@ -615,7 +623,11 @@ class BatchedVAE(BatchedModel):
         """One SVI step from explicit inputs ``x`` ``(S, B, D)`` and guide noise ``eps``
         ``(S, B, latent)``. Returns the per-slice loss (negative ELBO per point) ``(S,)``."""
         # A private, empty param store, as the single VAE's fit uses: nothing shared by name.
-        with pyro.get_param_store().scope():
+        # Inputs were checked at the boundary; a NaN arising in training must reach the
+        # divergence guard as a non-finite loss, not trip a distribution's argument check.
+        with pyro.get_param_store().scope(), pyro.validation_enabled(False), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             loss = -self.log_weights(x, eps) / x.shape[1]
         state["opt"].zero_grad(set_to_none=True)
         loss.sum().backward()
