@@ -127,7 +127,9 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                 "Same target, 2,500 samples, high quality = within 3 standard deviations of "
                 "the nearest mode. Published numbers: "
                 + "; ".join(f"{k}: {v}" for k, v in CITATIONS.items())
-                + ". VEEGAN reports 5 trials without errors; PacGAN mean ± s.e. over 10 trials.",
+                + ". VEEGAN reports 5 trials without errors; PacGAN mean ± s.e. over 10 trials. "
+                "The match is in the target and the evaluation; architectures and training "
+                "budgets are the papers' own and may differ from this suite's.",
                 "",
                 _published_table(sub, protocol), "",
             ]
