@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tomllib
 import torch
+from scipy.integrate import trapezoid
 
 from densitylab.suite import RunStore, parse_suite, run_suite
 
@@ -52,7 +53,7 @@ def test_tiny_suite_records_results_errors_and_samples(tmp_path):
     assert arrays["samples"].shape == (400, 2)
     # the stored log-density grid is a density: it integrates to ~1 over the sampled region
     dens = np.exp(arrays["grid_logp"])
-    mass = np.trapezoid(np.trapezoid(dens, arrays["grid_x"], axis=1), arrays["grid_y"])
+    mass = trapezoid(trapezoid(dens, arrays["grid_x"], axis=1), arrays["grid_y"])
     assert mass == pytest.approx(1.0, abs=0.03)
 
 
