@@ -72,13 +72,23 @@ def environment(device: torch.device) -> dict:
         "densitylab": densitylab.__version__, "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "device": str(device),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else platform.processor() or platform.machine()),
+                        else _cpu_name()),
         "cuda": torch.version.cuda, "load_average_start": _loadavg(),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env["device_memory_gib"] = round(props.total_memory / 2**30, 1)
     return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _loadavg() -> list[float] | None:
