@@ -113,8 +113,13 @@ def _finish(arr: np.ndarray, dtype: torch.dtype, as_numpy: bool):
 _TINY = 1e-6
 
 
+def _float_width(dtype: torch.dtype) -> int:
+    """Bits of the Hypothesis floats drawn for ``dtype`` (bfloat16 values are rounded on cast)."""
+    return {torch.float16: 16, torch.float32: 32, torch.bfloat16: 32}.get(dtype, 64)
+
+
 def _unit_elements(dtype: torch.dtype) -> st.SearchStrategy[float]:
-    width = 32 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 64
+    width = _float_width(dtype)
     floats = st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False, allow_subnormal=False,
                        width=width)
     return floats.map(lambda u: 0.0 if abs(u) < _TINY else u)
@@ -290,7 +295,7 @@ def logits(
     if isinstance(shape, st.SearchStrategy):
         shape = draw(shape, label="shape")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    width = 32 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 64
+    width = _float_width(dtype)
     specials = [v for v in _EXTREMES if abs(v) <= max_abs] + [max_abs, -max_abs]
     elements = st.one_of(
         st.sampled_from(specials),
@@ -459,14 +464,18 @@ def _describe(x: Any) -> str:
 def assert_finite(value: Any, name: str = "value") -> None:
     """Assert that ``value`` (tensor, array, number, or a mapping/sequence of them) has no NaN/inf.
 
-    The error names ``name``, counts the bad entries and shows the first one's index.
+    Result objects with a ``to_dict()`` method are checked field by field; ``None`` fields
+    (a value that is undefined by design, such as ``ModeCoverage.kl_to_uniform`` when no sample
+    is of high quality) are skipped. The error names ``name``, counts the bad entries and shows
+    the first one's index.
 
     Example:
         >>> assert_finite(torch.tensor([0.0, 1.0]), "loss")
     """
     if isinstance(value, Mapping):
         for key, item in value.items():
-            assert_finite(item, f"{name}[{key!r}]")
+            if item is not None:
+                assert_finite(item, f"{name}[{key!r}]")
         return
     if hasattr(value, "to_dict") and callable(value.to_dict):
         assert_finite(value.to_dict(), name)

@@ -13,7 +13,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from densitylab import testing
+from densitylab import metrics, testing
 from densitylab.distributions import GaussianMixture
 
 # --------------------------------------------------------------------------------------------
@@ -40,6 +40,12 @@ def test_point_clouds_nonzero_coordinates_are_not_tiny(x):
 def test_point_clouds_numpy_float32(x):
     assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
     assert np.isfinite(x).all()
+
+
+@given(testing.logits(max_abs=1e4, dtype=torch.float16))
+def test_logits_in_half_precision_are_exact_and_bounded(z):
+    assert z.dtype == torch.float16 and float(z.abs().max()) <= 1e4
+    assert bool(torch.isfinite(z).all())
 
 
 @given(testing.point_clouds(min_n=2, max_n=20, max_dim=2, scale=(1e-3, 1e3), distinct_rows=True))
@@ -159,6 +165,12 @@ def test_assert_finite():
         testing.assert_finite(torch.tensor([0.0, math.nan, 1.0]), "loss")
     with pytest.raises(AssertionError, match=r"stats\['b'\]"):
         testing.assert_finite({"a": 1.0, "b": math.inf}, "stats")
+    # a result object is checked through to_dict(); None marks a value undefined by design
+    empty = metrics.mode_coverage(torch.full((3, 2), 50.0), torch.zeros(1, 2), std=1.0)
+    assert empty.kl_to_uniform is None
+    testing.assert_finite(empty, "coverage")
+    with pytest.raises(AssertionError, match=r"prdc\['density'\]"):
+        testing.assert_finite(metrics.PRDC(1.0, 1.0, math.nan, 1.0, k=5), "prdc")
 
 
 def test_assert_close():
