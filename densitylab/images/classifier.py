@@ -35,7 +35,9 @@ ARCHITECTURE = {
     "weight_decay": 1e-4,
     "max_shift": 1,
 }
-_TRAIN_THREADS = 2
+# One thread: the batches are tiny, so more threads mostly add synchronisation (and on a busy
+# machine spin-waiting), and a fixed count keeps the float reductions, hence the weights, fixed.
+_TRAIN_THREADS = 1
 _memo: dict[tuple, DigitClassifier] = {}
 
 
