@@ -46,7 +46,7 @@ __all__ = [
 TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None}
 
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
-               "density_grid", "plugins"}
+               "density_grid", "plugins", "batch_seeds"}
 _TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -100,6 +100,10 @@ class SuiteConfig:
     density_grid: int = 64
     source: str | None = None
     runs: tuple[RunSpec, ...] = field(default=(), repr=False)
+    #: Train the seeds of one (dataset, model) as one batched model where the model supports it
+    #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
+    #: computed, not what: it is not part of the run ids.
+    batch_seeds: bool = False
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -161,6 +165,7 @@ def parse_suite(
     save_samples = _get(suite, "suite.save_samples", bool, True)
     density_grid = _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0)
     plugins = _plugins(suite.get("plugins", []))
+    batch_seeds = _get(suite, "suite.batch_seeds", bool, False)
 
     train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
     datasets = _datasets(_array(data, "datasets"))
@@ -188,7 +193,7 @@ def parse_suite(
         name=name, device=dev, seeds=seeds, eval_samples=eval_samples, train=train,
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
         description=description, save_samples=save_samples, density_grid=density_grid,
-        source=source, runs=tuple(runs),
+        source=source, runs=tuple(runs), batch_seeds=batch_seeds,
     )
 
 

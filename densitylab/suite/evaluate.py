@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 import math
 import platform
 import time
@@ -33,8 +34,8 @@ from .config import RunSpec
 from .registry import MetricSpec
 from .store import RunStore
 
-__all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "evaluate_metrics", "derive_seed",
-           "summarize_history"]
+__all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "batch_key",
+           "evaluate_metrics", "derive_seed", "summarize_history"]
 
 HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
 
@@ -359,13 +360,7 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
     if isinstance(spec, dict):
         spec = RunSpec.from_dict(spec)
     store = RunStore(out_dir)
-    rid = spec.run_id
-    cfg = spec.config
-    record: dict[str, Any] = {
-        "format": 1, "run_id": rid, "suite": spec.suite, "dataset": spec.dataset,
-        "model": spec.model, "seed": spec.seed, "config": cfg, "versions": _versions(),
-        "host": platform.node(),
-    }
+    record = _base_record(spec)
     start = time.perf_counter()
     try:
         device = resolve_device(spec.device)
@@ -373,16 +368,115 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
         record.update(_train_and_score(spec, store, device))
         record["status"] = "ok"
     except Exception as err:  # recorded and retried on the next run of the suite
-        record["status"] = "failed"
-        record["error"] = f"{type(err).__name__}: {err}"
-        record["traceback"] = traceback.format_exc()
-        record.setdefault("device", str(spec.device))
-        logger.warning("run %s (%s) failed: %s", spec.label, rid, record["error"])
-    record["wall_s"] = time.perf_counter() - start
+        _record_failure(record, spec, err)
+    return _finish(record, store, time.perf_counter() - start)
+
+
+def _base_record(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "format": 1, "run_id": spec.run_id, "suite": spec.suite, "dataset": spec.dataset,
+        "model": spec.model, "seed": spec.seed, "config": spec.config, "versions": _versions(),
+        "host": platform.node(),
+    }
+
+
+def _record_failure(record: dict[str, Any], spec: RunSpec, err: BaseException) -> None:
+    record["status"] = "failed"
+    record["error"] = f"{type(err).__name__}: {err}"
+    record["traceback"] = traceback.format_exc()
+    record.setdefault("device", str(spec.device))
+    logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, record["error"])
+
+
+def _finish(record: dict[str, Any], store: RunStore, wall_s: float) -> dict[str, Any]:
+    record["wall_s"] = wall_s
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     store.write_record(record)
-    return {"run_id": rid, "label": spec.label, "status": record["status"],
-            "wall_s": record["wall_s"], "error": record.get("error")}
+    return {"run_id": record["run_id"], "label": f"{record['dataset']}/{record['model']}/"
+            f"{record['seed']}", "status": record["status"], "wall_s": wall_s,
+            "error": record.get("error")}
+
+
+def batch_key(spec: RunSpec) -> str | None:
+    """Runs with equal keys differ only in their seed and can train as one batched model.
+
+    None when the model kind has no batched implementation (see
+    :mod:`densitylab.models.batched`) or the run fixes the model's own seed.
+    """
+    from densitylab.models.batched import batched_class
+
+    cfg = spec.config
+    kind = cfg["model"]["kind"]
+    if kind in registry._EXTRA_MODELS or batched_class(kind) is None:  # user model: its own
+        return None
+    if "seed" in cfg["model"]["params"]:
+        return None
+    rest = {k: v for k, v in cfg.items() if k != "seed"}
+    return json.dumps([spec.suite, spec.dataset, spec.model, spec.device, rest], sort_keys=True)
+
+
+def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
+                         out_dir: str | Path) -> list[dict[str, Any]]:
+    """Train the runs ``specs`` (equal :func:`batch_key`, distinct seeds) as one batched model.
+
+    Each seed is trained as its single run would be (see :mod:`densitylab.models.batched`),
+    then unstacked and scored, and recorded exactly as :func:`execute_run` records it, plus
+    ``"batched": {"seeds", "train_s_total"}``; ``train_s`` is the batched training time
+    divided by the number of seeds. An option the batched model does not support falls back to
+    one :func:`execute_run` per spec. Returns one summary per run.
+    """
+    specs = [RunSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
+    if len(specs) == 1:
+        return [execute_run(specs[0], out_dir)]
+    from densitylab.models.batched import batched_class
+
+    first = specs[0]
+    cfg = first.config
+    try:
+        device = resolve_device(first.device)
+        for module in cfg.get("plugins", []):
+            importlib.import_module(module)
+        target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
+        shape = _data_shape(target)
+        shape_kw = {"data_dim": shape[0]} if len(shape) == 1 else {"data_shape": shape}
+        batched = batched_class(cfg["model"]["kind"])(
+            seeds=[s.seed for s in specs], **shape_kw, **cfg["model"]["params"])
+    except (TypeError, ValueError) as err:
+        logger.info("%s: training the %d seeds one by one (%s)", first.label, len(specs), err)
+        return [execute_run(s, out_dir) for s in specs]
+
+    store = RunStore(out_dir)
+    train = cfg["train"]
+    start = time.perf_counter()
+    try:
+        histories = batched.fit(target, steps=train["steps"], batch_size=train["batch_size"],
+                                lr=train.get("lr"), device=device, progress=False)
+        trained = batched.unstack()
+    except Exception as err:  # every run of the batch failed; each is retried next time
+        wall = (time.perf_counter() - start) / len(specs)
+        out = []
+        for spec in specs:
+            record = _base_record(spec)
+            _record_failure(record, spec, err)
+            out.append(_finish(record, store, wall))
+        return out
+    train_s = (time.perf_counter() - start) / len(specs)
+    seeds = [s.seed for s in specs]
+    out = []
+    for spec, model, history, div in zip(specs, trained, histories, batched.divergences,
+                                         strict=True):
+        record = _base_record(spec)
+        record["device"] = str(device)
+        record["batched"] = {"seeds": seeds, "train_s_total": train_s * len(specs)}
+        t0 = time.perf_counter()
+        try:
+            record.update(_score(spec, store, device, target, model, history,
+                                 None if div is None else dict(div), train_s))
+            record["status"] = "ok"
+        except Exception as err:  # recorded and retried on the next run of the suite
+            _record_failure(record, spec, err)
+        out.append(_finish(record, store, train_s + time.perf_counter() - t0))
+    return out
 
 
 def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> dict[str, Any]:
@@ -392,7 +486,6 @@ def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> di
     for module in cfg.get("plugins", []):  # registrations a worker process has not seen yet
         importlib.import_module(module)
     target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
-    n = cfg["eval_samples"]
     model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
                                 data_shape=_data_shape(target), seed=spec.seed)
 
@@ -404,7 +497,14 @@ def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> di
         diverged = {"step": err.step, "loss": float(err.loss)}
         history = getattr(model, "history", None)
     train_s = time.perf_counter() - t0
+    return _score(spec, store, device, target, model, history, diverged, train_s)
 
+
+def _score(spec: RunSpec, store: RunStore, device: torch.device, target, model, history,
+           diverged: dict[str, Any] | None, train_s: float) -> dict[str, Any]:
+    """Sample the trained ``model``, score it with the run's metrics, save its samples."""
+    cfg = spec.config
+    n = cfg["eval_samples"]
     t1 = time.perf_counter()
     with torch.no_grad():
         samples = _draw(model, n, derive_seed(spec.seed, "sample")).to(device)

@@ -19,10 +19,10 @@ from typing import Any
 
 from .._runtime import logger, resolve_device
 from .config import RunSpec, SuiteConfig
-from .evaluate import execute_run
+from .evaluate import batch_key, execute_batched_runs
 from .store import RunStore
 
-__all__ = ["SuiteResult", "run_suite", "select_runs", "pending_runs"]
+__all__ = ["SuiteResult", "run_suite", "select_runs", "pending_runs", "group_runs"]
 
 
 @dataclass
@@ -88,6 +88,8 @@ def run_suite(
     ``workers > 1`` uses that many local processes (spawned, each with
     ``cpu_count // workers`` torch threads); ``dask="local"`` starts a Dask ``LocalCluster``
     (``workers`` processes, default 1), any other ``dask`` value is a scheduler address to join.
+    With ``config.batch_seeds`` the pending seeds of each (dataset, model) are one task, trained
+    as one batched model (:func:`~densitylab.suite.evaluate.execute_batched_runs`).
     """
     out = Path(out_dir)
     store = RunStore(out)
@@ -107,16 +109,39 @@ def run_suite(
     if result.skipped:
         logger.info("%d of %d run(s) already done in %s", len(result.skipped), len(selected), out)
     if todo:
+        units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
         if dask is not None:
-            stream = _run_dask(todo, out, dask, workers)
+            stream = _run_dask(units, out, dask, workers)
         elif workers is not None and workers > 1:
-            stream = _run_processes(todo, out, workers)
+            stream = _run_processes(units, out, workers)
         else:
-            stream = (execute_run(spec, out) for spec in todo)
+            stream = (s for unit in units for s in execute_batched_runs(unit, out))
         for summary in _report_progress(stream, len(todo), show_progress):
             result.finished.append(summary)
     result.wall_s = time.perf_counter() - start
     return result
+
+
+def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
+    """Runs that differ only in their seed, grouped (first-seen order); others alone."""
+    groups: dict[str, list[RunSpec]] = {}
+    units: list[list[RunSpec]] = []
+    for spec in runs:
+        key = batch_key(spec)
+        if key is None:
+            units.append([spec])
+        elif key in groups:
+            groups[key].append(spec)
+        else:
+            groups[key] = [spec]
+            units.append(groups[key])
+    return units
+
+
+def _failed(unit: list[RunSpec], why: str) -> Iterator[dict[str, Any]]:
+    for spec in unit:
+        yield {"run_id": spec.run_id, "label": spec.label, "status": "failed", "wall_s": 0.0,
+               "error": why}
 
 
 def _report_progress(stream: Iterator[dict[str, Any]], total: int, enabled: bool | None):
@@ -147,7 +172,7 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_processes(todo: list[RunSpec], out: Path, workers: int):
+def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -156,17 +181,17 @@ def _run_processes(todo: list[RunSpec], out: Path, workers: int):
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(execute_run, spec.to_dict(), str(out)): spec for spec in todo}
+        futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)): unit
+                   for unit in units}
         for fut in as_completed(futures):
-            spec = futures[fut]
+            unit = futures[fut]
             try:
-                yield fut.result()
+                yield from fut.result()
             except Exception as err:  # the worker itself died (e.g. out of memory)
-                yield {"run_id": spec.run_id, "label": spec.label, "status": "failed",
-                       "wall_s": 0.0, "error": f"worker died: {type(err).__name__}: {err}"}
+                yield from _failed(unit, f"worker died: {type(err).__name__}: {err}")
 
 
-def _run_dask(todo: list[RunSpec], out: Path, address: str, workers: int | None):
+def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int | None):
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as err:
@@ -187,17 +212,17 @@ def _run_dask(todo: list[RunSpec], out: Path, address: str, workers: int | None)
     logger.info("Dask: %d worker(s), dashboard %s", len(client.scheduler_info()["workers"]),
                 client.dashboard_link)
     try:
-        futures = [client.submit(execute_run, spec.to_dict(), str(out), pure=False,
-                                 key=f"densitylab-run-{spec.run_id}-{time.time_ns()}")
-                   for spec in todo]
-        by_key = {f.key: spec for f, spec in zip(futures, todo, strict=True)}
+        futures = [client.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out),
+                                 pure=False,
+                                 key=f"densitylab-run-{unit[0].run_id}-{time.time_ns()}")
+                   for unit in units]
+        by_key = {f.key: unit for f, unit in zip(futures, units, strict=True)}
         for fut in as_completed(futures):
-            spec = by_key[fut.key]
+            unit = by_key[fut.key]
             try:
-                yield fut.result()
+                yield from fut.result()
             except Exception as err:  # the worker was lost
-                yield {"run_id": spec.run_id, "label": spec.label, "status": "failed",
-                       "wall_s": 0.0, "error": f"dask worker error: {type(err).__name__}: {err}"}
+                yield from _failed(unit, f"dask worker error: {type(err).__name__}: {err}")
     finally:
         client.close()
         if cluster is not None:
