@@ -247,3 +247,52 @@ def test_batched_fit_on_cuda_matches_separate_cuda_fits():
             single.fit(ring, steps=5, batch_size=32, seed=SEEDS[i], device="cuda",
                        progress=False)
             _state_close(single, state, i, atol=1e-9)
+
+
+def _tiny_suite(batch_seeds: bool):
+    from densitylab.suite import parse_suite
+
+    return parse_suite({
+        "suite": {"name": "tiny", "device": "cpu", "seeds": [0, 1, 2], "eval_samples": 200,
+                  "batch_seeds": batch_seeds, "density_grid": 0},
+        "train": {"steps": 4, "batch_size": 32},
+        "datasets": [{"name": "ring"}],
+        "models": [{"name": "gan", "kind": "gan", "params": {"hidden": [16, 16], "pack": 2}},
+                   {"name": "vae", "kind": "vae", "params": {"hidden": [16, 16]}},
+                   {"name": "pinned", "kind": "vae", "params": {"hidden": [8], "seed": 4}}],
+        "metrics": [{"name": "mode_coverage"}, {"name": "mmd", "params": {"bandwidth": 0.5}}],
+    })
+
+
+def test_suite_with_batch_seeds_records_the_same_runs_as_one_by_one(tmp_path):
+    from densitylab.suite import RunStore, run_suite
+    from densitylab.suite.runners import group_runs
+
+    batched_cfg, plain_cfg = _tiny_suite(True), _tiny_suite(False)
+    assert [r.run_id for r in batched_cfg.runs] == [r.run_id for r in plain_cfg.runs]
+    # gan and vae seeds form one group each; a model with a fixed seed is not batched
+    assert sorted(len(u) for u in group_runs(batched_cfg.runs)) == [1, 1, 1, 3, 3]
+    res_b = run_suite(batched_cfg, tmp_path / "b", show_progress=False)
+    res_p = run_suite(plain_cfg, tmp_path / "p", show_progress=False)
+    assert len(res_b.ok) == len(res_p.ok) == 9
+    store_b, store_p = RunStore(tmp_path / "b"), RunStore(tmp_path / "p")
+    for spec in batched_cfg.runs:
+        rec_b, rec_p = store_b.load(spec.run_id), store_p.load(spec.run_id)
+        assert ("batched" in rec_b) == (spec.model != "pinned")
+        if spec.model != "pinned":
+            assert rec_b["batched"]["seeds"] == [0, 1, 2]
+        assert rec_b["history"]["steps"] == rec_p["history"]["steps"] == 4
+        for metric in ("mode_coverage", "mmd"):
+            values_b = rec_b["metrics"][metric]["values"]
+            values_p = rec_p["metrics"][metric]["values"]
+            assert values_b == pytest.approx(values_p, rel=1e-4, abs=1e-6), (spec.label, metric)
+    again = run_suite(batched_cfg, tmp_path / "b", show_progress=False)
+    assert len(again.skipped) == 9 and not again.finished
+
+
+def test_suite_batch_seeds_must_be_a_boolean():
+    from densitylab.suite import parse_suite
+
+    with pytest.raises(TypeError, match="suite.batch_seeds"):
+        parse_suite({"suite": {"batch_seeds": "yes"}, "datasets": [{"name": "ring"}],
+                     "models": [{"name": "gan"}], "metrics": [{"name": "mmd"}]})
