@@ -301,17 +301,17 @@ class BatchedModel:
         stays frozen for the rest of the fit.
         """
         s = self.num_seeds
-        probe = loss.detach().clone()
-        for p in params:
-            if p.grad is not None:
-                probe = probe + 0.0 * p.grad.reshape(s, -1).sum(dim=1)
+        grads = [p.grad.reshape(s, -1) for p in params if p.grad is not None]
+        probe = loss.detach()
+        if grads:  # 0 * sum is NaN exactly when a gradient entry is not finite
+            probe = probe + 0.0 * torch.cat(grads, dim=1).sum(dim=1)
         active = state["active"]
         newly = active & ~torch.isfinite(probe)
-        if bool(newly.any()):
+        if bool(newly.any()):  # the one device sync of this update
             for i in newly.nonzero().flatten().tolist():
                 self.divergences[i] = {"step": state["step"], "loss": float(loss[i].detach())}
             active &= ~newly
-        if bool(active.all()):
+        if all(d is None for d in self.divergences):
             optimizer.step()
             return
         # Some slices are frozen: give them zero gradients and undo the update Adam's moments
