@@ -164,8 +164,8 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int)
     """The toy2d suite (ring, grid x VAE, GAN) with batch_seeds = true, end to end."""
     import tomllib
 
+    from densitylab.suite import RunStore, parse_suite, run_suite
     from densitylab.suite import config as suite_config
-    from densitylab.suite import parse_suite, run_suite
 
     if "batch_seeds" not in getattr(suite_config, "_SUITE_KEYS", ()):
         return {"skipped": "this densitylab's suite has no batch_seeds option"}
@@ -181,14 +181,20 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int)
         start = time.perf_counter()
         result = run_suite(cfg, out, show_progress=False)
         wall = time.perf_counter() - start
-    print(f"  toy2d: {len(result.ok)} runs ok, {len(result.failed)} failed in {wall:.1f} s",
-          flush=True)
+        records = [r for r in (RunStore(out).load(spec.run_id) for spec in cfg.runs) if r]
+    # each batch records its training time once per seed; count it once
+    train_s = sum(r["batched"]["train_s_total"] / len(r["batched"]["seeds"]) if "batched" in r
+                  else r.get("train_s", 0.0) for r in records)
+    eval_s = sum(r.get("eval_s", 0.0) for r in records)
+    print(f"  toy2d: {len(result.ok)} runs ok, {len(result.failed)} failed in {wall:.1f} s "
+          f"(training {train_s:.1f} s, evaluation {eval_s:.1f} s)", flush=True)
     return {"datasets": ["ring", "grid"], "models": ["vae", "gan"], "seeds": seeds,
             "steps": steps, "eval_samples": eval_samples,
             "metrics": [m["name"] for m in data["metrics"]],
             "runs": result.total, "ok": len(result.ok), "failed": len(result.failed),
             "errors": sorted({r["error"] for r in result.failed if r.get("error")}),
-            "wall_s": wall}
+            "batched_runs": sum("batched" in r for r in records),
+            "train_s": train_s, "eval_s": eval_s, "wall_s": wall}
 
 
 def run(quick: bool, only: tuple[str, ...], device: torch.device) -> dict:
