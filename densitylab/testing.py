@@ -155,8 +155,8 @@ def point_clouds(
     scale ``s`` from ``scale = (lo, hi)``. Coordinates are ``s * u`` with ``u`` a float in
     ``[-1, 1]`` that is either 0 or at least ``1e-6`` in magnitude (no NaN, no infinity, no
     subnormal, no ``1e-300``), so squared distances stay below ``4 d s^2`` and never overflow
-    for ``hi < 1e15`` in float64 (keep ``hi <= 1e17`` in float32), and a cloud that is not all
-    zeros spans at least ``1e-6 s``.
+    in float32 or float64 (``hi < 1e15`` is required), and a cloud that is not all zeros spans
+    at least ``1e-6 s``.
 
     Rows may repeat (Hypothesis likes to try all-equal clouds), which is right for laws that
     must hold on duplicates and wrong for estimators that need distinct points (k-NN distances,
