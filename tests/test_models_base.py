@@ -72,3 +72,24 @@ def test_fit_seed_none_still_trains_and_restores_the_global_rng():
     torch.set_rng_state(state)
     vae.fit(distributions.ring(), steps=2, batch_size=8, progress=False)
     assert torch.equal(torch.get_rng_state(), expected)
+
+
+def test_cosine_schedule_anneals_the_learning_rate_to_zero():
+    seen = []
+
+    class Recording(models.GAN):
+        def _set_lr(self, state, lr):
+            seen.append(lr)
+            super()._set_lr(state, lr)
+
+    gan = Recording(data_dim=2, hidden=(8,), seed=0)
+    gan.fit(distributions.ring(), steps=4, batch_size=8, lr=0.1, seed=0, progress=False,
+            lr_schedule="cosine")
+    assert seen == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0.1 * (1 - 2**-0.5) / 2])
+    # the step-0 update uses the full lr, so the first two losses match a constant-lr run
+    const = models.GAN(data_dim=2, hidden=(8,), seed=0)
+    h = const.fit(distributions.ring(), steps=3, batch_size=8, lr=0.1, seed=0, progress=False)
+    cosine = gan.history["d_loss"]
+    assert h["d_loss"][:2] == cosine[:2] and h["d_loss"][2] != cosine[2]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        const.fit(distributions.ring(), steps=1, lr_schedule="linear")

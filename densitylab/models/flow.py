@@ -130,7 +130,8 @@ class Flow(GenerativeModel):
     # ------------------------------------------------------------------ training
     def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
         params = list(self.networks.parameters())
-        return {"opt": torch.optim.Adam(params, lr=lr), "params": params}
+        opt = torch.optim.Adam(params, lr=lr)
+        return {"opt": opt, "params": params, "optimizers": [opt]}
 
     def _fit_standardizer(self, batch: torch.Tensor) -> None:
         std = self.networks["standardizer"]

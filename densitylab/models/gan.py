@@ -198,9 +198,10 @@ class GAN(GenerativeModel):
         betas = tuple(self._config["betas"])
         g_params = list(self.generator.parameters())
         d_params = list(self.discriminator.parameters())
+        g_opt = torch.optim.Adam(g_params, lr=lr, betas=betas)
+        d_opt = torch.optim.Adam(d_params, lr=lr, betas=betas)
         return {
-            "g_opt": torch.optim.Adam(g_params, lr=lr, betas=betas),
-            "d_opt": torch.optim.Adam(d_params, lr=lr, betas=betas),
+            "g_opt": g_opt, "d_opt": d_opt, "optimizers": [g_opt, d_opt],
             "g_params": g_params, "d_params": d_params, "batch_size": batch_size,
             "unrolled_lr": self._config["unrolled_lr"] or lr,
         }

@@ -103,6 +103,11 @@ class VAE(GenerativeModel):
         conv_width: channel width of the conv networks.
         seed: seed of the weight initialisation (None: global RNG).
 
+    ``fit`` records ``history["loss"]``: the negative ELBO per data point of each minibatch (the
+    ELBO is scaled by ``1 / batch_size`` so that learning rates do not depend on the batch).
+    On the 2D toy targets, ``VAE(data_dim=2, latent_dim=2, hidden=(128, 128), jit=True)`` with
+    ``fit(steps=3000, batch_size=256, lr=1e-3)`` covers all 8 ring modes.
+
     Example:
         >>> from densitylab import distributions, models
         >>> vae = models.VAE(data_dim=2, latent_dim=2, hidden=(32, 32), seed=0)
@@ -243,7 +248,13 @@ class VAE(GenerativeModel):
             return loss
 
         svi.loss_and_grads = guarded_loss_and_grads
-        return {"svi": svi, "scope": scope}
+        return {"svi": svi, "scope": scope, "optim": optim}
+
+    def _optimizers(self, state: dict[str, Any]) -> list[torch.optim.Optimizer]:
+        optim = state["optim"]
+        if isinstance(optim, _ModelAdam):
+            return [optim.optim]
+        return list(optim.optim_objs.values())  # Pyro's per-parameter optimisers
 
     def _train_step(self, state: dict[str, Any],
                     batches: Iterator[torch.Tensor]) -> dict[str, float]:
@@ -252,6 +263,9 @@ class VAE(GenerativeModel):
         # divergence guard as a non-finite loss, not trip a distribution's argument check.
         with pyro.validation_enabled(False), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            # jit=True is Pyro's JitTrace_ELBO, built on torch.jit.trace, which torch now flags
+            warnings.filterwarnings("ignore", message=".*torch.jit.trace.*is deprecated",
+                                    category=DeprecationWarning)
             return {"loss": state["svi"].step(batch)}
 
     def _end_training(self, state: dict[str, Any]) -> None:
