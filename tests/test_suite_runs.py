@@ -172,9 +172,12 @@ def test_process_workers_use_plugins(tmp_path):
 
 
 def test_records_are_plain_json(tmp_path):
-    _run(_tiny(), tmp_path, only="ring/g/0")
+    _run(_tiny(threads=1), tmp_path, only="ring/g/0")
     (path,) = (tmp_path / "runs").glob("*.json")
     rec = json.loads(path.read_text())
+    assert rec["threads"] == 1  # how it ran is recorded, but is not part of the run id
+    assert rec["run_id"] == next(r.run_id for r in parse_suite(_tiny()).runs
+                                 if r.label == "ring/g/0")
     assert rec["run_id"] == path.stem and rec["versions"]["torch"] == torch.__version__
     assert rec["config"]["train"]["steps"] == 4
 

@@ -8,8 +8,8 @@ schema reference. Every error names the offending key, e.g.
 A run is one (dataset, model, seed). Its id is the first 12 hex digits of the SHA-256 of its
 fully resolved configuration as canonical JSON (sorted keys, no whitespace): change any
 hyperparameter, metric parameter, seed or sample count and the id changes. The device and the
-suite's name are not part of the id: they say where and under which name a run was computed,
-not what was computed.
+suite's name and the thread count are not part of the id: they say where, how and under which
+name a run was computed, not what was computed.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ __all__ = [
 TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None}
 
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
-               "density_grid", "plugins", "batch_seeds"}
+               "density_grid", "plugins", "batch_seeds", "threads"}
 _TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -61,6 +61,7 @@ class RunSpec:
     seed: int
     config: dict[str, Any]
     device: str = "auto"
+    threads: int | None = None  # torch threads for this run; None: leave torch's setting
 
     @property
     def run_id(self) -> str:
@@ -75,7 +76,8 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what is sent to worker processes and Dask workers)."""
         return {"suite": self.suite, "dataset": self.dataset, "model": self.model,
-                "seed": self.seed, "config": self.config, "device": self.device}
+                "seed": self.seed, "config": self.config, "device": self.device,
+                "threads": self.threads}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -98,6 +100,7 @@ class SuiteConfig:
     description: str = ""
     save_samples: bool = True
     density_grid: int = 64
+    threads: int | None = None
     source: str | None = None
     runs: tuple[RunSpec, ...] = field(default=(), repr=False)
     #: Train the seeds of one (dataset, model) as one batched model where the model supports it
@@ -165,6 +168,9 @@ def parse_suite(
     save_samples = _get(suite, "suite.save_samples", bool, True)
     density_grid = _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0)
     plugins = _plugins(suite.get("plugins", []))
+    threads = suite.get("threads")
+    if threads is not None:
+        threads = _positive_int(threads, "suite.threads")
     batch_seeds = _get(suite, "suite.batch_seeds", bool, False)
 
     train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
@@ -188,12 +194,12 @@ def parse_suite(
                 }
                 if plugins:
                     cfg["plugins"] = plugins
-                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev))
+                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev, threads))
     return SuiteConfig(
         name=name, device=dev, seeds=seeds, eval_samples=eval_samples, train=train,
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
         description=description, save_samples=save_samples, density_grid=density_grid,
-        source=source, runs=tuple(runs), batch_seeds=batch_seeds,
+        threads=threads, source=source, runs=tuple(runs), batch_seeds=batch_seeds,
     )
 
 

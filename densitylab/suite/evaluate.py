@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._runtime import logger, resolve_device
+from .._runtime import logger, resolve_device, torch_threads
 from . import registry
 from .config import RunSpec
 from .registry import MetricSpec
@@ -365,7 +365,9 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
     try:
         device = resolve_device(spec.device)
         record["device"] = str(device)
-        record.update(_train_and_score(spec, store, device))
+        with torch_threads(spec.threads):
+            record["threads"] = torch.get_num_threads()
+            record.update(_train_and_score(spec, store, device))
         record["status"] = "ok"
     except Exception as err:  # recorded and retried on the next run of the suite
         _record_failure(record, spec, err)
@@ -428,6 +430,11 @@ def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
     specs = [RunSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
     if len(specs) == 1:
         return [execute_run(specs[0], out_dir)]
+    with torch_threads(specs[0].threads):
+        return _execute_batched_runs(specs, out_dir)
+
+
+def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dict[str, Any]]:
     from densitylab.models.batched import batched_class
 
     first = specs[0]
