@@ -18,6 +18,7 @@ are noisy.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import socket
@@ -51,7 +52,7 @@ def _timed(fn, repeats: int, sync=None) -> float:
 
 def bench_device(x: torch.Tensor, clf, device: torch.device, repeats: int) -> dict:
     xd = x.to(device)
-    model = clf.to(device)
+    model = copy.deepcopy(clf).to(device)  # leave the cached CPU model where it is
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     t_modes = _timed(lambda: images.count_stacked_modes(xd, model), repeats, sync)
     t_feats = _timed(lambda: images.features(xd, model), repeats, sync)
