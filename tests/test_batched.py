@@ -67,35 +67,41 @@ def test_batched_linear_is_s_linear_maps():
         torch.testing.assert_close(out[s], expected)
 
 
-@pytest.mark.parametrize("extra", [
-    {"pack": 2},
-    {"loss": "minimax", "n_critic": 2},
-    {"loss": "hinge"},
-    {"loss": "wasserstein", "gp_weight": 0.0},
-    {"loss": "least_squares"},
+@pytest.mark.parametrize("extra, schedule", [
+    ({"pack": 2}, "constant"),
+    ({"loss": "minimax", "n_critic": 2}, "cosine"),
+    ({"loss": "hinge"}, "constant"),
+    ({"loss": "wasserstein", "gp_weight": 0.0}, "constant"),
+    ({"loss": "least_squares"}, "constant"),
 ])
-def test_batched_gan_training_equals_separate_fits(extra):
+def test_batched_gan_training_equals_separate_fits(extra, schedule):
     ring = distributions.ring()
     batched = BatchedGAN(seeds=SEEDS, **SMALL, **extra)
     batched.networks.double()
-    histories = batched.fit(ring, steps=6, batch_size=32, lr=1e-3, progress=False)
+    histories = batched.fit(ring, steps=6, batch_size=32, lr=1e-3, progress=False,
+                            lr_schedule=schedule)
     state = batched.networks.state_dict()
     for i, single in enumerate(_singles(GAN, SEEDS, **SMALL, **extra)):
-        h = single.fit(ring, steps=6, batch_size=32, lr=1e-3, seed=SEEDS[i], progress=False)
+        h = single.fit(ring, steps=6, batch_size=32, lr=1e-3, seed=SEEDS[i], progress=False,
+                       lr_schedule=schedule)
         _state_close(single, state, i, atol=1e-12)
         for key in ("d_loss", "g_loss"):
             assert histories[i][key] == pytest.approx(h[key], abs=1e-12)
 
 
-@pytest.mark.parametrize("extra", [{}, {"decoder_scale": 0.5, "activation": "tanh"}])
-def test_batched_vae_training_equals_separate_fits(extra):
+@pytest.mark.parametrize("extra, schedule", [
+    ({}, "constant"),
+    ({"decoder_scale": 0.5, "activation": "tanh"}, "cosine"),
+])
+def test_batched_vae_training_equals_separate_fits(extra, schedule):
     ring = distributions.ring()
     batched = BatchedVAE(seeds=SEEDS, **SMALL, **extra)
     batched.networks.double()
-    histories = batched.fit(ring, steps=6, batch_size=32, progress=False)
+    histories = batched.fit(ring, steps=6, batch_size=32, progress=False, lr_schedule=schedule)
     state = batched.networks.state_dict()
     for i, single in enumerate(_singles(VAE, SEEDS, **SMALL, **extra)):
-        h = single.fit(ring, steps=6, batch_size=32, seed=SEEDS[i], progress=False)
+        h = single.fit(ring, steps=6, batch_size=32, seed=SEEDS[i], progress=False,
+                       lr_schedule=schedule)
         _state_close(single, state, i, atol=1e-12)
         assert histories[i]["loss"] == pytest.approx(h["loss"], abs=1e-12)
 

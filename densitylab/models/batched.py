@@ -67,7 +67,7 @@ from torch import nn
 from .. import losses
 from .._runtime import make_generator, resolve_device, torch_threads
 from .._runtime import progress as _progress
-from .._validation import check_int, check_positive
+from .._validation import check_choice, check_int, check_positive
 from .base import GenerativeModel, History, iter_batches
 from .gan import GAN, Discriminator, Generator
 from .networks import ACTIVATIONS
@@ -212,7 +212,8 @@ class BatchedModel:
     # ------------------------------------------------------------------ training
     def fit(self, data, steps: int = 1000, batch_size: int = 256, lr: float | None = None,
             seeds: Sequence[int] | None = None, device=None,
-            progress: bool | None = None, num_threads: int | None = None) -> list[History]:
+            progress: bool | None = None, num_threads: int | None = None,
+            lr_schedule: str = "constant") -> list[History]:
         """Train all S slices for ``steps`` steps; return one :class:`History` per slice.
 
         Slice ``s`` sees what ``single.fit(data, steps, batch_size, lr, seed=seeds[s])`` would:
@@ -225,6 +226,7 @@ class BatchedModel:
             device: ``"cpu"``, ``"cuda"``, ``"auto"`` or None (stay where the model is).
             progress: True/False forces the progress display; None: a bar on a TTY.
             num_threads: torch CPU threads during training (None: leave torch's setting).
+            lr_schedule: ``"constant"`` or ``"cosine"``, as for the single model's ``fit``.
 
         A slice whose loss or gradient turns non-finite keeps its last finite parameters and
         stops (its history has ``diverged=True``; :attr:`divergences` holds step and loss);
@@ -240,6 +242,7 @@ class BatchedModel:
                              f"got {len(train_seeds)}")
         if num_threads is not None:
             num_threads = check_int(num_threads, "num_threads", minimum=1)
+        check_choice(lr_schedule, "lr_schedule", ("constant", "cosine"))
         if device is not None:
             self.to(device)
         dev, dtype, s = self.device, self._dtype(), self.num_seeds
@@ -262,6 +265,10 @@ class BatchedModel:
             desc = f"batched {self.single_class.name} x{s} fit"
             for step in _progress(range(steps), total=steps, desc=desc, enabled=progress):
                 state["step"] = step
+                if lr_schedule == "cosine":  # the single model's schedule, step for step
+                    for opt in state["optimizers"]:
+                        for group in opt.param_groups:
+                            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
                 inputs = self._draw_inputs(streams, noise_gens, batch_size, state)
                 step_losses = self._step(state, *inputs)
                 for key, value in step_losses.items():
@@ -458,9 +465,10 @@ class BatchedGAN(BatchedModel):
         kind = self._config["loss"]
         g_params = list(self.generator.parameters())
         d_params = list(self.discriminator.parameters())
+        g_opt = _adam(g_params, lr, self._config["betas"], self.device)
+        d_opt = _adam(d_params, lr, self._config["betas"], self.device)
         return {
-            "g_opt": _adam(g_params, lr, self._config["betas"], self.device),
-            "d_opt": _adam(d_params, lr, self._config["betas"], self.device),
+            "g_opt": g_opt, "d_opt": d_opt, "optimizers": [g_opt, d_opt],
             "g_params": g_params, "d_params": d_params,
             # losses.* reduce with a mean; vmap makes them per-slice means, shape (S,).
             "d_loss": torch.vmap(lambda r, f: losses.discriminator_loss(r, f, kind)),
@@ -616,8 +624,8 @@ class BatchedVAE(BatchedModel):
 
     def _start_training(self, lr, batch_size):
         params = list(self.networks.parameters())
-        return {"opt": _adam(params, lr, (0.9, 0.999), self.device), "params": params,
-                "batch_size": batch_size}
+        opt = _adam(params, lr, (0.9, 0.999), self.device)
+        return {"opt": opt, "optimizers": [opt], "params": params, "batch_size": batch_size}
 
     def _draw_inputs(self, streams, gens, batch_size, state):
         return self._next_batch(streams), self._noise(gens, batch_size, self.latent_dim)
