@@ -15,11 +15,16 @@ version, the device name and the CPU count. Sections:
   is the cost of 10 seeds in units of one; 10 would mean no gain from batching.
 * ``mmd``: exact unbiased RBF MMD^2 (``metrics.mmd``, median-heuristic bandwidth), n = m =
   10^6 in 2D on the GPU (target <= 10 s on one H100-class card), after a small warm-up call.
-* ``kl_knn``: ``metrics.kl_knn`` at n = m = 10^6 in 2D by the CPU k-d tree path and by the GPU
-  brute-force path, and which of the two ``method="auto"`` picks for CUDA input.
 * ``toy2d``: the published toy protocol (ring and grid, VAE and GAN, 10 seeds, 5,000 steps,
   2,500 evaluation samples, its metrics) run end to end by the suite runner with
   ``batch_seeds = true`` (target <= 5 minutes on one H100).
+* ``kl_knn``: ``metrics.kl_knn`` at n = m = 10^6 in 2D by the CPU k-d tree path and by the GPU
+  brute-force path, and which of the two ``method="auto"`` picks for CUDA input.
+
+The whole run keeps to ``--budget-s`` (570 s by default): the two quadratic metrics first run
+at n / 10 and the full size only when the projection (x100) fits half the remaining budget,
+and toy2d only when the ``seeds`` section's step times project it to fit; a skipped step
+records its projection. The JSON is rewritten after every section.
 
 ``--quick`` shrinks every size (steps, n, seeds) so that the script runs on a 2-core CPU in a
 few minutes; its numbers say how the code paths behave, not what the GPU targets are.
@@ -44,7 +49,7 @@ from densitylab import distributions, metrics, models
 from densitylab._runtime import atomic_write_json
 from densitylab.models.batched import BatchedGAN, BatchedVAE
 
-SECTIONS = ("seeds", "mmd", "kl_knn", "toy2d")
+SECTIONS = ("seeds", "mmd", "toy2d", "kl_knn")
 HIDDEN = (128, 128)
 BATCH = 256
 
@@ -129,39 +134,75 @@ def bench_seeds(device: torch.device, steps: int, num_seeds: int) -> list[dict]:
     return rows
 
 
-def bench_mmd(device: torch.device, n: int) -> dict:
+def _pilot_then_full(fn, n: int, remaining: float, label: str) -> dict:
+    """Time ``fn(n // 10)``, project ``fn(n)`` (cost ~ n^2), run it only if it fits the budget.
+
+    Both pair-sum metrics are quadratic in n, so the projection is the pilot time times 100.
+    """
+    pilot_n = max(2, n // 10)
+    t_pilot, v_pilot = fn(pilot_n)
+    projected = t_pilot * (n / pilot_n) ** 2
+    out = {"pilot": {"n": pilot_n, "seconds": t_pilot, "value": v_pilot},
+           "projected_s": projected}
+    if projected > 0.5 * remaining:
+        out["skipped"] = (f"projected {projected:.0f} s exceeds half the remaining budget "
+                          f"({remaining:.0f} s)")
+        print(f"  {label} n={n}: skipped, projected {projected:.0f} s", flush=True)
+        return out
+    t, value = fn(n)
+    out.update({"n": n, "seconds": t, "value": value})
+    print(f"  {label} n={n}: {t:.2f} s (projected {projected:.1f} s)", flush=True)
+    return out
+
+
+def bench_mmd(device: torch.device, n: int, remaining: float) -> dict:
     """Exact unbiased MMD^2 at n = m in 2D (float32 on the device), median bandwidth."""
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(n, 2, generator=gen, device=device)
     y = torch.randn(n, 2, generator=gen, device=device) + 0.05
     metrics.mmd(x[:4096], y[:4096])  # warm-up
-    t, value = _timed(lambda: metrics.mmd(x, y), device)
-    print(f"  mmd n=m={n}: {t:.2f} s", flush=True)
-    return {"n": n, "m": n, "dim": 2, "dtype": "float32", "bandwidth": "median heuristic",
-            "estimator": "unbiased", "device": str(device), "seconds": t, "value": value}
+
+    def timed(k: int):
+        return _timed(lambda: metrics.mmd(x[:k], y[:k]), device)
+
+    out = {"m": "same as n", "dim": 2, "dtype": "float32", "bandwidth": "median heuristic",
+           "estimator": "unbiased", "device": str(device)}
+    out.update(_pilot_then_full(timed, n, remaining, "mmd"))
+    return out
 
 
-def bench_kl_knn(device: torch.device, n: int, n_brute: int) -> dict:
+def bench_kl_knn(device: torch.device, n: int, n_brute: int, remaining: float) -> dict:
     """k-NN KL (k = 1) by the k-d tree (CPU) and by brute force on ``device``."""
     from densitylab.metrics import divergence
 
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 2, generator=gen)
-    y = torch.randn(n, 2, generator=gen) * 1.1
-    t_tree, v_tree = _timed(lambda: metrics.kl_knn(x, y, method="kdtree"), torch.device("cpu"))
+    x = torch.randn(max(n, n_brute), 2, generator=gen)
+    y = torch.randn(max(n, n_brute), 2, generator=gen) * 1.1
+    t_tree, v_tree = _timed(lambda: metrics.kl_knn(x[:n], y[:n], method="kdtree"),
+                            torch.device("cpu"))
+    print(f"  kl_knn kdtree (CPU) n={n}: {t_tree:.2f} s", flush=True)
     out = {"dim": 2, "k": 1, "kdtree_cpu": {"n": n, "seconds": t_tree, "value": v_tree}}
     xd, yd = x[:n_brute].to(device), y[:n_brute].to(device)
     metrics.kl_knn(xd[:2048], yd[:2048], method="brute")  # warm-up
-    t_brute, v_brute = _timed(lambda: metrics.kl_knn(xd, yd, method="brute"), device)
-    out[f"brute_{device.type}"] = {"n": n_brute, "seconds": t_brute, "value": v_brute}
+
+    def timed(k: int):
+        return _timed(lambda: metrics.kl_knn(xd[:k], yd[:k], method="brute"), device)
+
+    out[f"brute_{device.type}"] = _pilot_then_full(timed, n_brute, remaining - t_tree,
+                                                   f"kl_knn brute ({device.type})")
     out["auto_choice_for_this_device_2d"] = divergence._choose_method("auto", xd)
-    print(f"  kl_knn: kdtree n={n} {t_tree:.2f} s; brute on {device.type} n={n_brute} "
-          f"{t_brute:.2f} s; auto picks {out['auto_choice_for_this_device_2d']}", flush=True)
+    print(f"  kl_knn auto picks {out['auto_choice_for_this_device_2d']} for 2D input on "
+          f"{device.type}", flush=True)
     return out
 
 
-def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int) -> dict:
-    """The toy2d suite (ring, grid x VAE, GAN) with batch_seeds = true, end to end."""
+def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int,
+                remaining: float, seed_rows: list[dict] | None) -> dict:
+    """The toy2d suite (ring, grid x VAE, GAN) with batch_seeds = true, end to end.
+
+    Skipped, with its projected training time recorded, when the ``seeds`` section's batched
+    step times project more than the remaining budget.
+    """
     import tomllib
 
     from densitylab.suite import RunStore, parse_suite, run_suite
@@ -169,6 +210,13 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int)
 
     if "batch_seeds" not in getattr(suite_config, "_SUITE_KEYS", ()):
         return {"skipped": "this densitylab's suite has no batch_seeds option"}
+    if seed_rows and seeds == seed_rows[0]["num_seeds"]:
+        projected = sum(steps * r["batched_ms_per_step"] / 1e3 for r in seed_rows)
+        if 1.5 * projected > remaining:
+            print(f"  toy2d: skipped, projected training {projected:.0f} s", flush=True)
+            return {"skipped": f"projected training {projected:.0f} s (x1.5 for evaluation) "
+                    f"exceeds the remaining budget ({remaining:.0f} s)",
+                    "projected_train_s": projected}
     path = suite_config.resolve_suite_path("toy2d")
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
@@ -197,27 +245,40 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int)
             "train_s": train_s, "eval_s": eval_s, "wall_s": wall}
 
 
-def run(quick: bool, only: tuple[str, ...], device: torch.device) -> dict:
-    """Every selected section on ``device``; a failing section records its error."""
+def run(quick: bool, only: tuple[str, ...], device: torch.device, out: Path,
+        budget_s: float) -> dict:
+    """Every selected section on ``device`` within ``budget_s``; JSON written after each one.
+
+    A failing section records its error; the file on disk always holds what has been measured.
+    """
     sizes = ({"steps": 60, "seeds": 10, "mmd_n": 20_000, "knn_n": 100_000,
               "knn_brute_n": 10_000, "toy_steps": 40, "toy_seeds": 3, "toy_eval": 500}
              if quick else
              {"steps": 500, "seeds": 10, "mmd_n": 1_000_000, "knn_n": 1_000_000,
               "knn_brute_n": 1_000_000, "toy_steps": 5000, "toy_seeds": 10, "toy_eval": 2500})
     results: dict = {"benchmark": "gpu_benchmark", "quick": quick, "sizes": sizes,
-                     "environment": environment(device), "sections": {}}
+                     "budget_s": budget_s, "environment": environment(device), "sections": {}}
+    start = time.perf_counter()
+
+    def remaining() -> float:
+        return budget_s - (time.perf_counter() - start)
+
+    def seed_rows():
+        rows = results["sections"].get("seeds")
+        return rows if isinstance(rows, list) else None
+
     jobs = {
         "seeds": lambda: bench_seeds(device, sizes["steps"], sizes["seeds"]),
-        "mmd": lambda: bench_mmd(device, sizes["mmd_n"]),
-        "kl_knn": lambda: bench_kl_knn(device, sizes["knn_n"], sizes["knn_brute_n"]),
+        "mmd": lambda: bench_mmd(device, sizes["mmd_n"], remaining()),
         "toy2d": lambda: bench_toy2d(device, sizes["toy_steps"], sizes["toy_seeds"],
-                                     sizes["toy_eval"]),
+                                     sizes["toy_eval"], remaining(), seed_rows()),
+        "kl_knn": lambda: bench_kl_knn(device, sizes["knn_n"], sizes["knn_brute_n"],
+                                       remaining()),
     }
-    start = time.perf_counter()
     for name in SECTIONS:
         if name not in only:
             continue
-        print(f"[{name}]", flush=True)
+        print(f"[{name}] {remaining():.0f} s of the budget left", flush=True)
         t0 = time.perf_counter()
         try:
             results["sections"][name] = jobs[name]()
@@ -225,7 +286,8 @@ def run(quick: bool, only: tuple[str, ...], device: torch.device) -> dict:
             traceback.print_exc()
             results["sections"][name] = {"error": f"{type(err).__name__}: {err}"}
         results["sections"][name + "_section_s"] = time.perf_counter() - t0
-    results["total_s"] = time.perf_counter() - start
+        results["total_s"] = time.perf_counter() - start
+        atomic_write_json(out, results)
     results["environment"]["load_average_end"] = _loadavg()
     return results
 
@@ -240,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections among {', '.join(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--budget-s", type=float, default=570.0,
+                        help="wall-time budget: a large step projected past it is skipped")
     args = parser.parse_args(argv)
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(only) - set(SECTIONS)
@@ -253,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
               "(use --quick on a CPU)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run(args.quick, only, device)
+    results = run(args.quick, only, device, args.out, args.budget_s)
     atomic_write_json(args.out, results)
     print(f"wrote {args.out} ({results['total_s']:.1f} s)")
     return 0
