@@ -315,3 +315,26 @@ def test_suite_batch_seeds_must_be_a_boolean():
     with pytest.raises(TypeError, match="suite.batch_seeds"):
         parse_suite({"suite": {"batch_seeds": "yes"}, "datasets": [{"name": "ring"}],
                      "models": [{"name": "gan"}], "metrics": [{"name": "mmd"}]})
+
+
+class _InterruptingTarget:
+    """A ring that raises KeyboardInterrupt (as Ctrl-C would) on its ``after``-th batch."""
+
+    def __init__(self, after: int):
+        self.ring, self.calls, self.after = distributions.ring(), 0, after
+
+    def sample(self, n, seed=None):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.ring.sample(n, seed=seed)
+
+
+def test_ctrl_c_leaves_a_usable_model_with_partial_histories():
+    batched = BatchedVAE(seeds=[0, 1], **SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        batched.fit(_InterruptingTarget(after=2 * 3), steps=10, batch_size=16, progress=False)
+    assert all(h.interrupted and h.steps == 3 for h in batched.histories)
+    assert not batched.networks.training
+    assert torch.isfinite(batched.sample(5, seed=0)).all()
+    assert batched.fit(distributions.ring(), steps=0, batch_size=16)[0].steps == 0
