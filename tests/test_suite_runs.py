@@ -154,6 +154,18 @@ def test_dask_local_cluster(tmp_path):
     assert dask_metrics == seq_metrics
 
 
+def test_dask_joins_an_existing_scheduler(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    data = _tiny()
+    data["models"] = data["models"][:1]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:
+        result = _run(data, tmp_path, dask=cluster.scheduler_address, only="ring/*")
+    assert len(result.ok) == 2 and not result.failed
+    assert {r["run_id"] for r in RunStore(tmp_path).records()} == {r["run_id"]
+                                                                   for r in result.ok}
+
+
 def test_process_workers_use_plugins(tmp_path):
     data = _tiny(plugins=["_suite_fakes"])
     data["models"] = data["models"][:1]
