@@ -50,6 +50,17 @@ def _timed(fn, repeats: int, sync=None) -> float:
     return statistics.median(times)
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bench_device(x: torch.Tensor, clf, device: torch.device, repeats: int) -> dict:
     xd = x.to(device)
     model = copy.deepcopy(clf).to(device)  # leave the cached CPU model where it is
@@ -60,8 +71,7 @@ def bench_device(x: torch.Tensor, clf, device: torch.device, repeats: int) -> di
     return {
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-            or platform.machine()
+            torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
         ),
         "torch_threads": torch.get_num_threads(),
         "count_stacked_modes_s": t_modes,
