@@ -193,11 +193,12 @@ def test_bad_constructor_arguments_raise(kwargs, error, match):
 
 
 @pytest.mark.slow
-def test_pacgan_on_ring_covers_most_modes():
+def test_pacgan_on_ring_covers_at_least_7_of_8_modes():
     from densitylab import metrics
 
     ring = distributions.ring()
     gan = models.GAN(data_dim=2, pack=2, seed=0)
-    gan.fit(ring, steps=3000, batch_size=256, seed=0, progress=False)
+    gan.fit(ring, steps=3000, batch_size=256, lr=1e-3, lr_schedule="cosine", seed=0,
+            progress=False)
     coverage = metrics.mode_coverage(gan.sample(2500, seed=0), ring)
-    assert coverage.modes_covered >= 6
+    assert coverage.modes_covered >= 7

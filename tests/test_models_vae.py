@@ -358,6 +358,7 @@ def test_vae_on_ring_covers_at_least_7_of_8_modes():
 
     ring = distributions.ring()
     vae = models.VAE(data_dim=2, latent_dim=2, seed=0, jit=True)
-    vae.fit(ring, steps=4000, batch_size=256, lr=1e-3, seed=0, progress=False)
-    coverage = metrics.mode_coverage(vae.sample(2500, seed=0), ring)
-    assert coverage.modes_covered >= 7
+    vae.fit(ring, steps=3000, batch_size=256, lr=1e-3, seed=0, progress=False)
+    for noise in (False, True):  # decoder means, and true samples with the decoder's noise
+        coverage = metrics.mode_coverage(vae.sample(2500, seed=0, noise=noise), ring)
+        assert coverage.modes_covered >= 7

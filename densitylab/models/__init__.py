@@ -5,6 +5,14 @@ Every model has ``fit(data, steps, batch_size, lr, seed, device, callback, progr
 ``sample(n, seed)``, ``has_density`` (``log_prob`` where True), a JSON-able ``config``,
 ``save(path)`` and ``load(path)``; see :mod:`densitylab.models.base`.
 
+Settings for the 2D toy protocol (ring, grid), each run 3,000 steps of batch 256 and well under
+30 s on one CPU thread (``fit(..., num_threads=1)``):
+
+* ``VAE(data_dim=2, latent_dim=2, hidden=(128, 128), jit=True)``, ``fit(lr=1e-3)``: all 8 ring
+  modes (both decoder means and noisy samples).
+* ``GAN(data_dim=2, hidden=(128, 128), pack=2)``, ``fit(lr=1e-3, lr_schedule="cosine")``: all 8
+  ring modes, about 60% high-quality samples, where the same GAN without packing collapses.
+
 Example:
     >>> from densitylab import models
     >>> models.available()
