@@ -52,6 +52,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import warnings
@@ -179,7 +180,7 @@ class BatchedModel:
     @property
     def config(self) -> dict[str, Any]:
         """The shared hyperparameters (a single model's config without its seed)."""
-        return dict(self._config)
+        return copy.deepcopy(self._config)
 
     @property
     def device(self) -> torch.device:
@@ -200,8 +201,8 @@ class BatchedModel:
         return next(self.networks.parameters()).dtype
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._hyperparameters.items())
-        return f"{type(self).__name__}(seeds={list(self.seeds)}, {args})"
+        args = "".join(f", {k}={v!r}" for k, v in self._hyperparameters.items())
+        return f"{type(self).__name__}(seeds={list(self.seeds)}{args})"
 
     def _unsupported(self, option: str, value, allowed: str) -> None:
         raise ValueError(
