@@ -85,7 +85,7 @@ def test_r1_penalty_of_a_quadratic_discriminator():
     # D(x) = ||x||^2 / 2 has gradient x, so R1 = mean ||x||^2
     x = _t(1.0, 2.0, 3.0, 4.0).reshape(2, 2).requires_grad_(True)
     logits = 0.5 * (x**2).sum(1)
-    assert float(losses.r1_penalty(logits, x)) == pytest.approx((1 + 4 + 9 + 16) / 2)
+    assert float(losses.r1_penalty(logits, x).detach()) == pytest.approx((1 + 4 + 9 + 16) / 2)
     with pytest.raises(ValueError, match="requires_grad"):
         losses.r1_penalty(logits.detach(), x.detach())
 
