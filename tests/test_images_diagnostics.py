@@ -209,6 +209,24 @@ def test_feature_metrics_separate_real_from_noise(clf):
     assert far["confidence_fake"] < same["confidence_fake"]
 
 
+def test_feature_metrics_compose_the_metrics_on_classifier_features(clf):
+    real, _ = images.load_digits("test")
+    fake = images.synthetic_blobs(300, seed=1)[0]
+    fr, ff = images.features(real, clf), images.features(fake, clf)
+    res = images.feature_metrics(real, fake, classifier=clf, kid_subset_size=100, kid_subsets=10)
+    pr = metrics.prdc(fr, ff, k=5)
+    assert (res["precision"], res["recall"], res["density"], res["coverage"]) == (
+        pr.precision, pr.recall, pr.density, pr.coverage
+    )
+    assert res["frechet_distance"] == metrics.frechet_distance(fr, ff)
+    assert res["kid_mean"] == metrics.kid(fr, ff, num_subsets=10, subset_size=100).mean
+    # Above prdc_samples, PRDC sees a seeded subset of that size of each set.
+    capped = images.feature_metrics(real, fake, classifier=clf, prdc_samples=100, kid_subsets=2)
+    again = images.feature_metrics(real, fake, classifier=clf, prdc_samples=100, kid_subsets=2)
+    assert capped == again
+    assert capped["precision"] != res["precision"] or capped["recall"] != res["recall"]
+
+
 def test_feature_metrics_errors(clf):
     with pytest.raises(ValueError, match="same number of channels"):
         images.feature_metrics(torch.rand(20, 1, 8, 8), torch.rand(20, 3, 8, 8), classifier=clf)
@@ -218,6 +236,9 @@ def test_feature_metrics_errors(clf):
         images.feature_metrics(
             torch.rand(20, 1, 8, 8), torch.full((20, 1, 8, 8), math.nan), classifier=clf
         )
+    with pytest.raises(ValueError, match="prdc_samples"):
+        images.feature_metrics(torch.rand(20, 1, 8, 8), torch.rand(20, 1, 8, 8), classifier=clf,
+                               prdc_samples=3)
 
 
 @pytest.mark.cuda

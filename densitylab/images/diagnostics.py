@@ -141,9 +141,16 @@ def features(x, classifier=None, *, batch_size: int = 4096) -> torch.Tensor:
     return feats.reshape(t.shape[0], -1)
 
 
+def _subsample(x: torch.Tensor, cap: int | None, seed: int) -> torch.Tensor:
+    if cap is None or len(x) <= cap:
+        return x
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    return x[perm[:cap]]
+
+
 def feature_metrics(
     real, fake, *, classifier=None, k: int = 5, kid_subsets: int = 100,
-    kid_subset_size: int = 1000, seed: int = 0,
+    kid_subset_size: int = 1000, prdc_samples: int | None = 10_000, seed: int = 0,
 ) -> dict[str, float]:
     """Sample-quality and diversity metrics of ``fake`` against ``real`` in classifier features.
 
@@ -155,14 +162,18 @@ def feature_metrics(
     - ``frechet_distance``: the Frechet distance between Gaussians fitted to the two feature sets
       (FID's formula, Heusel et al. 2017), via :func:`densitylab.metrics.frechet_distance`;
     - ``precision``, ``recall``, ``density``, ``coverage`` with ``k`` nearest neighbours
-      (Naeem et al., ICML 2020), via :func:`densitylab.metrics.prdc`;
+      (Naeem et al., ICML 2020), via :func:`densitylab.metrics.prdc`, on at most
+      ``prdc_samples`` points of each set (a seeded random subset): their cost grows as the
+      square of the sample size, and their k-NN radii shrink with it, so a fixed size also keeps
+      values comparable between evaluations of different sizes;
     - ``confidence_real``, ``confidence_fake``: :func:`classifier_confidence` of each set.
 
     Arguments:
         real, fake: images ``(n, C, 8, 8)`` in [0, 1] with the same ``C``; at least ``k + 1``
             real images and 2 of each for KID.
         classifier: a :class:`DigitClassifier`; None means ``get_classifier(seed=0)``.
-        k: neighbours for PRDC. kid_subsets, kid_subset_size, seed: KID's subsets.
+        k: neighbours for PRDC. prdc_samples: PRDC's sample cap (None: use every point).
+        kid_subsets, kid_subset_size: KID's subsets. seed: the KID subsets and PRDC subsets.
 
     Returns:
         ``{name: float}`` with the keys listed above.
@@ -178,9 +189,15 @@ def feature_metrics(
         )
     clf = _resolve_classifier(classifier, r)
     subset = min(check_int(kid_subset_size, "kid_subset_size", minimum=2), len(r), len(f))
+    k = check_int(k, "k", minimum=1)
+    if prdc_samples is not None:
+        prdc_samples = check_int(prdc_samples, "prdc_samples", minimum=k + 1)
+    seed = check_int(seed, "seed", minimum=0)
     fr, ff = features(r, clf), features(f, clf)
     kid = metrics.kid(fr, ff, num_subsets=kid_subsets, subset_size=subset, seed=seed)
-    pr = metrics.prdc(fr, ff, k=k)
+    pr = metrics.prdc(
+        _subsample(fr, prdc_samples, seed), _subsample(ff, prdc_samples, seed + 1), k=k
+    )
     return {
         "kid_mean": float(kid.mean),
         "kid_std": float(kid.std),
