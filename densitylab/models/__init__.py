@@ -20,6 +20,10 @@ Example:
     >>> vae = models.make("vae", data_dim=2, hidden=[16], seed=0)
     >>> vae.has_density, models.make("gan", data_dim=2).has_density
     (True, False)
+
+Many seeds of one small GAN or VAE train as one batched computation with
+:class:`BatchedGAN` / :class:`BatchedVAE` (:mod:`densitylab.models.batched`); ``unstack()``
+returns the ordinary single models.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import GenerativeModel, History, NoDensityError
+from .batched import BatchedGAN, BatchedModel, BatchedVAE
 from .flow import Flow
 from .gan import GAN
 from .vae import VAE
 
 __all__ = [
     "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow",
-    "make", "available", "load",
+    "BatchedModel", "BatchedGAN", "BatchedVAE", "make", "available", "load",
 ]
 
 _REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow}
