@@ -47,7 +47,6 @@ import torch
 
 from densitylab import distributions, metrics, models
 from densitylab._runtime import atomic_write_json
-from densitylab.models.batched import BatchedGAN, BatchedVAE
 
 SECTIONS = ("seeds", "mmd", "toy2d", "kl_knn")
 HIDDEN = (128, 128)
@@ -108,8 +107,8 @@ def bench_seeds(device: torch.device, steps: int, num_seeds: int) -> list[dict]:
     rows = []
     for dataset in ("ring", "grid"):
         target = distributions.make(dataset)
-        for kind, single_cls, batched_cls in (("gan", models.GAN, BatchedGAN),
-                                              ("vae", models.VAE, BatchedVAE)):
+        for kind, single_cls, batched_cls in (("gan", models.GAN, models.BatchedGAN),
+                                              ("vae", models.VAE, models.BatchedVAE)):
             kwargs = {"data_dim": 2, "latent_dim": 2, "hidden": HIDDEN}
             # warm-up: CUDA context, kernels, allocator (not timed)
             single_cls(**kwargs, seed=0).fit(target, steps=3, batch_size=BATCH, seed=0,
