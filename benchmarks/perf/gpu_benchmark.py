@@ -116,6 +116,8 @@ def bench_seeds(device: torch.device, steps: int, num_seeds: int) -> list[dict]:
             one = single_cls(**kwargs, seed=0)
             t_one, _ = _timed(partial(one.fit, target, steps=steps, batch_size=BATCH, seed=0,
                                       device=device, progress=False), device)
+            batched_cls(seeds=list(range(num_seeds)), **kwargs).fit(
+                target, steps=3, batch_size=BATCH, device=device, progress=False)  # warm-up
             many = batched_cls(seeds=list(range(num_seeds)), **kwargs)
             t_many, _ = _timed(partial(many.fit, target, steps=steps, batch_size=BATCH,
                                        device=device, progress=False), device)
