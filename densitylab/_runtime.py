@@ -1,4 +1,4 @@
-"""Devices, seeds, atomic files and progress reporting: the small runtime services every module shares."""
+"""Devices, seeds, atomic files and progress reporting: runtime services every module shares."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but no CUDA device is available; use 'cpu' or 'auto'")
+        raise ValueError(
+            "device='cuda' was requested but no CUDA device is available; use 'cpu' or 'auto'"
+        )
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
     return dev
@@ -91,7 +93,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (see :func:`atomic_write_bytes`)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -120,7 +124,11 @@ def _stream_is_tty() -> bool:
 
 
 def progress(
-    iterable: Iterable, *, total: int | None = None, desc: str = "", enabled: bool | None = None,
+    iterable: Iterable,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    enabled: bool | None = None,
     log_every: int | None = None,
 ) -> Iterator:
     """Iterate with progress: a tqdm bar on a TTY, else INFO log lines every ``log_every`` items.

@@ -53,9 +53,7 @@ def as_tensor(
             raise TypeError(f"{name} must be a numeric array or tensor, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
     else:
-        raise TypeError(
-            f"{name} must be a numpy array or torch tensor, got {type(x).__name__}"
-        )
+        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
     if t.is_complex():
         raise TypeError(f"{name} must be real-valued, got complex dtype {t.dtype}")
     if dtype is not None:
@@ -84,7 +82,9 @@ def as_samples(x, name: str, *, min_rows: int = 1, **kwargs) -> torch.Tensor:
     """Check a sample set: a finite 2D array of shape ``(n, d)`` with ``n >= min_rows``."""
     t = as_tensor(x, name, ndim=2, min_rows=min_rows, **kwargs)
     if t.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column, got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have at least one feature column, got shape {tuple(t.shape)}"
+        )
     return t
 
 
@@ -126,7 +126,9 @@ def check_choice(value, name: str, choices: Iterable[str]) -> str:
     """Return ``value`` after checking it is one of ``choices`` (a string)."""
     options = tuple(choices)
     if value not in options:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
+        raise ValueError(
+            f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}"
+        )
     return value
 
 
@@ -134,5 +136,7 @@ def check_probability(value, name: str, *, open_interval: bool = True) -> float:
     """Return ``float(value)`` after checking it lies in (0, 1) (or [0, 1])."""
     v = check_positive(value, name, allow_zero=not open_interval)
     if v > 1 or (open_interval and v >= 1):
-        raise ValueError(f"{name} must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {value!r}")
+        raise ValueError(
+            f"{name} must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {value!r}"
+        )
     return v

@@ -55,7 +55,7 @@ class Target:
         self.params: dict[str, Any] = dict(params or {})
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """Draw ``n`` samples as a tensor of shape ``(n, dim)``; ``seed`` makes them reproducible."""
+        """Draw ``n`` samples as a tensor ``(n, dim)``; ``seed`` makes them reproducible."""
         n = check_int(n, "n", minimum=0)
         gen = make_generator(seed, self.device)
         return self._sample(n, gen)
@@ -73,7 +73,9 @@ class Target:
     def _check_points(self, x) -> torch.Tensor:
         t = as_tensor(x, "x", ndim=2, min_rows=0, device=self.device)
         if t.shape[1] != self.dim:
-            raise ValueError(f"x must have {self.dim} columns for this target, got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"x must have {self.dim} columns for this target, got shape {tuple(t.shape)}"
+            )
         return t
 
     def __repr__(self) -> str:
@@ -82,7 +84,7 @@ class Target:
 
 
 class GaussianMixture(Target):
-    r"""Mixture of Gaussians :math:`p(x) = \sum_k w_k \mathcal{N}(x; \mu_k, \mathrm{diag}(\sigma_k^2))`.
+    r"""Gaussian mixture :math:`p(x) = \sum_k w_k N(x; \mu_k, \mathrm{diag}(\sigma_k^2))`.
 
     Arguments:
         means: mode centres, shape ``(K, D)``.
@@ -110,7 +112,10 @@ class GaussianMixture(Target):
             if stds_t.ndim == 0:
                 stds_t = stds_t.expand(k).clone()
         if stds_t.shape not in ((k,), (k, d)):
-            raise ValueError(f"stds must have shape ({k},) or ({k}, {d}) to match means, got {tuple(stds_t.shape)}")
+            raise ValueError(
+                f"stds must have shape ({k},) or ({k}, {d}) to match means, "
+                f"got {tuple(stds_t.shape)}"
+            )
         if not bool((stds_t > 0).all()):
             raise ValueError("stds must be strictly positive")
         if weights is None:
@@ -118,7 +123,9 @@ class GaussianMixture(Target):
         else:
             weights_t = as_tensor(weights, "weights", ndim=1, dtype=dtype, device=device)
             if weights_t.shape != (k,):
-                raise ValueError(f"weights must have shape ({k},) to match means, got {tuple(weights_t.shape)}")
+                raise ValueError(
+                    f"weights must have shape ({k},) to match means, got {tuple(weights_t.shape)}"
+                )
             if bool((weights_t < 0).any()) or float(weights_t.sum()) <= 0:
                 raise ValueError("weights must be non-negative with a positive sum")
             weights_t = weights_t / weights_t.sum()
@@ -139,27 +146,34 @@ class GaussianMixture(Target):
         """The common scalar std when all modes share one isotropic std (the protocol's case)."""
         s = self.stds
         if not bool((s == s.reshape(-1)[0]).all()):
-            raise ValueError("this mixture has mode-dependent or anisotropic stds; pass std explicitly")
+            raise ValueError(
+                "this mixture has mode-dependent or anisotropic stds; pass std explicitly"
+            )
         return float(s.reshape(-1)[0])
 
     def _diag_stds(self) -> torch.Tensor:
         return self.stds if self.stds.ndim == 2 else self.stds[:, None].expand_as(self.means)
 
     def _sample(self, n, gen):
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=gen)
-        noise = torch.randn(n, self.dim, generator=gen, dtype=self.dtype, device=self.device)
-        return self.means[comp] + noise * self._diag_stds()[comp]
+        return self._sample_with_labels(n, gen)[0]
 
-    def sample_with_labels(self, n: int, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` samples and the index of the component each came from."""
-        n = check_int(n, "n", minimum=0)
-        gen = make_generator(seed, self.device)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=gen)
+    def _sample_with_labels(self, n, gen):
+        if n == 0:  # torch.multinomial refuses zero draws
+            comp = torch.zeros(0, dtype=torch.long, device=self.device)
+        else:
+            comp = torch.multinomial(self.weights, n, replacement=True, generator=gen)
         noise = torch.randn(n, self.dim, generator=gen, dtype=self.dtype, device=self.device)
         return self.means[comp] + noise * self._diag_stds()[comp], comp
 
+    def sample_with_labels(
+        self, n: int, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` samples and the index of the component each came from."""
+        n = check_int(n, "n", minimum=0)
+        return self._sample_with_labels(n, make_generator(seed, self.device))
+
     def log_prob(self, x) -> torch.Tensor:
-        """Exact log-density, computed as a logsumexp over components (stable far from all modes)."""
+        """Exact log-density as a logsumexp over components (stable far from all modes)."""
         x = self._check_points(x).to(self.dtype)
         s = self._diag_stds()
         z = (x[:, None, :] - self.means[None]) / s[None]
@@ -174,7 +188,9 @@ class GaussianMixture(Target):
         """A copy of this mixture on another device and/or dtype."""
         dev = self.device if device is None else device
         dt = self.dtype if dtype is None else dtype
-        return GaussianMixture(self.means, self.stds, self.weights, dtype=dt, device=dev, name=self.name)
+        return GaussianMixture(
+            self.means, self.stds, self.weights, dtype=dt, device=dev, name=self.name
+        )
 
 
 def ring(n_modes: int = 8, radius: float = 1.0, std: float = 0.01, **kwargs) -> GaussianMixture:
@@ -210,7 +226,7 @@ def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05, **kwargs) -> Ga
 
 
 class TwoMoons(Target):
-    """Two interleaved half circles (as scikit-learn's ``make_moons``) plus isotropic Gaussian noise.
+    """Two interleaved half circles (as scikit-learn's ``make_moons``) plus Gaussian noise.
 
     The density is a uniform arc convolved with a Gaussian and has no closed form: ``log_prob``
     raises. Upper moon: (cos t, sin t); lower moon: (1 - cos t, 1/2 - sin t), t ~ U(0, pi).
@@ -219,7 +235,9 @@ class TwoMoons(Target):
     name = "two_moons"
 
     def __init__(self, noise: float = 0.05, *, dtype=torch.float32, device="cpu"):
-        super().__init__(2, dtype=dtype, device=device, params={"noise": check_positive(noise, "noise")})
+        super().__init__(
+            2, dtype=dtype, device=device, params={"noise": check_positive(noise, "noise")}
+        )
         self.noise = float(noise)
 
     def _sample(self, n, gen):
@@ -228,7 +246,9 @@ class TwoMoons(Target):
         x = torch.where(lower, 1 - torch.cos(t), torch.cos(t))
         y = torch.where(lower, 0.5 - torch.sin(t), torch.sin(t))
         pts = torch.stack([x, y], dim=1)
-        return pts + self.noise * torch.randn(n, 2, generator=gen, dtype=self.dtype, device=self.device)
+        return pts + self.noise * torch.randn(
+            n, 2, generator=gen, dtype=self.dtype, device=self.device
+        )
 
 
 class Spirals(Target):
@@ -240,7 +260,9 @@ class Spirals(Target):
 
     name = "spirals"
 
-    def __init__(self, turns: float = 1.5, noise: float = 0.02, *, dtype=torch.float32, device="cpu"):
+    def __init__(
+        self, turns: float = 1.5, noise: float = 0.02, *, dtype=torch.float32, device="cpu"
+    ):
         params = {"turns": check_positive(turns, "turns"), "noise": check_positive(noise, "noise")}
         super().__init__(2, dtype=dtype, device=device, params=params)
         self.turns, self.noise = float(turns), float(noise)
@@ -250,12 +272,16 @@ class Spirals(Target):
         t = t_max * torch.sqrt(torch.rand(n, generator=gen, dtype=self.dtype, device=self.device))
         arm = (torch.rand(n, generator=gen, device=self.device) < 0.5).to(self.dtype)
         r = t / t_max
-        pts = torch.stack([r * torch.cos(t + arm * math.pi), r * torch.sin(t + arm * math.pi)], dim=1)
-        return pts + self.noise * torch.randn(n, 2, generator=gen, dtype=self.dtype, device=self.device)
+        pts = torch.stack(
+            [r * torch.cos(t + arm * math.pi), r * torch.sin(t + arm * math.pi)], dim=1
+        )
+        return pts + self.noise * torch.randn(
+            n, 2, generator=gen, dtype=self.dtype, device=self.device
+        )
 
 
 class Checkerboard(Target):
-    """Uniform density on the black squares of a ``side x side`` checkerboard on [-side/2, side/2]^2.
+    """Uniform on the black squares of a ``side x side`` checkerboard on [-side/2, side/2]^2.
 
     Square (i, j) (0-based from the lower left) is black when ``i + j`` is even. The density is
     ``1 / n_black`` inside black squares (each of area 1) and 0 elsewhere, so ``log_prob`` is exact:

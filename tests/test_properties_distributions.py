@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,10 +37,6 @@ def test_mixture_sampling_is_reproducible_from_its_seed(p, n, seed):
     assert labels.shape == (n,) and int(labels.min()) >= 0 and int(labels.max()) < p.n_modes
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "GaussianMixture._sample calls torch.multinomial(weights, 0), which raises 'cannot sample "
-    "n_sample <= 0 samples'; Target.sample accepts n >= 0 and TwoMoons, Spirals and "
-    "Checkerboard return an empty (0, dim) tensor"))
 def test_mixture_sample_of_size_zero_is_empty():
     p = GaussianMixture([[0.0, 0.0], [1.0, 1.0]], stds=0.5)
     assert p.sample(0, seed=0).shape == (0, 2)

