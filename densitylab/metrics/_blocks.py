@@ -11,9 +11,9 @@ import math
 import torch
 
 # One block of the kernel/distance matrix is about this many bytes: large enough to keep the
-# GEMM efficient, small enough to stay in a CPU's L2/L3 cache (the source of the speed-up over
+# GEMM efficient, small enough to stay in a CPU's L2 cache (the source of the speed-up over
 # materialising the whole matrix). GPUs prefer far larger blocks (fewer kernel launches).
-_CPU_BLOCK_BYTES = 8 * 2**20
+_CPU_BLOCK_BYTES = 2 * 2**20
 _CUDA_BLOCK_BYTES = 256 * 2**20
 
 
