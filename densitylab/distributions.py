@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from . import _registry
 from ._runtime import make_generator
 from ._validation import as_tensor, check_int, check_positive
 
@@ -341,7 +342,7 @@ _FACTORIES = {
 
 def available() -> list[str]:
     """Names accepted by :func:`make`."""
-    return sorted(_FACTORIES)
+    return _registry.names(_FACTORIES)
 
 
 def make(name: str, **params) -> Target:
@@ -350,9 +351,4 @@ def make(name: str, **params) -> Target:
     Raises:
         ValueError: unknown name. TypeError: a parameter the target does not take.
     """
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(available())}")
-    try:
-        return _FACTORIES[name](**params)
-    except TypeError as err:
-        raise TypeError(f"dataset {name!r}: {err}") from err
+    return _registry.build(_FACTORIES, name, params, kind="dataset")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import _registry
 from .._runtime import make_generator
 from .._validation import as_tensor, check_choice, check_int, check_positive
 from ..distributions import Target
@@ -404,7 +405,7 @@ _FACTORIES = {"digits": Digits, "stacked_digits": StackedDigits, "blobs": Blobs}
 
 def available() -> list[str]:
     """Names accepted by :func:`make`."""
-    return sorted(_FACTORIES)
+    return _registry.names(_FACTORIES)
 
 
 def make(name: str, **params) -> Target:
@@ -413,12 +414,4 @@ def make(name: str, **params) -> Target:
     Raises:
         ValueError: unknown name. TypeError: a parameter the target does not take.
     """
-    if name not in _FACTORIES:
-        raise ValueError(
-            f"unknown image dataset {name!r}; expected one of {', '.join(available())}"
-        )
-    try:
-        return _FACTORIES[name](**params)
-    except TypeError as err:
-        raise TypeError(f"image dataset {name!r}: {err}") from err
-
+    return _registry.build(_FACTORIES, name, params, kind="image dataset")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import _registry
 from .base import GenerativeModel, History, NoDensityError
 from .batched import BatchedGAN, BatchedModel, BatchedVAE
 from .flow import Flow
@@ -47,7 +48,7 @@ _REGISTRY_BY_CLASS: dict[str, type[GenerativeModel]] = {c.__name__: c for c in _
 
 def available() -> list[str]:
     """Names accepted by :func:`make`."""
-    return sorted(_REGISTRY)
+    return _registry.names(_REGISTRY)
 
 
 def make(name: str, **hyperparameters) -> GenerativeModel:
@@ -56,14 +57,11 @@ def make(name: str, **hyperparameters) -> GenerativeModel:
     Raises:
         ValueError: unknown name. TypeError: a hyperparameter the model does not take.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(available())}")
-    try:
-        return _REGISTRY[name](**hyperparameters)
-    except TypeError as err:
-        if "unexpected keyword" in str(err) or "positional argument" in str(err):
-            raise TypeError(f"model {name!r}: {err}") from err
-        raise
+    # Only signature errors get the prefix: the models' own argument checks already name the
+    # argument and pass through unchanged.
+    return _registry.build(
+        _REGISTRY, name, hyperparameters, kind="model", signature_errors_only=True
+    )
 
 
 def load(path: str | Path, device="cpu") -> GenerativeModel:
