@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``densitylab`` command."""
     from . import __version__
+    from .suite.config import builtin_suites
 
     parser = argparse.ArgumentParser(
         prog="densitylab",
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a benchmark suite (resumes where it stopped)")
-    run.add_argument("suite", help="a suite TOML file, or a built-in suite name (quick, toy2d)")
+    run.add_argument("suite", help="a suite TOML file, or a built-in suite name ("
+                     + ", ".join(builtin_suites()) + ")")
     run.add_argument("--out", "-o", help="results folder (default: results/<suite name>)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"],
                      help="override the suite's device")

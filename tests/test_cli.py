@@ -27,7 +27,14 @@ def test_list_shows_datasets_models_metrics(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "ring" in out and "grid" in out and "gaussfit" in out
-    assert "mode_coverage(threshold=3.0, min_count=1)" in out and "quick" in out
+    assert "mode_coverage(threshold=3.0, min_count=1)" in out
+    assert "suites:   images, quick, toy2d" in out
+
+
+def test_run_help_names_every_builtin_suite(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "built-in suite name (images, quick, toy2d)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_run_then_report(tmp_path, capsys):
@@ -55,7 +62,7 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "models[0].kind: unknown model 'vea'; expected one of" in err
     assert main(["run", "no_such_suite", "--out", str(tmp_path / "o")]) == 2
-    assert "built-in suites: 'quick', 'toy2d'" in capsys.readouterr().err
+    assert "built-in suites: 'images', 'quick', 'toy2d'" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 

@@ -38,7 +38,14 @@ def _with(edit):
         (lambda d: d["train"].update(steps=0), ValueError,
          r"train\.steps: expected an integer >= 1"),
         (lambda d: d["train"].update(stpes=10), ValueError,
-         r"train\.stpes: unknown key; expected one of batch_size, lr, steps"),
+         r"train\.stpes: unknown key; expected one of batch_size, lr, lr_schedule, steps"),
+        (lambda d: d["train"].update(lr_schedule="cosin"), ValueError,
+         r"train\.lr_schedule: expected one of 'constant', 'cosine', got 'cosin'"),
+        (lambda d: d["models"][0].update(train={"lr_schedule": "cosine"}), ValueError,
+         r"models\[0\]\.train\.lr_schedule: model kind 'gaussfit' has no learning-rate "
+         r"schedule"),
+        (lambda d: d["models"][0].update(kind="vae", params={"latnet": 2}), ValueError,
+         r"models\[0\]\.params \(on dataset 'ring'\): .*latnet"),
         (lambda d: d["models"][0].update(train={"lr": "fast"}), TypeError,
          r"models\[0\]\.train\.lr: expected a number"),
         (lambda d: d["datasets"][0].update(params={"n_mode": 3}), ValueError,
@@ -66,7 +73,8 @@ def test_expansion_resolves_defaults_and_overrides():
     assert len(cfg.runs) == 2 * 2 * 2  # datasets x models x seeds
     by_label = {r.label: r for r in cfg.runs}
     g = by_label["ring/g/1"].config
-    assert g["train"] == {"steps": 7, "batch_size": 64, "lr": None}  # override, suite, default
+    # override, suite, default (the fake model has no default learning rate to fill in)
+    assert g["train"] == {"steps": 7, "batch_size": 64, "lr": None, "lr_schedule": "constant"}
     assert by_label["ring/bad/1"].config["train"]["steps"] == 4
     assert {m["name"]: m["params"] for m in g["metrics"]} == {"mean_gap": {},
                                                                "broken": {"scale": 1.0}}
@@ -94,7 +102,7 @@ def test_run_id_is_stable_and_changes_with_any_setting():
     assert run_id(dict(reversed(list(cfg.items())))) == base_id
 
 
-@pytest.mark.parametrize("name", ["quick", "toy2d"])
+@pytest.mark.parametrize("name", ["quick", "toy2d", "images"])
 def test_builtin_suites_validate_and_match_benchmarks_copies(name):
     from pathlib import Path
 
@@ -113,3 +121,117 @@ def test_toy2d_follows_the_published_protocol():
     protocols = {protocol_of(r.config) for r in cfg.runs}
     assert protocols == {"ring", "grid"}
     assert {m["name"] for m in cfg.metrics} >= {"mode_coverage", "mmd", "kl_knn"}
+
+
+# ---------------------------------------------------------------- resolved run ids
+
+_VAE_SUITE = {
+    "suite": {"name": "ids", "device": "cpu", "seeds": [0], "eval_samples": 100},
+    "datasets": [{"name": "ring"}],
+    "models": [{"name": "vae", "kind": "vae"}],
+    "metrics": [{"name": "mmd"}],
+}
+
+
+def _vae_run(**edits):
+    data = copy.deepcopy(_VAE_SUITE)
+    for section, value in edits.items():
+        data[section][0].update(value)
+    return parse_suite(data).runs[0]
+
+
+def test_run_config_holds_the_defaults_the_code_fills_in():
+    from densitylab import distributions, models
+
+    run = _vae_run()
+    cfg = run.config
+    assert cfg["dataset"]["params"] == distributions.ring().params  # n_modes, radius, std
+    vae = models.VAE(data_dim=2, seed=0)
+    expected = {k: v for k, v in vae.config.items() if k not in ("data_shape", "seed")}
+    assert cfg["model"]["params"] == expected
+    assert cfg["train"]["lr"] == models.VAE.default_lr and cfg["train"]["lr_schedule"] == "constant"
+    assert cfg["metrics"] == [{"name": "mmd", "params": {"kernel": "rbf", "bandwidth": None,
+                                                         "estimator": "unbiased"}}]
+    # what a worker builds from the resolved parameters is the model the suite resolved
+    rebuilt = models.make("vae", data_dim=2, seed=0, **cfg["model"]["params"])
+    assert rebuilt.config == vae.config
+
+
+def test_writing_a_default_out_gives_the_same_run_id():
+    from densitylab import distributions, models
+
+    implicit = _vae_run()
+    vae = models.VAE(data_dim=2)
+    explicit = _vae_run(
+        datasets={"params": distributions.ring().params},
+        models={"params": {"latent_dim": vae.config["latent_dim"],
+                           "hidden": vae.config["hidden"]},
+                "train": {"lr": models.VAE.default_lr}},
+        metrics={"params": {"kernel": "rbf"}},
+    )
+    assert explicit.run_id == implicit.run_id
+    assert _vae_run(models={"params": {"latent_dim": 3}}).run_id != implicit.run_id
+    assert _vae_run(models={"train": {"lr_schedule": "cosine"}}).run_id != implicit.run_id
+
+
+def test_changing_a_default_in_code_changes_the_run_id(monkeypatch):
+    from densitylab import models
+
+    before = _vae_run()
+    monkeypatch.setattr(models.VAE, "default_lr", 2 * models.VAE.default_lr)
+    assert _vae_run().run_id != before.run_id  # the default learning rate
+    monkeypatch.undo()
+
+    class Wider(models.VAE):
+        def __init__(self, *args, hidden=(256, 256), **kwargs):
+            super().__init__(*args, hidden=hidden, **kwargs)
+
+    monkeypatch.setitem(models._REGISTRY, "vae", Wider)
+    after = _vae_run()
+    assert after.config["model"]["params"]["hidden"] == [256, 256]
+    assert after.run_id != before.run_id  # a constructor default
+
+
+def test_registered_model_without_config_resolves_its_factory_defaults():
+    from densitylab.suite import register_model, unregister
+
+    def factory(data_dim, seed=None, width=64):
+        return _suite_fakes.GaussianFit(data_dim, seed)
+
+    register_model("widthfit", factory)
+    try:
+        data = copy.deepcopy(BASE)
+        data["models"] = [{"name": "w", "kind": "widthfit"}]
+        implicit = parse_suite(data).runs[0]
+        data["models"] = [{"name": "w", "kind": "widthfit", "params": {"width": 64}}]
+        explicit = parse_suite(data).runs[0]
+    finally:
+        unregister("widthfit")
+    assert implicit.config["model"]["params"] == {"width": 64}
+    assert implicit.run_id == explicit.run_id
+
+
+def test_run_id_is_sha256_of_canonical_json_and_holds_the_minor_version():
+    import hashlib
+
+    import densitylab
+    from densitylab.suite.config import version_key
+
+    text = '{"a":[1,2],"b":{"c":0.5,"d":null}}'  # sorted keys, no whitespace
+    assert run_id({"b": {"d": None, "c": 0.5}, "a": [1, 2]}) == \
+        hashlib.sha256(text.encode()).hexdigest()[:12]
+    assert version_key() == ".".join(densitylab.__version__.split(".")[:2])
+    assert parse_suite(BASE).runs[0].config["densitylab"] == version_key()
+
+
+def test_run_ids_are_the_same_in_another_process():
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from densitylab.suite import load_suite; "
+            "print(json.dumps([r.run_id for r in load_suite('quick').runs]))")
+    env = {"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert json.loads(res.stdout) == [r.run_id for r in load_suite("quick").runs]

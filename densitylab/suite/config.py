@@ -6,16 +6,27 @@ schema reference. Every error names the offending key, e.g.
 ``models[1].kind: unknown model 'vea'; expected one of 'flow', 'gan', 'vae'``.
 
 A run is one (dataset, model, seed). Its id is the first 12 hex digits of the SHA-256 of its
-fully resolved configuration as canonical JSON (sorted keys, no whitespace): change any
-hyperparameter, metric parameter, seed or sample count and the id changes. The device and the
-suite's name and the thread count are not part of the id: they say where, how and under which
+fully resolved configuration as canonical JSON (sorted keys, no whitespace). Resolved means
+every default filled in from the code, not only what the suite file writes: the dataset's
+parameters as the built target reports them (``target.params``), the model's constructor
+arguments as the built model reports them (``model.config``, minus the data shape and the
+weight seed, which the suite fills in), the training options with the model's own default
+learning rate, every metric parameter, the seed, the sample counts, and the major.minor version
+of densitylab (a release that changes results bumps the minor version). So changing a default in
+code changes the id and the run is computed again instead of a stale result being reused, and
+writing a default out or leaving it implicit gives the same id. The device, the suite's name,
+the thread count and ``batch_seeds`` are not part of the id: they say where, how and under which
 name a run was computed, not what was computed.
+
+A run's ``config`` is what its worker builds from (the resolved model parameters are passed to
+the model's constructor), so the id also names what a worker with other defaults computes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import numbers
 import sys
@@ -34,6 +45,8 @@ __all__ = [
     "SuiteConfig",
     "RunSpec",
     "TRAIN_DEFAULTS",
+    "LR_SCHEDULES",
+    "version_key",
     "load_suite",
     "parse_suite",
     "builtin_suites",
@@ -42,8 +55,11 @@ __all__ = [
 ]
 
 #: Training settings every model gets unless ``[train]`` or the model's ``train`` says otherwise
-#: (``lr = None``: the model's own default learning rate).
-TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None}
+#: (``lr = None``: the model's own default learning rate, filled in when the suite is resolved).
+#: They are passed to the model's ``fit`` (see :meth:`densitylab.models.GenerativeModel.fit`).
+TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None,
+                                  "lr_schedule": "constant"}
+LR_SCHEDULES = ("constant", "cosine")
 
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
                "density_grid", "plugins", "batch_seeds", "threads"}
@@ -107,6 +123,13 @@ class SuiteConfig:
     #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
     #: computed, not what: it is not part of the run ids.
     batch_seeds: bool = False
+
+
+def version_key() -> str:
+    """The ``major.minor`` of densitylab's version: the part that enters run ids."""
+    from densitylab import __version__
+
+    return ".".join(__version__.split(".")[:2])
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -174,23 +197,27 @@ def parse_suite(
     batch_seeds = _get(suite, "suite.batch_seeds", bool, False)
 
     train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
-    datasets = _datasets(_array(data, "datasets"))
-    models = _models(_array(data, "models"), train, datasets)
+    datasets, shapes = _datasets(_array(data, "datasets"))
+    models = _models(_array(data, "models"), train)
+    resolved = _resolve_models(models, datasets, shapes)
     metrics = _metrics(_array(data, "metrics"))
+    version = version_key()
 
     runs = []
     for ds in datasets:
         for m in models:
+            params, model_train = resolved[ds["label"], m["label"]]
             for seed in seeds:
                 cfg = {
                     "dataset": {"label": ds["label"], "name": ds["name"], "params": ds["params"]},
-                    "model": {"label": m["label"], "kind": m["kind"], "params": m["params"]},
-                    "train": m["train"],
+                    "model": {"label": m["label"], "kind": m["kind"], "params": params},
+                    "train": model_train,
                     "seed": seed,
                     "eval_samples": eval_samples,
                     "metrics": metrics,
                     "save_samples": save_samples,
                     "density_grid": density_grid,
+                    "densitylab": version,
                 }
                 if plugins:
                     cfg["plugins"] = plugins
@@ -222,9 +249,14 @@ def _plugins(value: Any) -> list[str]:
     return list(value)
 
 
-def _datasets(items: list[Any]) -> list[dict[str, Any]]:
+def _datasets(items: list[Any]) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+    """Validated datasets with resolved parameters, and each one's data shape by label.
+
+    Each dataset is built once: a mistyped parameter fails now, and ``target.params`` gives the
+    parameters with the code's defaults filled in (they enter the run ids).
+    """
     known = registry.dataset_names()
-    out, labels = [], set()
+    out, labels, shapes = [], set(), {}
     for i, item in enumerate(items):
         key = f"datasets[{i}]"
         _check_table(item, key)
@@ -236,17 +268,24 @@ def _datasets(items: list[Any]) -> list[dict[str, Any]]:
         params = _params(item, key)
         label = _get(item, f"{key}.label", str, name)
         _unique(label, labels, f"{key}.label")
-        if name not in registry.IMAGE_DATASETS:  # cheap to build: check the parameters now
-            try:
-                registry.make_dataset(name, params)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{key}.params: {err}") from err
-        out.append({"label": label, "name": name, "params": params})
-    return out
+        try:
+            target = registry.make_dataset(name, params)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{key}.params: {err}") from err
+        resolved = getattr(target, "params", None)
+        if isinstance(resolved, dict):
+            params = {**params, **resolved}
+        shapes[label] = _data_shape(target)
+        out.append({"label": label, "name": name, "params": _jsonable(params, f"{key}.params")})
+    return out, shapes
 
 
-def _models(items: list[Any], train: dict[str, Any],
-            datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _data_shape(target) -> tuple[int, ...]:
+    shape = getattr(target, "data_shape", None)
+    return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
+
+
+def _models(items: list[Any], train: dict[str, Any]) -> list[dict[str, Any]]:
     known = registry.model_names()
     out, labels = [], set()
     for i, item in enumerate(items):
@@ -260,24 +299,96 @@ def _models(items: list[Any], train: dict[str, Any],
             raise ValueError(f"{key}.kind: unknown model {kind!r}; expected one of {expected}")
         _unique(label, labels, f"{key}.name")
         params = _params(item, key)
-        _try_model(kind, params, datasets, f"{key}.params")
         model_train = _train(item.get("train", {}), f"{key}.train", dict(train))
-        out.append({"label": label, "kind": kind, "params": params, "train": model_train})
+        out.append({"label": label, "kind": kind, "params": params, "train": model_train,
+                    "key": key})
     return out
 
 
-def _try_model(kind: str, params: dict[str, Any], datasets: list[dict[str, Any]],
-               key: str) -> None:
-    """Build the model once for the first vector dataset, so a mistyped parameter fails now."""
-    for ds in datasets:
-        if ds["name"] in registry.IMAGE_DATASETS:
+#: Constructor arguments the suite fills in itself for every run (not model hyperparameters).
+_FILLED_IN = ("data_dim", "data_shape", "seed")
+
+
+def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]],
+                    shapes: dict[str, tuple[int, ...]]):
+    """``{(dataset label, model label): (resolved params, resolved train)}``.
+
+    Each model is built once per dataset (untrained, weight seed 0): a mistyped or unsuitable
+    hyperparameter fails now, naming the model and the dataset, and the built model's ``config``
+    gives its hyperparameters with the defaults filled in.
+    """
+    out = {}
+    for m in models:
+        key, kind = m.pop("key"), m["kind"]
+        for ds in datasets:
+            where = f"{key}.params (on dataset {ds['label']!r})"
+            try:
+                model = registry.make_model(kind, m["params"], data_shape=shapes[ds["label"]],
+                                            seed=0)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}: {err}") from err
+            params = _jsonable(_resolved_params(kind, model, m["params"]), where)
+            out[ds["label"], m["label"]] = (params, _resolved_train(model, kind, m["train"], key))
+    return out
+
+
+def _resolved_params(kind: str, model, written: dict[str, Any]) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    if isinstance(config, dict):  # the model's own account wins: output="auto" -> "sigmoid"
+        resolved = {**written, **config}
+    else:  # a registered model without a config: its factory's keyword defaults
+        resolved = {**_keyword_defaults(registry.model_factory(kind)), **written}
+    resolved = {k: v for k, v in resolved.items() if k not in _FILLED_IN}
+    if "seed" in written:  # the suite file fixes the weights' seed for every run
+        resolved["seed"] = written["seed"]
+    return resolved
+
+
+def _keyword_defaults(fn) -> dict[str, Any]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in params:
+        if p.default is inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        dim = registry.make_dataset(ds["name"], ds["params"]).dim
-        try:
-            registry.make_model(kind, params, data_shape=(dim,), seed=0)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{key}: {err}") from err
-        return
+        try:  # a default that is not plain data cannot be hashed into the run id
+            json.dumps(p.default, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        out[p.name] = p.default
+    return out
+
+
+def _resolved_train(model, kind: str, train: dict[str, Any], key: str) -> dict[str, Any]:
+    out = dict(train)
+    if out["lr"] is None:
+        default_lr = getattr(model, "default_lr", None)
+        if isinstance(default_lr, numbers.Real) and not isinstance(default_lr, bool):
+            out["lr"] = float(default_lr)
+    if out["lr_schedule"] != "constant" and not _takes(model.fit, "lr_schedule"):
+        raise ValueError(f"{key}.train.lr_schedule: model kind {kind!r} has no learning-rate "
+                         f"schedule (its fit takes no lr_schedule); expected 'constant', got "
+                         f"{out['lr_schedule']!r}")
+    return out
+
+
+def _takes(fn, name: str) -> bool:
+    """True when ``fn`` accepts the keyword ``name`` (or any keyword)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
+    """``value`` as plain JSON data (tuples become lists), so that ids hash what records hold."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{key}: resolved parameters are not plain data ({err})") from err
 
 
 def _metrics(items: list[Any]) -> list[dict[str, Any]]:
@@ -321,6 +432,12 @@ def _train(table: Any, key: str, base: dict[str, Any]) -> dict[str, Any]:
         if not 0 < float(lr) < float("inf"):
             raise ValueError(f"{key}.lr: expected a finite number > 0, got {lr!r}")
         out["lr"] = float(lr)
+    if "lr_schedule" in table:
+        schedule = table["lr_schedule"]
+        if schedule not in LR_SCHEDULES:
+            raise ValueError(f"{key}.lr_schedule: expected one of "
+                             f"{', '.join(map(repr, LR_SCHEDULES))}, got {schedule!r}")
+        out["lr_schedule"] = schedule
     return out
 
 

@@ -30,7 +30,7 @@ import torch
 
 from .._runtime import logger, resolve_device, torch_threads
 from . import registry
-from .config import RunSpec
+from .config import RunSpec, _data_shape
 from .registry import MetricSpec
 from .store import RunStore
 
@@ -308,11 +308,19 @@ def _density_grid(model, reference: torch.Tensor, size: int, device) -> dict[str
 
 
 def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device):
-    """Train with fresh batches from the target (passed as the data source) when fit accepts it."""
+    """Train on fresh batches from the target with the run's resolved ``train`` options.
+
+    ``steps``, ``batch_size``, ``lr`` and ``lr_schedule`` go to ``fit`` (the schedule only when
+    ``fit`` takes it or it is not the default: the suite refused a schedule a model lacks when it
+    was loaded). The suite's ``threads`` is applied around the whole run by the caller.
+    """
     kwargs = {"steps": train["steps"], "batch_size": train["batch_size"], "seed": seed}
     if train.get("lr") is not None:
         kwargs["lr"] = train["lr"]
     params = inspect.signature(model.fit).parameters
+    schedule = train.get("lr_schedule", "constant")
+    if schedule != "constant" or "lr_schedule" in params:
+        kwargs["lr_schedule"] = schedule
     if "device" in params:
         kwargs["device"] = device
     if "progress" in params:
@@ -330,11 +338,6 @@ def _as_float(x) -> torch.Tensor:
 def _draw(source, n: int, seed: int) -> torch.Tensor:
     """``n`` points from a target or model, seeded, as a floating tensor."""
     return _as_float(source.sample(n, seed=seed))
-
-
-def _data_shape(target) -> tuple[int, ...]:
-    shape = getattr(target, "data_shape", None)
-    return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 
 
 def _versions() -> dict[str, str]:
@@ -457,7 +460,9 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
     start = time.perf_counter()
     try:
         histories = batched.fit(target, steps=train["steps"], batch_size=train["batch_size"],
-                                lr=train.get("lr"), device=device, progress=False)
+                                lr=train.get("lr"),
+                                lr_schedule=train.get("lr_schedule", "constant"),
+                                device=device, progress=False)
         trained = batched.unstack()
     except Exception as err:  # every run of the batch failed; each is retried next time
         wall = (time.perf_counter() - start) / len(specs)

@@ -24,6 +24,7 @@ __all__ = [
     "metric_names",
     "make_dataset",
     "make_model",
+    "model_factory",
     "get_metric",
     "register_dataset",
     "register_model",
@@ -122,6 +123,17 @@ def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...]
     if models is None:
         raise ValueError(f"unknown model {kind!r}: densitylab.models is not installed")
     return models.make(kind, **extra, **params)
+
+
+def model_factory(kind: str) -> Callable[..., Any]:
+    """The callable that builds models of ``kind`` (a registered factory or the model class)."""
+    if kind in _EXTRA_MODELS:
+        return _EXTRA_MODELS[kind]
+    models = _optional_module("models")
+    registry = getattr(models, "_REGISTRY", None) if models is not None else None
+    if isinstance(registry, dict) and kind in registry:
+        return registry[kind]
+    raise ValueError(f"unknown model {kind!r}; expected one of {', '.join(model_names())}")
 
 
 def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
