@@ -23,10 +23,11 @@ Training (``fit``) guarantees:
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ from torch import nn
 from .._runtime import atomic_torch_save, make_generator, resolve_device, torch_threads
 from .._runtime import progress as _progress
 from .._validation import as_tensor, check_choice, check_int, check_positive
+from .networks import conv_shape_ok
 
 __all__ = ["GenerativeModel", "History", "NoDensityError", "iter_batches"]
 
@@ -180,6 +182,44 @@ def check_finite_step(loss: torch.Tensor | float, params: list[torch.Tensor]) ->
             p.grad = None
         raise _NonFinite(float(loss_t))
     return float(loss_t)
+
+
+def resolve_data_shape(data_dim, data_shape) -> tuple[int, ...]:
+    """The shape of one data point from exactly one of ``data_dim`` (flat) and ``data_shape``."""
+    if (data_dim is None) == (data_shape is None):
+        raise ValueError("give exactly one of data_dim (flat data) and data_shape (e.g. (1, 8, 8))")
+    if data_dim is not None:
+        return (check_int(data_dim, "data_dim", minimum=1),)
+    if isinstance(data_shape, int) or not isinstance(data_shape, Sequence):
+        raise TypeError(f"data_shape must be a sequence of ints, got {data_shape!r}")
+    if not 1 <= len(data_shape) <= 3:
+        raise ValueError(f"data_shape must be (d,) or (C, H, W), got {tuple(data_shape)}")
+    return tuple(check_int(s, "data_shape entry", minimum=1) for s in data_shape)
+
+
+def check_hidden(hidden) -> tuple[int, ...]:
+    """Check a sequence of hidden-layer widths (each >= 1) and return it as a tuple."""
+    if isinstance(hidden, int) or not isinstance(hidden, Sequence):
+        raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
+    return tuple(check_int(h, "hidden layer width", minimum=1) for h in hidden)
+
+
+def check_network_shape(network: str, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` when ``network="conv"`` is asked for data it cannot take."""
+    if network == "conv" and not conv_shape_ok(shape):
+        raise ValueError(
+            f"network='conv' needs data_shape (C, H, W) with H, W divisible by 4, got {shape}"
+        )
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int | None) -> Iterator[None]:
+    """Build weights inside this block: seeded by ``seed`` (None: the global RNG's draws), and
+    the caller's global RNG stream is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 class GenerativeModel(abc.ABC):

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_int, check_positive
-from .base import GenerativeModel, check_data, check_finite_step
-from .vae import _check_hidden
+from .base import GenerativeModel, check_data, check_finite_step, check_hidden, seeded_init
 
 __all__ = ["Flow"]
 
@@ -74,7 +73,7 @@ class Flow(GenerativeModel):
                  seed: int | None = None):
         data_dim = check_int(data_dim, "data_dim", minimum=2)
         num_layers = check_int(num_layers, "num_layers", minimum=1)
-        hidden = _check_hidden(hidden)
+        hidden = check_hidden(hidden)
         if not hidden:
             raise ValueError("hidden must name at least one layer width")
         check_choice(kind, "kind", _KINDS)
@@ -85,9 +84,7 @@ class Flow(GenerativeModel):
         config = {"data_dim": data_dim, "num_layers": num_layers, "hidden": list(hidden),
                   "kind": kind, "count_bins": count_bins, "bound": bound, "seed": seed}
         super().__init__(config, (data_dim,))
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_init(seed):
             layers = []
             for _ in range(num_layers):
                 if kind == "spline_coupling":

@@ -35,9 +35,16 @@ from torch.func import functional_call
 
 from .. import losses
 from .._validation import check_choice, check_int, check_positive
-from .base import GenerativeModel, NoDensityError, check_finite_step
-from .networks import MLP, ConvDecoder, ConvEncoder, conv_shape_ok
-from .vae import _check_hidden, _resolve_shape
+from .base import (
+    GenerativeModel,
+    NoDensityError,
+    check_finite_step,
+    check_hidden,
+    check_network_shape,
+    resolve_data_shape,
+    seeded_init,
+)
+from .networks import MLP, ConvDecoder, ConvEncoder
 
 __all__ = ["GAN"]
 
@@ -109,11 +116,11 @@ class GAN(GenerativeModel):
                  g_hidden: Sequence[int] | None = None, d_hidden: Sequence[int] | None = None,
                  betas: Sequence[float] = (0.5, 0.999), output: str = "auto",
                  conv_width: int = 32, seed: int | None = None):
-        shape = _resolve_shape(data_dim, data_shape)
+        shape = resolve_data_shape(data_dim, data_shape)
         latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
-        hidden = _check_hidden(hidden)
-        g_hidden = hidden if g_hidden is None else _check_hidden(g_hidden)
-        d_hidden = hidden if d_hidden is None else _check_hidden(d_hidden)
+        hidden = check_hidden(hidden)
+        g_hidden = hidden if g_hidden is None else check_hidden(g_hidden)
+        d_hidden = hidden if d_hidden is None else check_hidden(d_hidden)
         check_choice(network, "network", ("mlp", "conv"))
         check_choice(loss, "loss", losses.GAN_LOSSES)
         n_critic = check_int(n_critic, "n_critic", minimum=1)
@@ -135,10 +142,7 @@ class GAN(GenerativeModel):
         conv_width = check_int(conv_width, "conv_width", minimum=1)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
-        if network == "conv" and not conv_shape_ok(shape):
-            raise ValueError(
-                f"network='conv' needs data_shape (C, H, W) with H, W divisible by 4, got {shape}"
-            )
+        check_network_shape(network, shape)
         config = {
             "data_shape": list(shape), "latent_dim": latent_dim, "hidden": list(hidden),
             "network": network, "loss": loss, "n_critic": n_critic, "gp_weight": gp_weight,
@@ -149,9 +153,7 @@ class GAN(GenerativeModel):
         super().__init__(config, shape)
         self.latent_dim = latent_dim
         packed_shape = (pack * shape[0], *shape[1:])
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_init(seed):
             if network == "conv":
                 g_net = ConvDecoder(latent_dim, shape, width=conv_width, batch_norm=True)
                 d_net = ConvEncoder(packed_shape, 1, width=conv_width, activation="leaky_relu")

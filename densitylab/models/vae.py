@@ -38,8 +38,16 @@ from torch import nn
 
 from .._runtime import make_generator
 from .._validation import check_choice, check_int, check_positive
-from .base import GenerativeModel, check_data, check_finite_step
-from .networks import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, conv_shape_ok
+from .base import (
+    GenerativeModel,
+    check_data,
+    check_finite_step,
+    check_hidden,
+    check_network_shape,
+    resolve_data_shape,
+    seeded_init,
+)
+from .networks import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder
 
 __all__ = ["VAE"]
 
@@ -127,9 +135,9 @@ class VAE(GenerativeModel):
                  jit: bool = False, num_particles: int = 1, estimator: str = "trace",
                  optimizer: str = "adam", clip_norm: float = 10.0, conv_width: int = 32,
                  seed: int | None = None):
-        shape = _resolve_shape(data_dim, data_shape)
+        shape = resolve_data_shape(data_dim, data_shape)
         latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
-        hidden = _check_hidden(hidden)
+        hidden = check_hidden(hidden)
         check_choice(network, "network", ("mlp", "conv", "linear"))
         check_choice(likelihood, "likelihood", ("gaussian", "bernoulli"))
         if decoder_scale != "learned":
@@ -148,10 +156,7 @@ class VAE(GenerativeModel):
         conv_width = check_int(conv_width, "conv_width", minimum=1)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
-        if network == "conv" and not conv_shape_ok(shape):
-            raise ValueError(
-                f"network='conv' needs data_shape (C, H, W) with H, W divisible by 4, got {shape}"
-            )
+        check_network_shape(network, shape)
         config = {
             "data_shape": list(shape), "latent_dim": latent_dim, "hidden": list(hidden),
             "network": network, "likelihood": likelihood, "decoder_scale": decoder_scale,
@@ -162,9 +167,7 @@ class VAE(GenerativeModel):
         super().__init__(config, shape)
         self.latent_dim = latent_dim
         self.likelihood = likelihood
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_init(seed):
             enc_net, dec_net = self._build_networks(network, shape, latent_dim, hidden,
                                                     activation, conv_width)
             self.networks["encoder"] = Encoder(enc_net, latent_dim)
@@ -394,21 +397,3 @@ def _site_log_prob(trace) -> torch.Tensor:
         if site["type"] == "sample":
             total = total + site["log_prob"]
     return total
-
-
-def _resolve_shape(data_dim, data_shape) -> tuple[int, ...]:
-    if (data_dim is None) == (data_shape is None):
-        raise ValueError("give exactly one of data_dim (flat data) and data_shape (e.g. (1, 8, 8))")
-    if data_dim is not None:
-        return (check_int(data_dim, "data_dim", minimum=1),)
-    if isinstance(data_shape, int) or not isinstance(data_shape, Sequence):
-        raise TypeError(f"data_shape must be a sequence of ints, got {data_shape!r}")
-    if not 1 <= len(data_shape) <= 3:
-        raise ValueError(f"data_shape must be (d,) or (C, H, W), got {tuple(data_shape)}")
-    return tuple(check_int(s, "data_shape entry", minimum=1) for s in data_shape)
-
-
-def _check_hidden(hidden) -> tuple[int, ...]:
-    if isinstance(hidden, int) or not isinstance(hidden, Sequence):
-        raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
-    return tuple(check_int(h, "hidden layer width", minimum=1) for h in hidden)
