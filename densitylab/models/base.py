@@ -27,7 +27,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -212,6 +212,37 @@ def check_network_shape(network: str, shape: tuple[int, ...]) -> None:
         )
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_fit_args(steps, batch_size, lr, num_threads, lr_schedule, *,
+                   default_lr: float) -> tuple[int, int, float, int | None]:
+    """Check the ``fit`` arguments single and batched models share.
+
+    Returns ``(steps, batch_size, lr, num_threads)``, with ``lr`` defaulting to ``default_lr``.
+    """
+    steps = check_int(steps, "steps", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    lr = default_lr if lr is None else check_positive(lr, "lr")
+    if num_threads is not None:
+        num_threads = check_int(num_threads, "num_threads", minimum=1)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+    return steps, batch_size, lr, num_threads
+
+
+def cosine_lr(lr: float, step: int, steps: int) -> float:
+    """``lr * (1 + cos(pi step / steps)) / 2``: cosine annealing without restarts (Loshchilov and
+    Hutter, ICLR 2017)."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+def set_lr(optimizers: Iterable[torch.optim.Optimizer], lr: float) -> None:
+    """Set the learning rate of every parameter group of ``optimizers`` to ``lr``."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
 @contextlib.contextmanager
 def seeded_init(seed: int | None) -> Iterator[None]:
     """Build weights inside this block: seeded by ``seed`` (None: the global RNG's draws), and
@@ -304,9 +335,8 @@ class GenerativeModel(abc.ABC):
         """
         from .. import TrainingDiverged
 
-        steps = check_int(steps, "steps", minimum=0)
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        lr = self.default_lr if lr is None else check_positive(lr, "lr")
+        steps, batch_size, lr, num_threads = check_fit_args(
+            steps, batch_size, lr, num_threads, lr_schedule, default_lr=self.default_lr)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
         if checkpoint_every is not None:
@@ -322,9 +352,6 @@ class GenerativeModel(abc.ABC):
                                dtype=self._dtype(), seed=seed + 1)
         history = History()
         self.history = history
-        if num_threads is not None:
-            num_threads = check_int(num_threads, "num_threads", minimum=1)
-        check_choice(lr_schedule, "lr_schedule", ("constant", "cosine"))
         fork_devices = [dev] if dev.type == "cuda" else []
         start = time.perf_counter()
         step = 0
@@ -336,7 +363,7 @@ class GenerativeModel(abc.ABC):
                 for step in _progress(range(steps), total=steps, desc=f"{self.name} fit",
                                       enabled=progress):
                     if lr_schedule == "cosine":
-                        self._set_lr(state, lr * 0.5 * (1.0 + math.cos(math.pi * step / steps)))
+                        self._set_lr(state, cosine_lr(lr, step, steps))
                     losses = self._train_step(state, batches)
                     history.append(losses)
                     if checkpoint_every and (step + 1) % checkpoint_every == 0:
@@ -361,9 +388,7 @@ class GenerativeModel(abc.ABC):
         return list(state["optimizers"])
 
     def _set_lr(self, state: Any, lr: float) -> None:
-        for opt in self._optimizers(state):
-            for group in opt.param_groups:
-                group["lr"] = lr
+        set_lr(self._optimizers(state), lr)
 
     def _dtype(self) -> torch.dtype:
         return next(self.networks.parameters()).dtype

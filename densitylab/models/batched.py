@@ -68,8 +68,8 @@ from torch import nn
 from .. import losses
 from .._runtime import make_generator, resolve_device, torch_threads
 from .._runtime import progress as _progress
-from .._validation import check_choice, check_int, check_positive
-from .base import GenerativeModel, History, iter_batches
+from .._validation import check_int
+from .base import GenerativeModel, History, check_fit_args, cosine_lr, iter_batches, set_lr
 from .gan import GAN, Discriminator, Generator
 from .networks import ACTIVATIONS
 from .vae import VAE, Decoder, Encoder
@@ -234,16 +234,13 @@ class BatchedModel:
         training stops early only when every slice has. ``KeyboardInterrupt`` is re-raised after
         leaving the model usable, with partial histories marked ``interrupted``.
         """
-        steps = check_int(steps, "steps", minimum=0)
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        lr = self.single_class.default_lr if lr is None else check_positive(lr, "lr")
+        steps, batch_size, lr, num_threads = check_fit_args(
+            steps, batch_size, lr, num_threads, lr_schedule,
+            default_lr=self.single_class.default_lr)
         train_seeds = self.seeds if seeds is None else _check_seeds(seeds, None)
         if len(train_seeds) != self.num_seeds:
             raise ValueError(f"seeds must hold {self.num_seeds} seeds (one per slice), "
                              f"got {len(train_seeds)}")
-        if num_threads is not None:
-            num_threads = check_int(num_threads, "num_threads", minimum=1)
-        check_choice(lr_schedule, "lr_schedule", ("constant", "cosine"))
         if device is not None:
             self.to(device)
         dev, dtype, s = self.device, self._dtype(), self.num_seeds
@@ -267,9 +264,7 @@ class BatchedModel:
             for step in _progress(range(steps), total=steps, desc=desc, enabled=progress):
                 state["step"] = step
                 if lr_schedule == "cosine":  # the single model's schedule, step for step
-                    for opt in state["optimizers"]:
-                        for group in opt.param_groups:
-                            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                    set_lr(state["optimizers"], cosine_lr(lr, step, steps))
                 inputs = self._draw_inputs(streams, noise_gens, batch_size, state)
                 step_losses = self._step(state, *inputs)
                 for key, value in step_losses.items():
