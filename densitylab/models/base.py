@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -253,7 +253,44 @@ def seeded_init(seed: int | None) -> Iterator[None]:
         yield
 
 
-class GenerativeModel(abc.ABC):
+_M = TypeVar("_M", bound="NetworksOnDevice")
+
+
+class NetworksOnDevice:
+    """What single and batched models share: their ``networks`` (an ``nn.ModuleDict``) live on
+    one device, and a JSON-able ``_config`` records their hyperparameters."""
+
+    networks: nn.ModuleDict
+    _config: dict[str, Any]
+    _device: torch.device
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-able hyperparameters (a copy): for a single model, the constructor arguments that
+        rebuild its architecture, ``type(m)(**m.config)``; for a batched model, its single
+        model's config without the seed."""
+        return copy.deepcopy(self._config)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live and where ``sample`` returns tensors."""
+        return self._device
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """All trainable parameters (of a batched model: stacked, leading dimension S)."""
+        return self.networks.parameters()
+
+    def to(self: _M, device) -> _M:
+        """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``); returns self."""
+        self._device = resolve_device(device)
+        self.networks.to(self._device)
+        return self
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.networks.parameters()).dtype
+
+
+class GenerativeModel(NetworksOnDevice, abc.ABC):
     """Abstract base of densitylab's models; see the module docstring for ``fit``'s guarantees.
 
     Subclasses define ``name``, ``has_density``, build ``self.networks`` in ``__init__`` and
@@ -273,29 +310,9 @@ class GenerativeModel(abc.ABC):
 
     # ------------------------------------------------------------------ properties
     @property
-    def config(self) -> dict[str, Any]:
-        """JSON-able constructor arguments rebuilding the architecture: ``type(m)(**m.config)``."""
-        return copy.deepcopy(self._config)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the parameters live and where ``sample`` returns tensors."""
-        return self._device
-
-    @property
     def data_dim(self) -> int:
         """Number of scalars in one data point (``prod(data_shape)``)."""
         return math.prod(self.data_shape)
-
-    def parameters(self) -> Iterator[nn.Parameter]:
-        """All trainable parameters."""
-        return self.networks.parameters()
-
-    def to(self, device) -> GenerativeModel:
-        """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``); returns self."""
-        self._device = resolve_device(device)
-        self.networks.to(self._device)
-        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
@@ -389,9 +406,6 @@ class GenerativeModel(abc.ABC):
 
     def _set_lr(self, state: Any, lr: float) -> None:
         set_lr(self._optimizers(state), lr)
-
-    def _dtype(self) -> torch.dtype:
-        return next(self.networks.parameters()).dtype
 
     @abc.abstractmethod
     def _start_training(self, lr: float, batch_size: int) -> Any:

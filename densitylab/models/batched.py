@@ -52,7 +52,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 import warnings
@@ -66,10 +65,18 @@ from pyro import poutine
 from torch import nn
 
 from .. import losses
-from .._runtime import make_generator, resolve_device, torch_threads
+from .._runtime import make_generator, torch_threads
 from .._runtime import progress as _progress
 from .._validation import check_int
-from .base import GenerativeModel, History, check_fit_args, cosine_lr, iter_batches, set_lr
+from .base import (
+    GenerativeModel,
+    History,
+    NetworksOnDevice,
+    check_fit_args,
+    cosine_lr,
+    iter_batches,
+    set_lr,
+)
 from .gan import GAN, Discriminator, Generator
 from .networks import ACTIVATIONS
 from .vae import VAE, Decoder, Encoder
@@ -139,7 +146,7 @@ def _check_seeds(seeds, num_seeds) -> tuple[int, ...]:
     return out
 
 
-class BatchedModel:
+class BatchedModel(NetworksOnDevice):
     """S seeds of one model class trained together; see the module docstring.
 
     Subclasses set ``single_class`` and implement ``_check_supported``, ``_build_networks``,
@@ -176,29 +183,6 @@ class BatchedModel:
     def num_seeds(self) -> int:
         """S, the number of stacked models."""
         return len(self.seeds)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The shared hyperparameters (a single model's config without its seed)."""
-        return copy.deepcopy(self._config)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the parameters live and where ``sample`` returns tensors."""
-        return self._device
-
-    def parameters(self) -> Iterator[nn.Parameter]:
-        """All stacked parameters (leading dimension S)."""
-        return self.networks.parameters()
-
-    def to(self, device) -> BatchedModel:
-        """Move to ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``); returns self."""
-        self._device = resolve_device(device)
-        self.networks.to(self._device)
-        return self
-
-    def _dtype(self) -> torch.dtype:
-        return next(self.networks.parameters()).dtype
 
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self._hyperparameters.items())
