@@ -79,7 +79,7 @@ from .base import (
 )
 from .gan import GAN, Discriminator, Generator
 from .networks import ACTIVATIONS
-from .vae import VAE, Decoder, Encoder
+from .vae import VAE, Decoder, Encoder, trace_log_prob
 
 __all__ = ["BatchedLinear", "BatchedMLP", "BatchedModel", "BatchedGAN", "BatchedVAE"]
 
@@ -507,16 +507,6 @@ class _GivenNoiseNormal(dist.Normal):
         return self.loc + self._eps * self.scale
 
 
-def _per_seed_log_prob(trace) -> torch.Tensor:
-    """Sum of every sample site's log-density over the data plate: ``(S,)``."""
-    trace.compute_log_prob()
-    total = 0.0
-    for site in trace.nodes.values():
-        if site["type"] == "sample":
-            total = total + site["log_prob"].sum(dim=-1)
-    return total
-
-
 class BatchedVAE(BatchedModel):
     """S seeds of :class:`~densitylab.models.VAE` trained as one batched computation.
 
@@ -600,7 +590,8 @@ class BatchedVAE(BatchedModel):
         """
         guide_tr = poutine.trace(self.guide).get_trace(x, eps)
         model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(x)
-        return _per_seed_log_prob(model_tr) - _per_seed_log_prob(guide_tr)
+        # each site summed over the data plate: (S,) per trace
+        return trace_log_prob(model_tr, sum_dim=-1) - trace_log_prob(guide_tr, sum_dim=-1)
 
     def _start_training(self, lr, batch_size):
         params = list(self.networks.parameters())

@@ -299,7 +299,7 @@ class VAE(GenerativeModel):
                 xr = xb.expand(k, *xb.shape).reshape(k * m, *self.data_shape)
                 guide_tr = poutine.trace(self.guide).get_trace(xr)
                 model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(xr)
-                lw = _site_log_prob(model_tr) - _site_log_prob(guide_tr)
+                lw = trace_log_prob(model_tr) - trace_log_prob(guide_tr)
                 out.append(lw.reshape(k, m))
         return torch.cat(out, dim=1) if out else x.new_zeros((k, 0))
 
@@ -390,10 +390,13 @@ class _ModelAdam(pyro.optim.PyroOptim):
         self.optim.load_state_dict(state_dict)
 
 
-def _site_log_prob(trace) -> torch.Tensor:
+def trace_log_prob(trace, sum_dim: int | None = None) -> torch.Tensor:
+    """Sum of the log-densities of a Pyro trace's sample sites, each first summed over
+    ``sum_dim`` when given (the batched VAE sums each site over its data plate)."""
     trace.compute_log_prob()
     total = 0.0
     for site in trace.nodes.values():
         if site["type"] == "sample":
-            total = total + site["log_prob"]
+            log_prob = site["log_prob"]
+            total = total + (log_prob if sum_dim is None else log_prob.sum(dim=sum_dim))
     return total
