@@ -13,18 +13,13 @@ import pytest
 import torch
 
 from densitylab import distributions, metrics
-from densitylab._runtime import torch_threads
 from densitylab.models import GAN, VAE
 from densitylab.models.batched import BatchedGAN, BatchedLinear, BatchedVAE
 
 SEEDS = [3, 5, 11]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tiny matrix products are slower with a contended thread pool than with one thread.
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = {"data_dim": 2, "latent_dim": 2, "hidden": (16, 16)}
 

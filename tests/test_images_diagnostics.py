@@ -8,15 +8,9 @@ import pytest
 import torch
 
 from densitylab import images, metrics
-from densitylab._runtime import torch_threads
 from densitylab.images import classifier as clf_module
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The machines running the suite are shared; tiny convolutions gain nothing from more threads.
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

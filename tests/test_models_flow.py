@@ -10,13 +10,7 @@ import torch
 import densitylab
 from densitylab import distributions, models
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grid_mass(flow, half_width=7.0, points=161):

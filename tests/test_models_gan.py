@@ -12,13 +12,7 @@ import densitylab
 from densitylab import distributions, losses, models
 from densitylab.models.gan import pack_samples
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small_gan(**kw):

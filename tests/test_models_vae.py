@@ -11,14 +11,7 @@ import torch
 import densitylab
 from densitylab import distributions, losses, models
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small networks: one thread is fastest and behaves on a shared machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- linear-Gaussian VAE
