@@ -587,6 +587,12 @@ def _permute_rows(z: Any, gen: np.random.Generator) -> Any:
     return np.asarray(z)[perm]
 
 
+def _unchanged(before: float, after: float, *, rtol: float, atol: float) -> bool:
+    """Both values finite and ``|before - after| <= atol + rtol * |before|``."""
+    return (math.isfinite(before) and math.isfinite(after)
+            and not abs(before - after) > atol + rtol * abs(before))
+
+
 def assert_permutation_invariant(
     f: Callable[..., Any], x: Any, y: Any = None, *, seed: int = 0, rtol: float = 1e-7,
     atol: float = 1e-12, **kwargs: Any,
@@ -606,9 +612,7 @@ def assert_permutation_invariant(
     shuffled = tuple(_permute_rows(z, gen) for z in args)
     before = _scalar(f(*args, **kwargs), "f")
     after = _scalar(f(*shuffled, **kwargs), "f")
-    if not (math.isfinite(before) and math.isfinite(after)) or (
-        abs(before - after) > atol + rtol * abs(before)
-    ):
+    if not _unchanged(before, after, rtol=rtol, atol=atol):
         raise AssertionError(
             f"not permutation invariant: {before!r} before shuffling the rows, {after!r} after "
             f"(atol={atol:g}, rtol={rtol:g}, seed={seed})"
@@ -635,9 +639,7 @@ def assert_invariant(
     args = (x,) if y is None else (x, y)
     before = _scalar(f(*args, **kwargs), "f")
     after = _scalar(f(*(transform(z) for z in args), **kwargs), "f")
-    if not (math.isfinite(before) and math.isfinite(after)) or (
-        abs(before - after) > atol + rtol * abs(before)
-    ):
+    if not _unchanged(before, after, rtol=rtol, atol=atol):
         raise AssertionError(
             f"not invariant under {name}: {before!r} before, {after!r} after (gap "
             f"{abs(before - after):.3g}, atol={atol:g}, rtol={rtol:g})"
