@@ -99,3 +99,102 @@ def test_protocol_detection_and_published_table(tmp_path):
 def test_report_on_empty_folder_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run records"):
         write_report(tmp_path)
+
+
+# ---------------------------------------------------------------- image datasets
+
+
+def test_image_mosaic_places_each_image_in_its_tile():
+    from densitylab.report.figures import image_mosaic
+
+    x = np.zeros((3, 3, 2, 2))
+    for i in range(3):
+        x[i, i] = 1.0  # image i lights colour channel i
+    m = image_mosaic(x, side=2, pad=1)
+    assert m.shape == (2 * 3 + 1, 2 * 3 + 1, 3)
+    np.testing.assert_array_equal(m[1:3, 1:3], np.broadcast_to([1.0, 0, 0], (2, 2, 3)))
+    np.testing.assert_array_equal(m[1:3, 4:6], np.broadcast_to([0, 1.0, 0], (2, 2, 3)))
+    np.testing.assert_array_equal(m[4:6, 1:3], np.broadcast_to([0, 0, 1.0], (2, 2, 3)))
+    assert np.all(m[4:6, 4:6] == 0.5) and np.all(m[0] == 0.5)  # empty tile and padding
+    grey = image_mosaic(np.full((1, 1, 2, 2), 2.0), side=1)
+    assert grey.shape == (4, 4) and grey[1, 1] == 1.0  # one channel, clipped to [0, 1]
+
+
+def _image_records(tmp_path):
+    """Hand-made records of a stacked-digits suite and a ring suite, as runs would leave them."""
+    from densitylab import images
+
+    store = RunStore(tmp_path)
+    x, _ = images.StackedDigits("test").sample(64, seed=3)
+    stacked_cfg = {"dataset": {"label": "stacked", "name": "stacked_digits",
+                               "params": {"split": "test", "seed": 0, "balanced": True}},
+                   "eval_samples": 26000,
+                   "metrics": [{"name": "stacked_modes",
+                                "params": {"threshold": None, "min_count": 1}}]}
+    ring_cfg = {"dataset": {"label": "ring", "name": "ring",
+                            "params": {"n_modes": 8, "radius": 1.0, "std": 0.05}},
+                "eval_samples": 400,
+                "metrics": [{"name": "mode_coverage",
+                             "params": {"threshold": 2.0, "min_count": 1}}]}
+    values = {("vae", 0): (900.0, 0.2), ("vae", 1): (920.0, 0.3), ("gan", 0): (40.0, 3.1),
+              ("gan", 1): (0.0, None)}
+    for (model, seed), (modes, kl) in values.items():
+        rid = f"s{model}{seed}".ljust(12, "0")
+        vals = {"modes_covered": modes, "num_modes": 1000.0, "high_quality_fraction": 0.8}
+        details = {"counts": [1] * 10}
+        if kl is None:
+            details["kl_modes_note"] = "undefined: no high-quality sample"
+        else:
+            vals["kl_modes"] = kl
+        store.write_record({"run_id": rid, "status": "ok", "suite": "img", "dataset": "stacked",
+                            "model": model, "seed": seed, "config": stacked_cfg, "device": "cpu",
+                            "wall_s": 1.0, "metrics": {"stacked_modes": {"values": vals,
+                                                                         "details": details}}})
+        store.write_samples(rid, {"samples": x.numpy()})
+    store.write_record({"run_id": "ring00000000", "status": "ok", "suite": "img",
+                        "dataset": "ring", "model": "g", "seed": 0, "config": ring_cfg,
+                        "device": "cpu", "wall_s": 1.0,
+                        "metrics": {"mode_coverage": {"values": {
+                            "modes_covered": 8.0, "high_quality_fraction": 0.5,
+                            "kl_modes": 0.01}, "details": {"counts": [1] * 8}}}})
+    return store
+
+
+def test_stacked_digits_report_grid_wording_and_mode_table(tmp_path):
+    from densitylab.report.figures import image_grid_figure
+    from densitylab.report.published import STACKED_MNIST
+
+    store = _image_records(tmp_path)
+    paths = write_report(tmp_path)
+    text = paths.markdown.read_text()
+    # (a) a sample grid per image dataset: real images first, then each model, in colour
+    assert "figures/samples_stacked.png" in text
+    assert (tmp_path / "figures" / "samples_stacked.png").stat().st_size > 1000
+    first = [r for r in store.records() if r["dataset"] == "stacked" and r["seed"] == 0]
+    fig = image_grid_figure(first, store, "stacked")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "real images"
+    assert sorted(titles[1:]) == ["gan (seed 0)", "vae (seed 0)"]
+    assert all(ax.images[0].get_array().shape[-1] == 3 for ax in fig.axes)  # RGB, not a colormap
+    # (b) high_quality_fraction is explained per dataset kind, with the run's own threshold
+    assert ("- `high_quality_fraction` (stacked): mean classifier confidence (max softmax "
+            "probability) over the three channel images") in text
+    assert ("- `high_quality_fraction` (ring): share of samples within 2 standard deviations"
+            in text)
+    assert "within 3 std" not in text
+    # (c) the mode-count table: ours, then the published stacked-MNIST rows, labelled apart
+    assert "not directly comparable" in text and "Srivastava et al." in text
+    assert "Table 2" in text and "Lin et al." in text
+    assert "| vae | stacked 8x8 digits (26,000 samples per evaluation) | this run | 910 ± 10 | " \
+           "0.25 ± 0.05 |" in text
+    for row in STACKED_MNIST:
+        assert f"| {row.model} | stacked MNIST 28x28 | {row.source} | {row.modes:g}" in text
+    # an undefined KL is said so, and averaged over the seeds that define it, never NaN
+    assert "`kl_modes` (stacked_modes) undefined: no high-quality sample for stacked / gan " \
+           "(seeds 1)" in text
+    assert "| gan | stacked 8x8 digits (26,000 samples per evaluation) | this run | 20 ± 20 | " \
+           "3.1 |" in text
+    assert "3.1 (1 of 2 seeds)" in text  # the dataset table says how many seeds it averages
+    df = pd.read_csv(paths.csv)
+    assert not df["value"].isna().any()
+    assert len(df[(df.model == "gan") & (df.metric == "kl_modes")]) == 1

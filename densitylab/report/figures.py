@@ -2,6 +2,9 @@
 
 * ``samples.png``: each model's samples over the target's mode centres, one panel per
   (dataset, model): the picture of a VAE's blur against a GAN's collapse.
+* ``samples_<dataset>.png`` (image datasets): a grid of real images beside a grid of each
+  model's samples: the picture of a VAE's blur against a GAN's sharpness. One channel is drawn
+  in grey; three channels (stacked digits) as a colour image, one digit per colour channel.
 * ``density.png``: log-density contours of the models with a density (VAE, flow).
 * ``metrics_<dataset>.png``: bars of each metric per model with standard-error intervals over
   seeds.
@@ -23,10 +26,12 @@ from matplotlib.figure import Figure
 from ..suite import registry
 from ..suite.store import RunStore
 
-__all__ = ["write_figures", "samples_figure", "density_figure", "metric_bars",
-           "mode_histograms", "training_curves"]
+__all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
+           "density_figure", "metric_bars", "mode_histograms", "training_curves"]
 
 _MAX_POINTS = 2500  # points drawn per scatter panel
+_GRID_SIDE = 8  # image grids show up to 8 x 8 images
+_REAL_SEED = 12345  # the real images drawn beside the samples
 
 
 def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
@@ -49,6 +54,8 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
         slug = _slug(dataset)
         runs = [r for r in ok if r["dataset"] == dataset]
         for name, fig in (
+            (f"samples_{slug}", image_grid_figure([r for r in first if r["dataset"] == dataset],
+                                                  store, dataset)),
             (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset)),
             (f"modes_{slug}", mode_histograms(runs, dataset)),
             (f"training_{slug}", training_curves(runs, dataset)),
@@ -113,6 +120,69 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     axes.flat[0].legend(fontsize=6, loc="upper right", markerscale=2)
+    return fig
+
+
+def image_mosaic(images: np.ndarray, side: int = _GRID_SIDE, pad: int = 1) -> np.ndarray:
+    """Tile up to ``side * side`` images ``(n, C, H, W)`` into one picture.
+
+    Returns ``(rows * (H + pad) + pad, side * (W + pad) + pad)`` for one channel, with a trailing
+    axis of 3 for three channels (channel c is colour c); the padding is mid-grey (0.5) so that
+    it separates tiles on white and on black backgrounds. Values are clipped to [0, 1].
+    """
+    x = np.clip(np.asarray(images, dtype=np.float64)[: side * side], 0.0, 1.0)
+    n, c, h, w = x.shape
+    if c not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got shape {x.shape}")
+    rows = max(1, -(-n // side))
+    out = np.full((rows * (h + pad) + pad, side * (w + pad) + pad, c), 0.5)
+    for i in range(n):
+        r, q = divmod(i, side)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        out[top:top + h, left:left + w] = x[i].transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def _real_images(record: dict[str, Any], n: int) -> np.ndarray | None:
+    target = _target(record)
+    if target is None:
+        return None
+    real = target.sample(n, seed=_REAL_SEED)
+    if isinstance(real, tuple | list):  # (images, labels)
+        real = real[0]
+    return np.asarray(real.detach().cpu().float().numpy() if hasattr(real, "detach") else real)
+
+
+def image_grid_figure(records: list[dict[str, Any]], store: RunStore,
+                      dataset: str) -> Figure | None:
+    """Real images beside each model's samples (first seed) for one image dataset, or None.
+
+    The stored samples of an image run are its first 64 evaluation samples; the real images are
+    a fixed draw from the dataset. Grey for one channel (ink dark on white), colour for three.
+    """
+    panels = []
+    for r in records:
+        arrays = store.load_samples(r["run_id"])
+        if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 4 \
+                and arrays["samples"].shape[1] in (1, 3):
+            panels.append((f"{r['model']} (seed {r['seed']})", arrays["samples"]))
+    if not panels:
+        return None
+    n = min(len(panels[0][1]), _GRID_SIDE * _GRID_SIDE)
+    real = _real_images(records[0], n)
+    if real is not None and real.shape[1:] == panels[0][1].shape[1:]:
+        panels.insert(0, ("real images", real))
+    fig = Figure(figsize=(2.4 * len(panels), 2.7), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).reshape(-1)
+    for ax, (title, images) in zip(axes, panels, strict=True):
+        mosaic = image_mosaic(images)
+        if mosaic.ndim == 2:
+            ax.imshow(mosaic, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(mosaic, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(f"{dataset}: real images and model samples", fontsize=9)
     return fig
 
 

@@ -413,7 +413,13 @@ def _metrics(items: list[Any]) -> list[dict[str, Any]]:
                                 f"got {type(value).__name__} {value!r}")
             if isinstance(default, float) and isinstance(value, int):
                 params[pname] = float(value)  # 3 and 3.0 are one setting, so one run id
-        out.append({"name": name, "params": {**spec.defaults, **params}})
+        params = {**spec.defaults, **params}
+        if spec.check is not None:
+            try:
+                spec.check(**params)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{key}.params: {err}") from err
+        out.append({"name": name, "params": params})
     return out
 
 

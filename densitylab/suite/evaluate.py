@@ -181,10 +181,23 @@ def _prdc(ctx: EvalContext, k: int) -> dict[str, Any]:
     return {name: float(d[name]) for name in ("precision", "recall", "density", "coverage")}
 
 
-def _stacked_modes(ctx: EvalContext) -> dict[str, Any]:
+def _stacked_modes(ctx: EvalContext, threshold: float | None, min_count: int) -> dict[str, Any]:
     from densitylab import images
 
-    return _coverage_values(images.count_stacked_modes(ctx.samples))
+    mc = images.count_stacked_modes(ctx.samples, threshold=threshold, min_count=min_count)
+    return _coverage_values(mc)
+
+
+def _check_stacked_modes(threshold: float | None, min_count: int) -> None:
+    """``threshold``: None (count every sample) or a confidence in (0, 1); ``min_count`` >= 1."""
+    from .._validation import check_int, check_probability
+
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise TypeError(f"threshold: expected a number in (0, 1), got "
+                            f"{type(threshold).__name__} {threshold!r}")
+        check_probability(threshold, "threshold")
+    check_int(min_count, "min_count", minimum=1)
 
 
 def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
@@ -209,8 +222,11 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "Monte Carlo KL(target || model) from target samples"),
     MetricSpec("prdc", _prdc, {"k": 5},
                description="precision, recall, density, coverage (Naeem et al. 2020)"),
-    MetricSpec("stacked_modes", _stacked_modes, {}, _needs_stacked,
-               "classifier-based mode count over the 1,000 digit triples"),
+    MetricSpec("stacked_modes", _stacked_modes, {"threshold": None, "min_count": 1},
+               _needs_stacked,
+               "classifier-based mode count over the 1,000 digit triples (VEEGAN / PacGAN "
+               "stacked-MNIST protocol); threshold: per-channel confidence a sample needs to "
+               "count (none: every sample)", check=_check_stacked_modes),
     MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
                "KID, Frechet distance and PRDC on digit-classifier features"),
 )

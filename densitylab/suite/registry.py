@@ -43,6 +43,8 @@ class MetricSpec:
     ``defaults`` lists every parameter the metric takes (with its default), so that a suite's
     metric table is validated key by key and the resolved parameters enter the run id.
     ``applies(context)`` returns None when the metric applies, else the reason it is skipped.
+    ``check(**params)``, when given, validates the resolved parameters when the suite is loaded
+    (raising TypeError/ValueError naming the parameter), so a bad value fails before training.
     """
 
     name: str
@@ -50,6 +52,7 @@ class MetricSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     applies: Callable[[Any], str | None] = lambda context: None
     description: str = ""
+    check: Callable[..., None] | None = None
 
 
 _EXTRA_DATASETS: dict[str, Callable[..., Any]] = {}
