@@ -141,7 +141,7 @@ def _image_records(tmp_path):
     for (model, seed), (modes, kl) in values.items():
         rid = f"s{model}{seed}".ljust(12, "0")
         vals = {"modes_covered": modes, "num_modes": 1000.0, "high_quality_fraction": 0.8}
-        details = {"counts": [1] * 10}
+        details = {"counts": [1] * int(modes) + [0] * (1000 - int(modes))}
         if kl is None:
             details["kl_modes_note"] = "undefined: no high-quality sample"
         else:
@@ -195,6 +195,12 @@ def test_stacked_digits_report_grid_wording_and_mode_table(tmp_path):
     assert "| gan | stacked 8x8 digits (26,000 samples per evaluation) | this run | 20 ± 20 | " \
            "3.1 |" in text
     assert "3.1 (1 of 2 seeds)" in text  # the dataset table says how many seeds it averages
+    # 1,000 modes are drawn as a ranked curve of readable size, not 1,000 bars
+    from densitylab.report.figures import mode_histograms
+
+    fig = mode_histograms([r for r in store.records() if r["dataset"] == "stacked"], "stacked")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "vae (910 of 1000 modes visited)" in legend and fig.get_figwidth() < 10
     df = pd.read_csv(paths.csv)
     assert not df["value"].isna().any()
     assert len(df[(df.model == "gan") & (df.metric == "kl_modes")]) == 1

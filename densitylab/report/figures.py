@@ -31,6 +31,7 @@ __all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic
 
 _MAX_POINTS = 2500  # points drawn per scatter panel
 _GRID_SIDE = 8  # image grids show up to 8 x 8 images
+_MAX_BARS = 60  # more modes than this are drawn as a ranked curve, not one bar per mode
 _REAL_SEED = 12345  # the real images drawn beside the samples
 
 
@@ -262,6 +263,8 @@ def mode_histograms(records: list[dict[str, Any]], dataset: str) -> Figure | Non
     df = pd.DataFrame(rows)
     models = list(dict.fromkeys(df["model"]))
     n_modes = int(df["mode"].max()) + 1
+    if n_modes > _MAX_BARS:
+        return _ranked_modes(df, models, n_modes, dataset)
     fig = Figure(figsize=(max(4.0, 0.18 * n_modes + 2), 1.9 * len(models)),
                  layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(models), 1, squeeze=False)).reshape(-1)
@@ -275,6 +278,36 @@ def mode_histograms(records: list[dict[str, Any]], dataset: str) -> Figure | Non
         if n_modes > 40:
             ax.set_xticks([])
     axes[0].legend(fontsize=6)
+    return fig
+
+
+def _ranked_modes(df: pd.DataFrame, models: list[str], n_modes: int, dataset: str) -> Figure:
+    """Too many modes for bars (stacked digits: 1,000): counts sorted from most to least
+    visited, one line per model (mean over seeds of each seed's sorted counts), against the
+    uniform share. A collapsed model drops to zero after a few ranks; a perfect one is flat."""
+    fig = Figure(figsize=(6.0, 3.0), layout="constrained")
+    ax = fig.subplots()
+    ranks = np.arange(1, n_modes + 1)
+    total = 0.0
+    for i, model in enumerate(models):
+        sub = df[df["model"] == model]
+        per_seed = [np.sort(np.bincount(g["mode"], weights=g["count"], minlength=n_modes))[::-1]
+                    for _, g in sub.groupby("seed")]
+        mean = np.mean(per_seed, axis=0)
+        total = max(total, float(mean.sum()))
+        covered = float(np.mean([np.count_nonzero(c) for c in per_seed]))
+        ax.step(ranks, mean, where="post", color=f"C{i}", lw=1.2,
+                label=f"{model} ({covered:g} of {n_modes} modes visited)")
+    ax.axhline(total / n_modes, color="k", lw=1, ls="--", label="uniform")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xscale("log")  # the first ranks show a collapse, the tail shows coverage
+    ax.set_xlim(1, n_modes)
+    ax.set_xlabel("mode rank (most visited first, log scale)", fontsize=8)
+    ax.set_ylabel("samples", fontsize=8)
+    ax.set_title(f"{dataset}: samples per mode, sorted (mean over seeds)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
     return fig
 
 
