@@ -120,7 +120,10 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         ax.set_title(f"{r['dataset']} / {r['model']} (seed {r['seed']})", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
-    axes.flat[0].legend(fontsize=6, loc="upper right", markerscale=2)
+    # one legend below the panels: inside a panel it hides the modes in its corner
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
+               markerscale=3, frameon=False)
     return fig
 
 
@@ -227,7 +230,9 @@ def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
 
     if table.empty:
         return None
-    metrics = [m for m in dict.fromkeys(table["metric"]) if m != "num_modes"]
+    from .markdown import _ordered
+
+    metrics = _ordered(table["metric"])  # the order of the report's tables
     cols = min(4, len(metrics))
     rows = -(-len(metrics) // cols)
     fig = Figure(figsize=(max(4.5, 3.0 * cols), 2.6 * rows), layout="constrained")
@@ -330,10 +335,29 @@ def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | Non
         sub = df[df["model"] == model]
         sns.lineplot(data=sub, x="step", y="value", hue="loss", units="seed", estimator=None,
                      lw=0.8, ax=ax)
-        ax.set_title(f"{dataset} / {model}", fontsize=9)
+        clipped = _clip_early_spike(ax, sub)
+        ax.set_title(f"{dataset} / {model}" + (" (first steps off the scale)" if clipped else ""),
+                     fontsize=9)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     return fig
+
+
+def _clip_early_spike(ax, sub: pd.DataFrame) -> bool:
+    """Limit the y axis to the range of the losses after the first 5% of steps when the first
+    steps reach far beyond it (a VAE's initial loss is often 100 times its final one, which
+    flattens the rest of the curve into a line); return True when it did."""
+    values = sub["value"].to_numpy(dtype=float)
+    late = values[sub["step"].to_numpy() > 0.05 * sub["step"].max()]
+    late, values = late[np.isfinite(late)], values[np.isfinite(values)]
+    if late.size == 0 or values.size == 0:
+        return False
+    lo, hi = float(late.min()), float(late.max())
+    span = max(hi - lo, 1e-12)
+    if values.max() <= hi + span and values.min() >= lo - span:
+        return False
+    ax.set_ylim(lo - 0.1 * span, hi + 0.1 * span)
+    return True
 
 
 def _save(fig: Figure, path: Path) -> Path:
