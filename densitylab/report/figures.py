@@ -82,6 +82,26 @@ def _grid_of(records):
     return datasets, models
 
 
+def _dataset_by_model_axes(panels, cell_width: float, cell_height: float):
+    """A figure with one (hidden until used) axis per dataset row x model column of ``panels``.
+
+    Returns ``(fig, axis_of)`` where ``axis_of(record)`` turns on and returns that run's axis.
+    """
+    datasets, models = _grid_of([r for r, _ in panels])
+    fig = Figure(figsize=(cell_width * len(models), cell_height * len(datasets)),
+                 layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(datasets), len(models), squeeze=False))
+    for ax in axes.flat:
+        ax.set_axis_off()
+
+    def axis_of(record):
+        ax = axes[datasets.index(record["dataset"]), models.index(record["model"])]
+        ax.set_axis_on()
+        return ax
+
+    return fig, axis_of
+
+
 def _target(record: dict[str, Any]):
     ds = record["config"]["dataset"]
     try:
@@ -100,14 +120,9 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
             panels.append((r, arrays["samples"][:_MAX_POINTS]))
     if not panels:
         return None
-    datasets, models = _grid_of([r for r, _ in panels])
-    fig = Figure(figsize=(2.6 * len(models), 2.6 * len(datasets)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(datasets), len(models), squeeze=False))
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axis_of = _dataset_by_model_axes(panels, 2.6, 2.6)
     for r, pts in panels:
-        ax = axes[datasets.index(r["dataset"]), models.index(r["model"])]
-        ax.set_axis_on()
+        ax = axis_of(r)
         target = _target(r)
         if target is not None:
             ref = target.sample(len(pts), seed=12345).cpu().numpy()
@@ -121,7 +136,7 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     # one legend below the panels: inside a panel it hides the modes in its corner
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles, labels = axis_of(panels[0][0]).get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
                markerscale=3, frameon=False)
     return fig
@@ -199,14 +214,9 @@ def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
             panels.append((r, arrays))
     if not panels:
         return None
-    datasets, models = _grid_of([r for r, _ in panels])
-    fig = Figure(figsize=(2.8 * len(models), 2.6 * len(datasets)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(datasets), len(models), squeeze=False))
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axis_of = _dataset_by_model_axes(panels, 2.8, 2.6)
     for r, a in panels:
-        ax = axes[datasets.index(r["dataset"]), models.index(r["model"])]
-        ax.set_axis_on()
+        ax = axis_of(r)
         logp = np.asarray(a["grid_logp"], dtype=float)
         finite = logp[np.isfinite(logp)]
         # Clip the far tail so the contour levels resolve the modes rather than the void.
