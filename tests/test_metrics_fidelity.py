@@ -119,3 +119,25 @@ def test_bad_inputs(call, exc, word):
     rng = np.random.default_rng(0)
     with pytest.raises(exc, match=word):
         call(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)))
+
+
+def test_prdc_radii_skip_duplicates_of_a_resampled_reference_set():
+    # A reference set resampled from 200 distinct points (each drawn 10 times) and fakes that
+    # are those points moved by a hair: every fake sits inside its point's ball, so precision
+    # and coverage are 1. Radii that counted duplicates would be 0 and give precision 0.
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    real = base.repeat(10, 1)
+    fake = base + 1e-6 * torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    result = metrics.prdc(real, fake, k=5)
+    assert result.precision == 1.0
+    assert result.coverage == 1.0
+    assert metrics.prdc(real, real, k=5).recall == 1.0
+
+
+def test_prdc_rejects_a_set_with_fewer_than_k_distinct_positions():
+    real = torch.zeros(20, 2, dtype=torch.float64)
+    real[18:] = 1.0  # the 18 points at 0 have only 2 points at a positive distance
+    fake = torch.randn(20, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with pytest.raises(ValueError, match="real has points with fewer than k=5"):
+        metrics.prdc(real, fake, k=5)

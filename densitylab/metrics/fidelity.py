@@ -61,6 +61,12 @@ def prdc(real, fake, k: int = 5, *, block_size: int | None = None) -> PRDC:
     Naeem et al.'s strict ``<``: the ball then holds the centre and ``k - 1`` neighbours, so
     identical sets give density exactly 1 (a closed ball would give ``(k+1)/k``).
 
+    Duplicates: the radius is the k-th nearest *strictly positive* distance, the rule of
+    :func:`densitylab.metrics.kl_knn` (points at one position count as one position). Without
+    it, a reference set resampled from a finite data set (each image drawn many times) has
+    radius 0 almost everywhere and precision collapses towards 0 for any generator. For
+    continuous samples nothing changes.
+
     Estimator: plug-in counts; biased by the finite-sample radii (see the paper). Cost
     ``O((N + M)^2 d)`` time, ``O(block (N + M))`` memory (blockwise distances, never N x M).
 
@@ -73,8 +79,8 @@ def prdc(real, fake, k: int = 5, *, block_size: int | None = None) -> PRDC:
     r = r.to(torch.float64)
     f = f.to(torch.float64)
     n, m = r.shape[0], f.shape[0]
-    radius_r = knn_sqdist(r, r, k, exclude_self=True, block_size=block_size)
-    radius_f = knn_sqdist(f, f, k, exclude_self=True, block_size=block_size)
+    radius_r = _radii(r, k, "real", block_size)
+    radius_f = _radii(f, k, "fake", block_size)
     bs = block_size or max(1, default_block_size(r.dtype, r.device) ** 2 // max(n, 1))
     fake_in_real = torch.zeros(m, dtype=torch.bool, device=r.device)
     density_count = torch.zeros((), dtype=torch.float64, device=r.device)
@@ -94,6 +100,18 @@ def prdc(real, fake, k: int = 5, *, block_size: int | None = None) -> PRDC:
         coverage=float(real_covered.double().mean()),
         k=k,
     )
+
+
+def _radii(points: torch.Tensor, k: int, name: str, block_size: int | None) -> torch.Tensor:
+    """Squared k-NN radii at strictly positive distances; too few distinct positions raise."""
+    radii = knn_sqdist(points, points, k, exclude_self=True, positive_only=True,
+                       block_size=block_size)
+    if not bool(torch.isfinite(radii).all()):
+        raise ValueError(
+            f"{name} has points with fewer than k={k} other distinct positions "
+            "(too many duplicates); lower k or remove duplicates"
+        )
+    return radii
 
 
 @dataclass(frozen=True)
