@@ -319,14 +319,19 @@ def test_mode_counts_add_up_to_the_high_quality_samples(case):
 # ---------------------------------------------------------------------------------------------
 
 
+def kth_positive_distance(d, k):
+    """Row-wise k-th smallest strictly positive entry of a distance matrix (inf if too few)."""
+    d = np.where(d > 0, d, np.inf)
+    return np.sort(d, axis=1)[:, k - 1]
+
+
 def prdc_by_brute_force(real, fake, k):
-    """Naeem et al. (2020) with closed balls for P/R/C and an open ball for density."""
+    """Naeem et al. (2020) with closed balls for P/R/C and an open ball for density; radii are
+    k-th strictly positive distances (duplicates count as one position)."""
     r, f = real.numpy(), fake.numpy()
-    drr = np.linalg.norm(r[:, None] - r[None], axis=-1)
-    dff = np.linalg.norm(f[:, None] - f[None], axis=-1)
     dfr = np.linalg.norm(f[:, None] - r[None], axis=-1)  # (M, N)
-    radius_r = np.sort(drr, axis=1)[:, k]  # column 0 is the point itself
-    radius_f = np.sort(dff, axis=1)[:, k]
+    radius_r = kth_positive_distance(np.linalg.norm(r[:, None] - r[None], axis=-1), k)
+    radius_f = kth_positive_distance(np.linalg.norm(f[:, None] - f[None], axis=-1), k)
     inside = dfr <= radius_r[None]
     return (inside.any(1).mean(), (dfr <= radius_f[:, None]).any(0).mean(),
             (dfr < radius_r[None]).sum() / (k * len(f)), inside.any(0).mean())
@@ -336,12 +341,17 @@ def prdc_by_brute_force(real, fake, k):
 def test_prdc_scores_lie_in_the_unit_interval_and_match_brute_force(pair, k):
     real, fake = pair
     assume(len(real) > k and len(fake) > k)
+    radius = torch.from_numpy(kth_positive_distance(torch.cdist(real, real).numpy(), k))
+    d_ff = torch.from_numpy(kth_positive_distance(torch.cdist(fake, fake).numpy(), k))
+    if not bool(torch.isfinite(radius).all() and torch.isfinite(d_ff).all()):
+        # some point has fewer than k others at a positive distance: refused, not guessed
+        with pytest.raises(ValueError, match="too many duplicates"):
+            metrics.prdc(real, fake, k=k)
+        return
     # squared distances from a GEMM and from differences may disagree at a tie with the radius;
     # the comparison with brute force is only meaningful away from such ties
     d = torch.cdist(fake, real)
-    radius = torch.cdist(real, real).sort(dim=1).values[:, k]
     assume(bool(((d - radius[None]).abs() > 1e-9 * (1 + radius[None])).all()))
-    d_ff = torch.cdist(fake, fake).sort(dim=1).values[:, k]
     assume(bool(((d - d_ff[:, None]).abs() > 1e-9 * (1 + d_ff[:, None])).all()))
     result = metrics.prdc(real, fake, k=k)
     for name in ("precision", "recall", "coverage"):
