@@ -139,5 +139,5 @@ def test_prdc_rejects_a_set_with_fewer_than_k_distinct_positions():
     real = torch.zeros(20, 2, dtype=torch.float64)
     real[18:] = 1.0  # the 18 points at 0 have only 2 points at a positive distance
     fake = torch.randn(20, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    with pytest.raises(ValueError, match="real has points with fewer than k=5"):
+    with pytest.raises(ValueError, match="real has fewer than k=5 distinct neighbour positions"):
         metrics.prdc(real, fake, k=5)

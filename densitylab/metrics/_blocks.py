@@ -82,3 +82,24 @@ def knn_sqdist(
             d.masked_fill_(d <= 0, math.inf)
         out[start:stop] = torch.topk(d, k, dim=1, largest=False, sorted=True).values[:, k - 1]
     return out
+
+
+def too_many_duplicates(name: str, k: int) -> ValueError:
+    """The error for a set where a point has fewer than ``k`` neighbours at a positive distance."""
+    return ValueError(
+        f"{name} has fewer than k={k} distinct neighbour positions for some points "
+        "(too many duplicates); lower k or remove duplicates"
+    )
+
+
+def knn_sqdist_positive(queries: torch.Tensor, points: torch.Tensor, k: int, name: str, *,
+                        block_size: int | None = None) -> torch.Tensor:
+    """Squared distance to the k-th nearest point at a strictly positive distance (brute force).
+
+    Points at a query's own position (itself included) are skipped, so duplicates count as one
+    position. Raises :func:`too_many_duplicates` (naming ``name``) where fewer than ``k`` remain.
+    """
+    out = knn_sqdist(queries, points, k, positive_only=True, block_size=block_size)
+    if not bool(torch.isfinite(out).all()):
+        raise too_many_duplicates(name, k)
+    return out

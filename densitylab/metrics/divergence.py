@@ -19,7 +19,7 @@ import torch
 from scipy.special import digamma, gammaln
 
 from .._validation import as_samples, check_choice, check_int, check_same_dim
-from ._blocks import knn_sqdist
+from ._blocks import knn_sqdist_positive, too_many_duplicates
 
 __all__ = ["KLEstimate", "kl_knn", "kl_mc", "entropy_knn"]
 
@@ -59,10 +59,7 @@ def _kth_positive_kdtree(
         todo = todo[~ok]
         if todo.size:
             if kk >= n_points:
-                raise ValueError(
-                    f"{name} has fewer than k={k} distinct neighbour positions for some points "
-                    "(too many duplicates); lower k or remove duplicates"
-                )
+                raise too_many_duplicates(name, k)
             kk = min(2 * kk + int(zeros[~ok].max()), n_points)
     return out
 
@@ -79,14 +76,8 @@ def _knn_log_distances(x: torch.Tensor, y: torch.Tensor | None, k: int, method: 
             yn = y.detach().to("cpu", torch.float64).numpy()
             nu = _kth_positive_kdtree(cKDTree(yn), xn, k, "y", queries_in_tree=False)
         return np.log(rho), (None if nu is None else np.log(nu))
-    rho2 = knn_sqdist(x, x, k, positive_only=True)
-    nu2 = None if y is None else knn_sqdist(x, y, k, positive_only=True)
-    for name, d2 in (("x", rho2), ("y", nu2)):
-        if d2 is not None and not bool(torch.isfinite(d2).all()):
-            raise ValueError(
-                f"{name} has fewer than k={k} distinct neighbour positions for some points "
-                "(too many duplicates); lower k or remove duplicates"
-            )
+    rho2 = knn_sqdist_positive(x, x, k, "x")
+    nu2 = None if y is None else knn_sqdist_positive(x, y, k, "y")
     log_rho = 0.5 * torch.log(rho2.to(torch.float64)).cpu().numpy()
     log_nu = None if nu2 is None else 0.5 * torch.log(nu2.to(torch.float64)).cpu().numpy()
     return log_rho, log_nu

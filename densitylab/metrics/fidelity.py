@@ -12,7 +12,7 @@ import torch
 
 from .._runtime import make_generator
 from .._validation import as_samples, check_int, check_same_dim
-from ._blocks import default_block_size, knn_sqdist, sqdist
+from ._blocks import default_block_size, knn_sqdist_positive, sqdist
 from .kernels import make_kernel
 from .mmd import _estimate, _kernel_sums
 
@@ -79,8 +79,8 @@ def prdc(real, fake, k: int = 5, *, block_size: int | None = None) -> PRDC:
     r = r.to(torch.float64)
     f = f.to(torch.float64)
     n, m = r.shape[0], f.shape[0]
-    radius_r = _radii(r, k, "real", block_size)
-    radius_f = _radii(f, k, "fake", block_size)
+    radius_r = knn_sqdist_positive(r, r, k, "real", block_size=block_size)
+    radius_f = knn_sqdist_positive(f, f, k, "fake", block_size=block_size)
     bs = block_size or max(1, default_block_size(r.dtype, r.device) ** 2 // max(n, 1))
     fake_in_real = torch.zeros(m, dtype=torch.bool, device=r.device)
     density_count = torch.zeros((), dtype=torch.float64, device=r.device)
@@ -100,18 +100,6 @@ def prdc(real, fake, k: int = 5, *, block_size: int | None = None) -> PRDC:
         coverage=float(real_covered.double().mean()),
         k=k,
     )
-
-
-def _radii(points: torch.Tensor, k: int, name: str, block_size: int | None) -> torch.Tensor:
-    """Squared k-NN radii at strictly positive distances; too few distinct positions raise."""
-    radii = knn_sqdist(points, points, k, exclude_self=True, positive_only=True,
-                       block_size=block_size)
-    if not bool(torch.isfinite(radii).all()):
-        raise ValueError(
-            f"{name} has points with fewer than k={k} other distinct positions "
-            "(too many duplicates); lower k or remove duplicates"
-        )
-    return radii
 
 
 @dataclass(frozen=True)
