@@ -21,10 +21,10 @@ class TrainingDiverged(RuntimeError):
         )
 
 
-_SUBMODULES = ("distributions", "images", "losses", "metrics", "models", "testing")
+_SUBMODULES = ("distributions", "images", "losses", "metrics", "models", "stats", "testing")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import distributions, images, losses, metrics, models, testing  # noqa: F401
+    from . import distributions, images, losses, metrics, models, stats, testing  # noqa: F401
 
 
 def __getattr__(name: str):
