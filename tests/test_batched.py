@@ -115,6 +115,18 @@ def test_jit_is_accepted_and_changes_nothing_in_the_batched_step():
     assert all(m.config["jit"] for m in fitted[1].unstack())
 
 
+@pytest.mark.parametrize("batched_cls, single_cls", [(BatchedGAN, GAN), (BatchedVAE, VAE)])
+def test_batched_fit_with_a_fixed_training_set_equals_separate_fits(batched_cls, single_cls):
+    ring = distributions.ring()
+    batched = batched_cls(seeds=SEEDS, **SMALL)
+    batched.networks.double()
+    batched.fit(ring, steps=7, batch_size=16, progress=False, train_size=40)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(single_cls, SEEDS, **SMALL)):
+        single.fit(ring, steps=7, batch_size=16, seed=SEEDS[i], progress=False, train_size=40)
+        _state_close(single, state, i, atol=1e-12)
+
+
 def test_training_on_a_data_tensor_with_other_training_seeds():
     data = distributions.grid().sample(200, seed=1).double()
     batched = BatchedVAE(num_seeds=2, **SMALL)

@@ -93,3 +93,57 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero():
     assert h["d_loss"][:2] == cosine[:2] and h["d_loss"][2] != cosine[2]
     with pytest.raises(ValueError, match="lr_schedule"):
         const.fit(distributions.ring(), steps=1, lr_schedule="linear")
+
+
+class _CountingRing:
+    """The ring, recording every ``sample(n, seed)`` call."""
+
+    def __init__(self):
+        self.ring = distributions.ring()
+        self.calls: list[tuple[int, int]] = []
+
+    def sample(self, n, seed=None):
+        self.calls.append((n, seed))
+        return self.ring.sample(n, seed=seed)
+
+
+def test_train_size_draws_one_fixed_set_and_iterates_shuffled_epochs_over_it():
+    from densitylab.models.base import iter_batches
+
+    target = _CountingRing()
+    batches = iter_batches(target, 10, (2,), device=torch.device("cpu"), dtype=torch.float32,
+                           seed=4, train_size=40)
+    epochs = [torch.cat([next(batches) for _ in range(4)]) for _ in range(3)]
+    assert len(target.calls) == 1 and target.calls[0][0] == 40
+    fixed = target.ring.sample(40, seed=target.calls[0][1])
+
+    def rows(x):
+        return sorted(map(tuple, x.tolist()))
+
+    for epoch in epochs:  # every epoch is the fixed set, each point once
+        assert rows(epoch) == rows(fixed)
+    assert not torch.equal(epochs[0], epochs[1])  # reshuffled each epoch
+    # the same seed draws the same set; another seed another one
+    again = iter_batches(_CountingRing(), 10, (2,), device=torch.device("cpu"),
+                         dtype=torch.float32, seed=4, train_size=40)
+    assert torch.equal(next(again), epochs[0][:10])
+    other = _CountingRing()
+    next(iter_batches(other, 10, (2,), device=torch.device("cpu"), dtype=torch.float32,
+                      seed=5, train_size=40))
+    assert other.calls[0][1] != target.calls[0][1]
+
+
+def test_fit_with_train_size_samples_the_distribution_once():
+    target = _CountingRing()
+    gan = models.GAN(data_dim=2, hidden=(8,), seed=0)
+    h = gan.fit(target, steps=7, batch_size=8, seed=0, progress=False, train_size=24)
+    assert len(h) == 7 and target.calls == [(24, target.calls[0][1])]
+    streaming = _CountingRing()
+    gan.fit(streaming, steps=7, batch_size=8, seed=0, progress=False)
+    assert len(streaming.calls) == 7  # today's default: a fresh batch every step
+    with pytest.raises(ValueError, match="train_size"):
+        gan.fit(distributions.ring().sample(50, seed=0), steps=1, batch_size=8, train_size=20)
+    with pytest.raises(ValueError, match="batch_size=32 exceeds"):
+        gan.fit(target, steps=1, batch_size=32, train_size=20)
+    with pytest.raises(ValueError, match="train_size"):
+        gan.fit(target, steps=1, batch_size=8, train_size=0)

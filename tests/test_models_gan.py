@@ -196,3 +196,106 @@ def test_pacgan_on_ring_covers_at_least_7_of_8_modes():
             progress=False)
     coverage = metrics.mode_coverage(gan.sample(2500, seed=0), ring)
     assert coverage.modes_covered >= 7
+
+
+def _pacgan_small(**kw):
+    """The published 2D architecture at small widths (tests run fast)."""
+    kw = {"g_hidden": (16,) * 4, "d_hidden": (12,) * 3, "g_norm": "batch",
+          "d_activation": "maxout", "maxout_pieces": 5, "betas": (0.8, 0.999),
+          "init_std": 0.02, **kw}
+    return models.GAN(data_dim=2, latent_dim=2, seed=0, **kw)
+
+
+@pytest.mark.parametrize("pack", [1, 2, 4])
+def test_published_architecture_layers_and_shapes(pack):
+    from torch import nn
+
+    from densitylab.models.networks import Maxout
+
+    gan = models.GAN(data_dim=2, latent_dim=2, g_hidden=(400,) * 4, d_hidden=(200,) * 3,
+                     g_norm="batch", d_activation="maxout", maxout_pieces=5, pack=pack,
+                     betas=(0.8, 0.999), init_std=0.02, seed=0)
+    g_layers = list(gan.generator.net.net)
+    assert [type(m) for m in g_layers] == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 4 + [nn.Linear]
+    g_linear = [m for m in g_layers if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features, m.bias is None) for m in g_linear] == [
+        (2, 400, True), (400, 400, True), (400, 400, True), (400, 400, True), (400, 2, False)]
+    d_layers = list(gan.discriminator.net.net)
+    assert [type(m) for m in d_layers] == [Maxout] * 3 + [nn.Linear]
+    assert d_layers[0].linear.in_features == 2 * pack
+    assert [m.linear.out_features for m in d_layers[:3]] == [1000] * 3
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in gan.discriminator.modules())
+    for m in gan.networks.modules():  # biases 0 under init_std
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            assert torch.equal(m.bias, torch.zeros_like(m.bias))
+    d_weights = torch.cat([m.weight.detach().flatten() for m in gan.discriminator.modules()
+                           if isinstance(m, nn.Linear)])
+    assert float(d_weights.std()) == pytest.approx(0.02, rel=0.02)
+    assert gan.sample(7, seed=0).shape == (7, 2)
+    assert gan.discriminate(torch.zeros(4 * pack, 2)).shape == (4,)
+
+
+def test_published_architecture_trains_and_round_trips_through_save_load(tmp_path):
+    gan = _pacgan_small(pack=2)
+    h = gan.fit(distributions.ring(), steps=4, batch_size=32, seed=0, progress=False,
+                train_size=64)
+    assert len(h) == 4 and all(math.isfinite(v) for v in h["d_loss"] + h["g_loss"])
+    bn = gan.generator.net.net[1]
+    assert int(bn.num_batches_tracked) > 0  # running statistics are state, saved with weights
+    path = gan.save(tmp_path / "pacgan.pt")
+    for loaded in (models.GAN.load(path), models.load(path)):
+        assert loaded.config == gan.config
+        assert loaded.config["g_norm"] == "batch" and loaded.config["init_std"] == 0.02
+        assert loaded.config["d_activation"] == "maxout" and loaded.config["maxout_pieces"] == 5
+        for key, value in gan.networks.state_dict().items():
+            assert torch.equal(loaded.networks.state_dict()[key], value), key
+        assert torch.equal(loaded.sample(30, seed=5), gan.sample(30, seed=5))
+
+
+def test_new_options_at_their_defaults_build_the_same_networks_as_before():
+    # g_norm / d_activation / init_std defaults must not move existing configs' numbers
+    gan = _small_gan(pack=2)
+    cfg = gan.config
+    assert (cfg["g_norm"], cfg["d_activation"], cfg["init_std"]) == ("none", "leaky_relu", None)
+    torch.manual_seed(0)  # what the constructor built before these options existed
+    from densitylab.models.networks import MLP
+
+    g = MLP((2,), (2,), (32, 32), "relu")
+    d = MLP((4,), (1,), (32, 32), "leaky_relu")
+    for mine, ref in ((gan.generator.net, g), (gan.discriminator.net, d)):
+        for (k, v), (k2, v2) in zip(mine.state_dict().items(), ref.state_dict().items(),
+                                    strict=True):
+            assert k == k2 and torch.equal(v, v2)
+    conv = models.GAN(data_shape=(1, 8, 8), network="conv", conv_width=4, seed=0)
+    assert conv.config["g_norm"] == "batch"  # the DCGAN generator, as before
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in conv.generator.modules())
+    plain = models.GAN(data_shape=(1, 8, 8), network="conv", conv_width=4, g_norm="none")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.generator.modules())
+
+
+def test_files_saved_before_the_new_options_still_load(tmp_path):
+    gan = _small_gan()
+    state = gan.state()
+    for key in ("g_norm", "d_activation", "maxout_pieces", "init_std"):
+        del state["config"][key]
+    torch.save(state, tmp_path / "old.pt")
+    loaded = models.load(tmp_path / "old.pt")
+    assert loaded.config == gan.config
+    assert torch.equal(loaded.sample(10, seed=0), gan.sample(10, seed=0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"g_norm": "layer"}, "g_norm"),
+        ({"d_activation": "swish"}, "d_activation"),
+        ({"maxout_pieces": 1, "d_activation": "maxout"}, "maxout_pieces"),
+        ({"init_std": 0.0}, "init_std"),
+        ({"init_std": -0.02}, "init_std"),
+    ],
+)
+def test_bad_architecture_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.GAN(data_dim=2, **kwargs)
+    with pytest.raises(ValueError, match="maxout"):
+        models.GAN(data_shape=(1, 8, 8), network="conv", d_activation="maxout")

@@ -21,6 +21,10 @@ Example:
     >>> vae.has_density, models.make("gan", data_dim=2).has_density
     (True, False)
 
+Published setups are presets: ``models.preset("pacgan2d", pack=2)`` builds PacGAN's 2D
+architecture and ``models.preset_train_defaults("pacgan2d", pack=2)`` gives its ``fit`` options
+(:mod:`densitylab.models.presets`).
+
 Many seeds of one small GAN or VAE train as one batched computation with
 :class:`BatchedGAN` / :class:`BatchedVAE` (:mod:`densitylab.models.batched`); ``unstack()``
 returns the ordinary single models.
@@ -35,11 +39,13 @@ from .base import GenerativeModel, History, NoDensityError
 from .batched import BatchedGAN, BatchedModel, BatchedVAE
 from .flow import Flow
 from .gan import GAN
+from .presets import PRESETS, Preset, available_presets, preset, preset_train_defaults
 from .vae import VAE
 
 __all__ = [
     "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow",
     "BatchedModel", "BatchedGAN", "BatchedVAE", "make", "available", "load",
+    "PRESETS", "Preset", "preset", "preset_train_defaults", "available_presets",
 ]
 
 _REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow}

@@ -108,7 +108,8 @@ class History:
 
 
 def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: torch.device,
-                 dtype: torch.dtype, seed: int | None) -> Iterator[torch.Tensor]:
+                 dtype: torch.dtype, seed: int | None,
+                 train_size: int | None = None) -> Iterator[torch.Tensor]:
     """Endless stream of ``(batch_size, *data_shape)`` training batches on ``device``.
 
     ``data`` is an array or tensor ``(n, *data_shape)`` (shuffled each epoch, last partial batch
@@ -116,33 +117,55 @@ def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: 
     batch per step; when it returns a tuple, such as ``(images, labels)``, the first element is
     used). Batches from a sampler are not checked for finiteness: a non-finite batch surfaces as a
     non-finite loss, which ``fit`` turns into ``TrainingDiverged``.
+
+    ``train_size=N`` (a sampler only) draws a fixed training set of N points once, with the seed
+    that the first fresh batch would have had, and then iterates epochs over it as over a data
+    tensor (shuffled each epoch by the same generator), as the published protocols train on a
+    finite sample.
     """
     gen = make_generator(seed, "cpu") if seed is not None else torch.Generator()
     if seed is None:
         gen.seed()
-    if hasattr(data, "sample") and callable(data.sample):
+    is_sampler = hasattr(data, "sample") and callable(data.sample)
+    if train_size is not None:
+        train_size = check_int(train_size, "train_size", minimum=1)
+        if not is_sampler:
+            raise ValueError(
+                "train_size draws a fixed training set from a distribution (an object with "
+                ".sample(n, seed)); data is already a fixed set of rows, so leave train_size out"
+            )
+        set_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        x = _draw(data, train_size, data_shape, set_seed).to(device=device, dtype=dtype)
+    elif is_sampler:
         return _sampler_batches(data, batch_size, data_shape, device, dtype, gen)
-    x = check_data(data, data_shape, "data").to(device=device, dtype=dtype)
+    else:
+        x = check_data(data, data_shape, "data").to(device=device, dtype=dtype)
     if batch_size > x.shape[0]:
+        what = "train_size" if train_size is not None else "the rows of data"
         raise ValueError(
-            f"batch_size={batch_size} exceeds the {x.shape[0]} rows of data; lower batch_size"
+            f"batch_size={batch_size} exceeds the {x.shape[0]} points of {what}; lower batch_size"
         )
     return _tensor_batches(x, batch_size, gen)
+
+
+def _draw(data, n: int, data_shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """``n`` points from the sampler ``data`` (first element of a tuple), shape-checked."""
+    out = data.sample(n, seed=seed)
+    if isinstance(out, tuple | list):
+        out = out[0]
+    batch = as_tensor(out, "data.sample(...)", allow_nonfinite=True)
+    if tuple(batch.shape) != (n, *data_shape):
+        raise ValueError(
+            f"data.sample({n}) returned shape {tuple(batch.shape)}; the model "
+            f"expects ({n}, {', '.join(map(str, data_shape))})"
+        )
+    return batch
 
 
 def _sampler_batches(data, batch_size, data_shape, device, dtype, gen) -> Iterator[torch.Tensor]:
     while True:
         batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        out = data.sample(batch_size, seed=batch_seed)
-        if isinstance(out, tuple | list):
-            out = out[0]
-        batch = as_tensor(out, "data.sample(...)", allow_nonfinite=True)
-        if tuple(batch.shape) != (batch_size, *data_shape):
-            raise ValueError(
-                f"data.sample({batch_size}) returned shape {tuple(batch.shape)}; the model "
-                f"expects ({batch_size}, {', '.join(map(str, data_shape))})"
-            )
-        yield batch.to(device=device, dtype=dtype)
+        yield _draw(data, batch_size, data_shape, batch_seed).to(device=device, dtype=dtype)
 
 
 def _tensor_batches(x: torch.Tensor, batch_size: int, gen) -> Iterator[torch.Tensor]:
@@ -324,7 +347,8 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
             callback: Callable[[int, dict[str, float], GenerativeModel], bool | None] | None = None,
             progress: bool | None = None, checkpoint_every: int | None = None,
             checkpoint_path: str | Path | None = None,
-            num_threads: int | None = None, lr_schedule: str = "constant") -> History:
+            num_threads: int | None = None, lr_schedule: str = "constant",
+            train_size: int | None = None) -> History:
         """Train for ``steps`` steps on minibatches of ``data``; return a :class:`History`.
 
         Arguments:
@@ -345,6 +369,10 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
             lr_schedule: ``"constant"`` or ``"cosine"`` (``lr * (1 + cos(pi t / steps)) / 2`` at
                 step t; Loshchilov and Hutter, ICLR 2017, without restarts). Annealing sharpens
                 a GAN's samples at the end of a short run.
+            train_size: with a distribution as ``data``, draw a fixed training set of this many
+                points once (seeded from ``seed``) and iterate epochs over it, shuffled each
+                epoch, instead of drawing fresh batches each step (None). PacGAN's protocol
+                trains on 100,000 points.
 
         Raises:
             densitylab.TrainingDiverged: a non-finite loss; the model keeps its last finite weights.
@@ -366,7 +394,7 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
         batches = iter_batches(data, batch_size, self.data_shape, device=dev,
-                               dtype=self._dtype(), seed=seed + 1)
+                               dtype=self._dtype(), seed=seed + 1, train_size=train_size)
         history = History()
         self.history = history
         fork_devices = [dev] if dev.type == "cuda" else []

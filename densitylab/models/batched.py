@@ -198,7 +198,7 @@ class BatchedModel(NetworksOnDevice):
     def fit(self, data, steps: int = 1000, batch_size: int = 256, lr: float | None = None,
             seeds: Sequence[int] | None = None, device=None,
             progress: bool | None = None, num_threads: int | None = None,
-            lr_schedule: str = "constant") -> list[History]:
+            lr_schedule: str = "constant", train_size: int | None = None) -> list[History]:
         """Train all S slices for ``steps`` steps; return one :class:`History` per slice.
 
         Slice ``s`` sees what ``single.fit(data, steps, batch_size, lr, seed=seeds[s])`` would:
@@ -212,6 +212,8 @@ class BatchedModel(NetworksOnDevice):
             progress: True/False forces the progress display; None: a bar on a TTY.
             num_threads: torch CPU threads during training (None: leave torch's setting).
             lr_schedule: ``"constant"`` or ``"cosine"``, as for the single model's ``fit``.
+            train_size: a fixed training set of this many points per slice, drawn once from
+                ``data`` with the slice's seed, as the single model's ``fit`` draws it.
 
         A slice whose loss or gradient turns non-finite keeps its last finite parameters and
         stops (its history has ``diverged=True``; :attr:`divergences` holds step and loss);
@@ -231,7 +233,8 @@ class BatchedModel(NetworksOnDevice):
         # Per slice: the batch stream and the noise generator the single model's fit would use.
         # Batches are drawn on the CPU (as a distribution samples them) and moved once, stacked.
         streams = [iter_batches(data, batch_size, self.data_shape, device=torch.device("cpu"),
-                                dtype=dtype, seed=seed + 1) for seed in train_seeds]
+                                dtype=dtype, seed=seed + 1, train_size=train_size)
+                   for seed in train_seeds]
         noise_gens = [make_generator(seed, dev) for seed in train_seeds]
         state = self._start_training(lr, batch_size)
         state["active"] = torch.ones(s, dtype=torch.bool, device=dev)
@@ -412,6 +415,10 @@ class BatchedGAN(BatchedModel):
         for option in ("gp_weight", "r1_weight", "unrolled_steps"):
             if config[option]:
                 self._unsupported(option, config[option], "0")
+        if config["g_norm"] != "none":
+            self._unsupported("g_norm", config["g_norm"], "'none'")
+        if config["d_activation"] == "maxout":
+            self._unsupported("d_activation", "maxout", "an elementwise activation")
 
     def _build_networks(self, num_seeds, config):
         shape = tuple(config["data_shape"])
@@ -421,7 +428,7 @@ class BatchedGAN(BatchedModel):
             BatchedMLP(num_seeds, (config["latent_dim"],), shape, config["g_hidden"], "relu"),
             config["output"])
         nets["discriminator"] = Discriminator(
-            BatchedMLP(num_seeds, packed, (1,), config["d_hidden"], "leaky_relu"))
+            BatchedMLP(num_seeds, packed, (1,), config["d_hidden"], config["d_activation"]))
         return nets
 
     @property

@@ -13,6 +13,13 @@ Generator ``G: z -> x`` with ``z ~ N(0, I)`` and discriminator (critic) ``D: x -
   samples at once, concatenated (along features, or channels for images), which penalises a
   generator whose samples lack diversity; a remedy for mode collapse. ``batch_size`` counts
   single samples, so the discriminator sees ``batch_size / pack`` packed examples per step.
+* ``g_norm="batch"``, ``d_activation="maxout"``, ``init_std``: the published 2D architecture of
+  PacGAN (Lin et al. 2018, from the authors' code): generator hidden layers that are linear maps
+  without bias followed by batch norm and ReLU, a maxout discriminator without batch norm
+  (``maxout_pieces`` pieces per unit), weights ``N(0, init_std^2)`` and biases 0. The whole
+  published setup is the preset ``models.preset("pacgan2d", pack=m)`` (see
+  :mod:`densitylab.models.presets`). The generator's batch norm normalises over the
+  ``batch_size`` samples of a step; sampling uses its running statistics (``model.eval()``).
 * ``unrolled_steps``: unrolled GAN (Metz, Poole, Pfau, Sohl-Dickstein, ICLR 2017): the
   generator's loss is taken against the discriminator after ``k`` further differentiable
   gradient steps on it, and the generator's gradient flows through those steps. Here the inner
@@ -44,7 +51,7 @@ from .base import (
     resolve_data_shape,
     seeded_init,
 )
-from .networks import MLP, ConvDecoder, ConvEncoder
+from .networks import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, init_normal_
 
 __all__ = ["GAN"]
 
@@ -88,6 +95,15 @@ class GAN(GenerativeModel):
         latent_dim: size of the generator's input noise.
         hidden: hidden widths of both MLPs (``g_hidden`` / ``d_hidden`` override each).
         network: ``"mlp"`` or ``"conv"`` (DCGAN-style; images with H, W divisible by 4).
+        g_norm: the generator's normalisation: ``"none"`` or ``"batch"`` (MLP: hidden layers
+            linear without bias, then ``BatchNorm1d``, then ReLU; conv: DCGAN's batch norm).
+            None: ``"none"`` for the MLP, ``"batch"`` for the conv net (as before).
+        d_activation: the discriminator's hidden nonlinearity: ``"leaky_relu"`` (slope 0.2),
+            another of ``networks.ACTIVATIONS``, or ``"maxout"`` (MLP only).
+        maxout_pieces: pieces per maxout unit (``d_activation="maxout"``; 5 in PacGAN).
+        init_std: when given, every linear/conv weight is drawn from ``N(0, init_std^2)`` and
+            every bias set to 0 (0.02 in DCGAN and PacGAN); None keeps torch's default
+            initialisation.
         loss: one of ``losses.GAN_LOSSES``.
         n_critic, gp_weight, r1_weight, pack, unrolled_steps, unrolled_lr: see module docstring.
         betas: Adam's betas for both players ((0.5, 0.999) as in DCGAN).
@@ -115,7 +131,9 @@ class GAN(GenerativeModel):
                  unrolled_steps: int = 0, unrolled_lr: float | None = None,
                  g_hidden: Sequence[int] | None = None, d_hidden: Sequence[int] | None = None,
                  betas: Sequence[float] = (0.5, 0.999), output: str = "auto",
-                 conv_width: int = 32, seed: int | None = None):
+                 conv_width: int = 32, g_norm: str | None = None,
+                 d_activation: str = "leaky_relu", maxout_pieces: int = 5,
+                 init_std: float | None = None, seed: int | None = None):
         shape = resolve_data_shape(data_dim, data_shape)
         latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
         hidden = check_hidden(hidden)
@@ -140,6 +158,15 @@ class GAN(GenerativeModel):
         if output == "auto":
             output = "sigmoid" if len(shape) == 3 else "identity"
         conv_width = check_int(conv_width, "conv_width", minimum=1)
+        if g_norm is None:
+            g_norm = "batch" if network == "conv" else "none"
+        check_choice(g_norm, "g_norm", NORMS)
+        check_choice(d_activation, "d_activation", (*ACTIVATIONS, "maxout"))
+        if d_activation == "maxout" and network != "mlp":
+            raise ValueError("d_activation='maxout' needs network='mlp' (the conv discriminator "
+                             "takes leaky_relu, relu, elu, tanh or softplus)")
+        maxout_pieces = check_int(maxout_pieces, "maxout_pieces", minimum=2)
+        init_std = check_positive(init_std, "init_std", allow_none=True)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
         check_network_shape(network, shape)
@@ -148,18 +175,24 @@ class GAN(GenerativeModel):
             "network": network, "loss": loss, "n_critic": n_critic, "gp_weight": gp_weight,
             "r1_weight": r1_weight, "pack": pack, "unrolled_steps": unrolled_steps,
             "unrolled_lr": unrolled_lr, "g_hidden": list(g_hidden), "d_hidden": list(d_hidden),
-            "betas": betas, "output": output, "conv_width": conv_width, "seed": seed,
+            "betas": betas, "output": output, "conv_width": conv_width, "g_norm": g_norm,
+            "d_activation": d_activation, "maxout_pieces": maxout_pieces, "init_std": init_std,
+            "seed": seed,
         }
         super().__init__(config, shape)
         self.latent_dim = latent_dim
         packed_shape = (pack * shape[0], *shape[1:])
         with seeded_init(seed):
             if network == "conv":
-                g_net = ConvDecoder(latent_dim, shape, width=conv_width, batch_norm=True)
-                d_net = ConvEncoder(packed_shape, 1, width=conv_width, activation="leaky_relu")
+                g_net = ConvDecoder(latent_dim, shape, width=conv_width,
+                                    batch_norm=g_norm == "batch")
+                d_net = ConvEncoder(packed_shape, 1, width=conv_width, activation=d_activation)
             else:
-                g_net = MLP((latent_dim,), shape, g_hidden, "relu")
-                d_net = MLP(packed_shape, (1,), d_hidden, "leaky_relu")
+                g_net = MLP((latent_dim,), shape, g_hidden, "relu", norm=g_norm)
+                d_net = MLP(packed_shape, (1,), d_hidden, d_activation, pieces=maxout_pieces)
+            if init_std is not None:
+                init_normal_(g_net, init_std)
+                init_normal_(d_net, init_std)
             self.networks["generator"] = Generator(g_net, output)
             self.networks["discriminator"] = Discriminator(d_net)
         self.networks.eval()

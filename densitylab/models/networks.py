@@ -5,6 +5,14 @@ one), so ``net(x)`` with ``x`` of shape ``(..., *in_shape)`` returns ``(..., *ou
 Networks are ordinary modules built from their arguments, so ``torch.func.stack_module_state``
 can batch several copies (several seeds) of one of them.
 
+PacGAN's published 2D architecture (Lin, Khetan, Fanti, Oh, NeurIPS 2018; the authors' Blocks
+code) needs two more layer kinds, both options of :class:`MLP`: hidden layers that are a linear
+map *without bias* followed by batch normalisation (``norm="batch"``; the normalisation's shift
+plays the bias's role) and maxout units (``activation="maxout"``: Goodfellow et al., ICML 2013,
+a linear map to ``units * pieces`` outputs, then the maximum over each unit's ``pieces``).
+:func:`init_normal_` gives DCGAN's and PacGAN's initialisation, weights ``N(0, std^2)`` and
+biases 0.
+
 The conv nets follow DCGAN (Radford, Metz, Chintala, ICLR 2016): strided 4x4 convolutions, batch
 normalisation in the generator, LeakyReLU(0.2) in the discriminator. Two stride-2 stages map
 H x W to H/4 x W/4, which covers 8x8 digits (2x2) and 28x28 MNIST (7x7); any H and W divisible
@@ -18,7 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "conv_shape_ok"]
+__all__ = ["ACTIVATIONS", "NORMS", "MLP", "Maxout", "ConvEncoder", "ConvDecoder", "conv_shape_ok",
+           "init_normal_"]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -28,33 +37,96 @@ ACTIVATIONS = {
     "softplus": nn.Softplus,
 }
 
+#: Normalisations of an MLP's hidden layers: none, or batch norm after a bias-less linear map.
+NORMS = ("none", "batch")
+
+#: Batch-norm constants of the authors' PacGAN code (Blocks ``BatchNormalization``: epsilon
+#: 1e-4; population statistics updated as ``0.95 old + 0.05 batch``, torch's momentum 0.05).
+BATCH_NORM_EPS = 1e-4
+BATCH_NORM_MOMENTUM = 0.05
+
 
 def _flatten_batch(x: torch.Tensor, event_ndim: int) -> tuple[torch.Tensor, torch.Size]:
     batch = x.shape[: x.ndim - event_ndim]
     return x.reshape(-1, *x.shape[x.ndim - event_ndim:]), batch
 
 
+class Maxout(nn.Module):
+    """Maxout layer ``x -> max_k (W_k x + b_k)`` with ``units`` outputs of ``pieces`` pieces each.
+
+    One ``nn.Linear(in_features, units * pieces)`` whose outputs are grouped as ``(units,
+    pieces)`` (output ``u * pieces + k`` is piece ``k`` of unit ``u``, as in Blocks'
+    ``LinearMaxout``), then the maximum over the pieces (Goodfellow, Warde-Farley, Mirza,
+    Courville, Bengio, ICML 2013).
+    """
+
+    def __init__(self, in_features: int, units: int, pieces: int):
+        super().__init__()
+        self.units = units
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
+        return out.reshape(*out.shape[:-1], self.units, self.pieces).amax(dim=-1)
+
+
 class MLP(nn.Module):
-    """Fully connected net ``in_shape -> hidden... -> out_shape`` (flattens in, reshapes out)."""
+    """Fully connected net ``in_shape -> hidden... -> out_shape`` (flattens in, reshapes out).
+
+    Each hidden layer is ``Linear -> activation``; with ``norm="batch"`` it is ``Linear`` without
+    bias ``-> BatchNorm1d -> activation``; with ``activation="maxout"`` it is a :class:`Maxout`
+    layer of ``pieces`` pieces. The output layer is always a plain ``Linear`` with bias.
+    """
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int],
-                 hidden: Sequence[int] = (128, 128), activation: str = "relu"):
+                 hidden: Sequence[int] = (128, 128), activation: str = "relu", *,
+                 norm: str = "none", pieces: int = 5):
         super().__init__()
         self.in_shape = tuple(in_shape)
         self.out_shape = tuple(out_shape)
-        act = ACTIVATIONS[activation]
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.norm = norm
         layers: list[nn.Module] = []
         width = _prod(self.in_shape)
         for h in hidden:
-            layers += [nn.Linear(width, h), act()]
+            if activation == "maxout":
+                layers.append(Maxout(width, h, pieces))
+                if norm == "batch":
+                    layers.append(_batch_norm(h))
+            elif norm == "batch":
+                layers += [nn.Linear(width, h, bias=False), _batch_norm(h),
+                           ACTIVATIONS[activation]()]
+            else:
+                layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
             width = h
         layers.append(nn.Linear(width, _prod(self.out_shape)))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[: x.ndim - len(self.in_shape)]
-        out = self.net(x.reshape(*batch, -1))
+        if self.norm == "batch":  # BatchNorm1d takes (N, C): one batch dimension
+            out = self.net(x.reshape(-1, _prod(self.in_shape)))
+        else:
+            out = self.net(x.reshape(*batch, -1))
         return out.reshape(*batch, *self.out_shape)
+
+
+def _batch_norm(width: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(width, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+
+
+def init_normal_(module: nn.Module, std: float) -> nn.Module:
+    """Initialise every linear and (transposed) convolution layer of ``module`` in place: weights
+    ``N(0, std^2)``, biases 0 (DCGAN's and PacGAN's ``std = 0.02``). Normalisation layers keep
+    their own initialisation (scale 1, shift 0). Returns ``module``."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(layer.weight, mean=0.0, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
 
 
 class ConvEncoder(nn.Module):
