@@ -5,21 +5,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from ._errors import TrainingDiverged
+
 __version__ = "0.1.0"
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced a non-finite loss; the model keeps its last finite parameters."""
-
-    def __init__(self, step: int, loss: float, message: str | None = None):
-        self.step = step
-        self.loss = loss
-        super().__init__(
-            message
-            or f"training diverged at step {step}: loss = {loss}; the model keeps its last finite "
-            "parameters (lower the learning rate or clip gradients)"
-        )
-
 
 _SUBMODULES = ("distributions", "images", "losses", "metrics", "models", "stats", "testing")
 

@@ -23,9 +23,15 @@ __all__ = [
     "atomic_torch_save",
     "progress",
     "logger",
+    "LR_SCHEDULES",
 ]
 
 logger = logging.getLogger("densitylab")
+
+#: Learning-rate schedules of every ``fit`` (and of a suite's ``train.lr_schedule``): constant,
+#: or cosine annealing without restarts (Loshchilov and Hutter, ICLR 2017),
+#: ``lr * (1 + cos(pi t / steps)) / 2`` at step t. Defined once, here.
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -108,13 +108,16 @@ def _per_example_grad_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor) -> to
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                      fake: torch.Tensor, *, target: float = 1.0,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
     """WGAN-GP penalty ``E[(||grad critic(x_hat)|| - target)^2]`` (Gulrajani et al., NeurIPS 2017).
 
     ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U(0, 1)`` per row, drawn from
-    ``generator`` (the global RNG when None). The graph is kept (``create_graph=True``) so the
-    penalty can be backpropagated into the critic. Multiply by the usual weight (10 in the paper)
-    yourself. ``real`` and ``fake`` must have the same shape ``(n, ...)``.
+    ``generator`` (the global RNG when None), or the given ``eps`` of shape
+    ``(n, 1, ..., 1)`` (drawn by the caller, e.g. outside a ``torch.vmap``). The graph is kept
+    (``create_graph=True``) so the penalty can be backpropagated into the critic. Multiply by
+    the usual weight (10 in the paper) yourself. ``real`` and ``fake`` must have the same shape
+    ``(n, ...)``.
     """
     if real.shape != fake.shape:
         raise ValueError(
@@ -122,7 +125,10 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
             f"{tuple(real.shape)} and {tuple(fake.shape)}"
         )
     eps_shape = (real.shape[0],) + (1,) * (real.ndim - 1)
-    eps = torch.rand(eps_shape, generator=generator, dtype=real.dtype, device=real.device)
+    if eps is None:
+        eps = torch.rand(eps_shape, generator=generator, dtype=real.dtype, device=real.device)
+    elif tuple(eps.shape) != eps_shape:
+        raise ValueError(f"eps must have shape {eps_shape}, got {tuple(eps.shape)}")
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     sq = _per_example_grad_sq_norm(critic(x_hat), x_hat)
     # sqrt has an infinite derivative at 0; the tiny shift keeps the gradient finite there.

@@ -77,10 +77,12 @@ def test_fit_seed_none_still_trains_and_restores_the_global_rng():
 def test_cosine_schedule_anneals_the_learning_rate_to_zero():
     seen = []
 
-    class Recording(models.GAN):
-        def _set_lr(self, state, lr):
-            seen.append(lr)
-            super()._set_lr(state, lr)
+    class Recording(models.GAN):  # the rate each step's updates use, for both players
+        def _train_step(self, state, batches):
+            rates = {g["lr"] for opt in self._optimizers(state) for g in opt.param_groups}
+            assert len(rates) == 1
+            seen.append(rates.pop())
+            return super()._train_step(state, batches)
 
     gan = Recording(data_dim=2, hidden=(8,), seed=0)
     gan.fit(distributions.ring(), steps=4, batch_size=8, lr=0.1, seed=0, progress=False,

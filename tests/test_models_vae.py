@@ -355,3 +355,27 @@ def test_vae_on_ring_covers_at_least_7_of_8_modes():
     for noise in (False, True):  # decoder means, and true samples with the decoder's noise
         coverage = metrics.mode_coverage(vae.sample(2500, seed=0, noise=noise), ring)
         assert coverage.modes_covered >= 7
+
+
+def test_fit_uses_its_own_parameter_store_and_leaves_the_global_one_alone():
+    pyro.clear_param_store()
+    pyro.param("users_own", torch.ones(2))
+    for jit in (False, True):
+        vae = models.VAE(data_dim=2, hidden=(8,), jit=jit, seed=0)
+        vae.fit(distributions.ring(), steps=3, batch_size=16, seed=0, progress=False)
+    assert list(pyro.get_param_store().keys()) == ["users_own"]
+    pyro.clear_param_store()
+
+
+def test_jit_and_plain_elbo_draw_the_same_noise_and_give_the_same_fit():
+    ring = distributions.ring()
+    fitted = []
+    for jit in (False, True):
+        vae = models.VAE(data_dim=2, hidden=(16,), jit=jit, seed=0)
+        vae.networks.double()
+        h = vae.fit(ring, steps=5, batch_size=16, seed=2, progress=False)
+        fitted.append((vae, h))
+    (plain, hp), (jitted, hj) = fitted
+    for p, q in zip(plain.parameters(), jitted.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
+    assert hp["loss"] == pytest.approx(hj["loss"], abs=1e-10)

@@ -1,9 +1,11 @@
 """Generative models under one interface: a Pyro VAE (explicit density, ELBO), a GAN (implicit
 density) and a normalising flow (exact density).
 
-Every model has ``fit(data, steps, batch_size, lr, seed, device, callback, progress)``,
-``sample(n, seed)``, ``has_density`` (``log_prob`` where True), a JSON-able ``config``,
-``save(path)`` and ``load(path)``; see :mod:`densitylab.models.base`.
+Every model is an ``nn.Module`` with a training objective and has ``fit(data, steps,
+batch_size, lr, seed, device, callback, progress, lr_schedule, train_size)``, ``sample(n,
+seed)``, ``has_density`` (``log_prob`` where True), a JSON-able ``config``, ``save(path)`` and
+``load(path)``; see :mod:`densitylab.models.base`. One training loop
+(:mod:`densitylab.models.train`) runs every model's step, for one seed or for many at once.
 
 Settings for the 2D toy protocol (ring, grid), each run 3,000 steps of batch 256 and well under
 30 s on one CPU thread (``fit(..., num_threads=1)``):
@@ -25,9 +27,10 @@ Published setups are presets: ``models.preset("pacgan2d", pack=2)`` builds PacGA
 architecture and ``models.preset_train_defaults("pacgan2d", pack=2)`` gives its ``fit`` options
 (:mod:`densitylab.models.presets`).
 
-Many seeds of one small GAN or VAE train as one batched computation with
-:class:`BatchedGAN` / :class:`BatchedVAE` (:mod:`densitylab.models.batched`); ``unstack()``
-returns the ordinary single models.
+Many seeds of a GAN or VAE train as one batched computation with :class:`BatchedGAN` /
+:class:`BatchedVAE` (:mod:`densitylab.models.batched`), derived from the single model by
+``torch.func`` (stacked parameters, ``vmap`` of the model's own objectives), so every
+architecture batches; ``unstack()`` returns the ordinary single models.
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow}
-_REGISTRY_BY_CLASS: dict[str, type[GenerativeModel]] = {c.__name__: c for c in _REGISTRY.values()}
 
 
 def available() -> list[str]:

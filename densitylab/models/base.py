@@ -1,7 +1,10 @@
 """The interface every model shares: ``fit``, ``sample``, ``log_prob``, ``save`` and ``load``.
 
-A model owns its networks (``model.networks``, an ``nn.ModuleDict``) and a JSON-able ``config``
-from which the same architecture can be rebuilt; ``save`` writes both, atomically.
+A model is an ``nn.Module`` that owns its networks (``model.networks``, an ``nn.ModuleDict``,
+its only submodule) and a JSON-able ``config`` from which the same architecture can be rebuilt;
+``save`` writes both, atomically (the file holds ``networks.state_dict()``, as it always has).
+Its training step is written once against an engine (:mod:`densitylab.models.train`), which
+``fit`` runs for one seed and :mod:`densitylab.models.batched` for many.
 
 Training (``fit``) guarantees:
 
@@ -27,32 +30,38 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from .. import __version__
+from .._errors import TrainingDiverged
 from .._runtime import atomic_torch_save, make_generator, resolve_device, torch_threads
-from .._runtime import progress as _progress
-from .._validation import as_tensor, check_choice, check_int, check_positive
+from .._validation import as_tensor, check_int
 from .networks import conv_shape_ok
+from .train import (
+    LR_SCHEDULES,
+    NonFinite,
+    SingleEngine,
+    check_finite_step,
+    check_fit_args,
+    lr_schedulers,
+    run_steps,
+)
 
-__all__ = ["GenerativeModel", "History", "NoDensityError", "iter_batches"]
+__all__ = ["GenerativeModel", "History", "NoDensityError", "iter_batches", "LR_SCHEDULES",
+           "check_finite_step", "check_fit_args"]
+
+#: Kept under its old name for model code written against it (``raise _NonFinite(loss)``).
+_NonFinite = NonFinite
 
 
 class NoDensityError(NotImplementedError):
     """Raised by ``log_prob`` of a model that defines no density (a GAN is an implicit model)."""
-
-
-class _NonFinite(Exception):
-    """Internal: a training step met a non-finite loss or gradient before updating anything."""
-
-    def __init__(self, loss: float):
-        super().__init__(loss)
-        self.loss = loss
 
 
 @dataclass
@@ -187,26 +196,6 @@ def check_data(x, data_shape: tuple[int, ...], name: str = "x") -> torch.Tensor:
     return t
 
 
-def check_finite_step(loss: torch.Tensor | float, params: list[torch.Tensor]) -> float:
-    """Return ``float(loss)``; raise ``_NonFinite`` if the loss or any gradient is NaN/inf.
-
-    The gradient check is one fused reduction (``0 * sum`` is NaN exactly when a sum is not
-    finite), so it costs a single device sync together with the loss.
-    """
-    loss_t = torch.as_tensor(loss).detach()
-    grads = [p.grad.sum() for p in params if p.grad is not None]
-    if grads:
-        probe = loss_t.detach().to(grads[0].device) + 0.0 * torch.stack(grads).sum()
-    else:
-        probe = loss_t.detach()
-    value = float(probe)
-    if not math.isfinite(value):
-        for p in params:
-            p.grad = None
-        raise _NonFinite(float(loss_t))
-    return float(loss_t)
-
-
 def resolve_data_shape(data_dim, data_shape) -> tuple[int, ...]:
     """The shape of one data point from exactly one of ``data_dim`` (flat) and ``data_shape``."""
     if (data_dim is None) == (data_shape is None):
@@ -235,37 +224,6 @@ def check_network_shape(network: str, shape: tuple[int, ...]) -> None:
         )
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def check_fit_args(steps, batch_size, lr, num_threads, lr_schedule, *,
-                   default_lr: float) -> tuple[int, int, float, int | None]:
-    """Check the ``fit`` arguments single and batched models share.
-
-    Returns ``(steps, batch_size, lr, num_threads)``, with ``lr`` defaulting to ``default_lr``.
-    """
-    steps = check_int(steps, "steps", minimum=0)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    lr = default_lr if lr is None else check_positive(lr, "lr")
-    if num_threads is not None:
-        num_threads = check_int(num_threads, "num_threads", minimum=1)
-    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
-    return steps, batch_size, lr, num_threads
-
-
-def cosine_lr(lr: float, step: int, steps: int) -> float:
-    """``lr * (1 + cos(pi step / steps)) / 2``: cosine annealing without restarts (Loshchilov and
-    Hutter, ICLR 2017)."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-
-
-def set_lr(optimizers: Iterable[torch.optim.Optimizer], lr: float) -> None:
-    """Set the learning rate of every parameter group of ``optimizers`` to ``lr``."""
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = lr
-
-
 @contextlib.contextmanager
 def seeded_init(seed: int | None) -> Iterator[None]:
     """Build weights inside this block: seeded by ``seed`` (None: the global RNG's draws), and
@@ -276,16 +234,14 @@ def seeded_init(seed: int | None) -> Iterator[None]:
         yield
 
 
-_M = TypeVar("_M", bound="NetworksOnDevice")
-
-
-class NetworksOnDevice:
-    """What single and batched models share: their ``networks`` (an ``nn.ModuleDict``) live on
-    one device, and a JSON-able ``_config`` records their hyperparameters."""
+class NetworksOnDevice(nn.Module):
+    """What single and batched models share: an ``nn.Module`` whose ``networks`` (an
+    ``nn.ModuleDict``) hold every parameter and buffer, on one device, and a JSON-able
+    ``_config`` of hyperparameters. ``parameters()``, ``train()``/``eval()`` and ``to()`` are
+    ``nn.Module``'s; ``to`` also takes ``"auto"`` (CUDA when available)."""
 
     networks: nn.ModuleDict
     _config: dict[str, Any]
-    _device: torch.device
 
     @property
     def config(self) -> dict[str, Any]:
@@ -297,39 +253,58 @@ class NetworksOnDevice:
     @property
     def device(self) -> torch.device:
         """Where the parameters live and where ``sample`` returns tensors."""
-        return self._device
+        for t in self.networks.parameters():
+            return t.device
+        for t in self.networks.buffers():
+            return t.device
+        return torch.device("cpu")
 
-    def parameters(self) -> Iterator[nn.Parameter]:
-        """All trainable parameters (of a batched model: stacked, leading dimension S)."""
-        return self.networks.parameters()
-
-    def to(self: _M, device) -> _M:
-        """Move the model to ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``); returns self."""
-        self._device = resolve_device(device)
-        self.networks.to(self._device)
-        return self
+    def to(self, *args, **kwargs):
+        """``nn.Module.to``; a device may also be ``"auto"`` (CUDA when available). Returns self."""
+        if args and isinstance(args[0], str | torch.device):
+            args = (resolve_device(args[0]), *args[1:])
+        elif isinstance(kwargs.get("device"), str | torch.device):
+            kwargs["device"] = resolve_device(kwargs["device"])
+        return super().to(*args, **kwargs)
 
     def _dtype(self) -> torch.dtype:
         return next(self.networks.parameters()).dtype
 
 
+#: Every model class by class name, for ``load`` (filled as the classes are defined).
+MODEL_CLASSES: dict[str, type[GenerativeModel]] = {}
+
+
 class GenerativeModel(NetworksOnDevice, abc.ABC):
-    """Abstract base of densitylab's models; see the module docstring for ``fit``'s guarantees.
+    """Abstract base of densitylab's models: an ``nn.Module`` with a training objective; see the
+    module docstring for ``fit``'s guarantees.
 
     Subclasses define ``name``, ``has_density``, build ``self.networks`` in ``__init__`` and
-    implement ``_start_training``, ``_train_step`` and ``_sample``.
+    implement ``_sample``, and either
+
+    * ``_param_groups`` (parameter groups, each with the optimiser ``_make_optimizer`` builds)
+      and ``_step(engine)``: the training step written once against an engine
+      (:mod:`densitylab.models.train`); such a model also trains many seeds as one batched
+      computation, derived from this single model; or
+    * ``_start_training(lr, batch_size) -> state`` and ``_train_step(state, batches) -> losses``
+      (raising ``NonFinite`` before updating on a non-finite loss), with ``state["optimizers"]``
+      the torch optimisers that learning-rate schedules drive.
     """
 
     name: ClassVar[str] = "model"
     has_density: ClassVar[bool] = False
     default_lr: ClassVar[float] = 1e-3
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        MODEL_CLASSES.setdefault(cls.__name__, cls)
+
     def __init__(self, config: dict[str, Any], data_shape: tuple[int, ...]):
+        super().__init__()
         self._config = config
         self.data_shape = tuple(int(s) for s in data_shape)
         self.networks = nn.ModuleDict()
         self.history: History | None = None
-        self._device = torch.device("cpu")
 
     # ------------------------------------------------------------------ properties
     @property
@@ -367,8 +342,9 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
                 networks train fastest with 1 thread, and several threads on a busy machine can
                 be many times slower.
             lr_schedule: ``"constant"`` or ``"cosine"`` (``lr * (1 + cos(pi t / steps)) / 2`` at
-                step t; Loshchilov and Hutter, ICLR 2017, without restarts). Annealing sharpens
-                a GAN's samples at the end of a short run.
+                step t; Loshchilov and Hutter, ICLR 2017, without restarts), a
+                ``torch.optim.lr_scheduler.LambdaLR``. Annealing sharpens a GAN's samples at the
+                end of a short run.
             train_size: with a distribution as ``data``, draw a fixed training set of this many
                 points once (seeded from ``seed``) and iterate epochs over it, shuffled each
                 epoch, instead of drawing fresh batches each step (None). PacGAN's protocol
@@ -378,8 +354,6 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
             densitylab.TrainingDiverged: a non-finite loss; the model keeps its last finite weights.
             KeyboardInterrupt: re-raised after leaving the model usable (see module docstring).
         """
-        from .. import TrainingDiverged
-
         steps, batch_size, lr, num_threads = check_fit_args(
             steps, batch_size, lr, num_threads, lr_schedule, default_lr=self.default_lr)
         if seed is not None:
@@ -398,60 +372,99 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         history = History()
         self.history = history
         fork_devices = [dev] if dev.type == "cuda" else []
+
+        def after_step(step: int, losses: dict[str, float]) -> bool:
+            history.append(losses)
+            if checkpoint_every and (step + 1) % checkpoint_every == 0:
+                self.save(checkpoint_path)
+            if callback is not None and callback(step, losses, self):
+                history.stopped_early = True
+                return True
+            return False
+
         start = time.perf_counter()
         step = 0
-        with torch.random.fork_rng(devices=fork_devices), torch_threads(num_threads):
+
+        def one_step(t: int) -> dict[str, float]:
+            nonlocal step
+            step = t
+            return self._train_step(state, batches)
+
+        with torch.random.fork_rng(devices=fork_devices), torch_threads(num_threads), \
+                self._training_context():
             torch.manual_seed(seed)
             state = self._start_training(lr, batch_size)
-            self.networks.train()
+            schedulers = ([] if lr_schedule == "constant" else
+                          lr_schedulers(self._optimizers(state), lr_schedule, steps))
+            self.train()
             try:
-                for step in _progress(range(steps), total=steps, desc=f"{self.name} fit",
-                                      enabled=progress):
-                    if lr_schedule == "cosine":
-                        self._set_lr(state, cosine_lr(lr, step, steps))
-                    losses = self._train_step(state, batches)
-                    history.append(losses)
-                    if checkpoint_every and (step + 1) % checkpoint_every == 0:
-                        self.save(checkpoint_path)
-                    if callback is not None and callback(step, losses, self):
-                        history.stopped_early = True
-                        break
-            except _NonFinite as err:
+                run_steps(one_step, steps, desc=f"{self.name} fit", progress=progress,
+                          schedulers=schedulers, after_step=after_step)
+            except NonFinite as err:
                 history.diverged = True
                 raise TrainingDiverged(step, err.loss) from None
             except KeyboardInterrupt:
                 history.interrupted = True
                 raise
             finally:
-                self.networks.eval()
+                self.eval()
                 self._end_training(state)
                 history.seconds = time.perf_counter() - start
         return history
 
-    def _optimizers(self, state: Any) -> list[torch.optim.Optimizer]:
-        """The torch optimisers a fit uses (for learning-rate schedules)."""
-        return list(state["optimizers"])
+    def _training_context(self) -> contextlib.AbstractContextManager:
+        """A context held for the whole of ``fit`` (the VAE's own Pyro parameter store)."""
+        return contextlib.nullcontext()
 
-    def _set_lr(self, state: Any, lr: float) -> None:
-        set_lr(self._optimizers(state), lr)
+    # -- the engine interface (see densitylab.models.train)
+    def _param_groups(self) -> dict[str, nn.Module]:
+        """Parameter groups, each trained by its own optimiser: ``{name: module}``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no parameter groups")
 
-    @abc.abstractmethod
+    def _make_optimizer(self, group: str, params: list[torch.Tensor],
+                        lr: float) -> torch.optim.Optimizer:
+        """The optimiser of ``group`` (Adam by default); also used on stacked parameters."""
+        return torch.optim.Adam(params, lr=lr)
+
+    def _step(self, engine) -> dict[str, Any]:
+        """One training step written against ``engine``; returns the step's losses."""
+        raise NotImplementedError(f"{type(self).__name__} has no engine training step")
+
+    @classmethod
+    def batchable(cls) -> bool:
+        """True when the model's training step is written against an engine, so many seeds can
+        train as one batched computation derived from it."""
+        return cls._step is not GenerativeModel._step
+
+    def _check_training(self, batch_size: int) -> None:  # noqa: B027 - optional hook
+        """Raise ``ValueError`` for training options the model cannot take (single or batched)."""
+
+    # -- the hooks fit calls; engine models get them from _step
     def _start_training(self, lr: float, batch_size: int) -> Any:
         """Build optimisers (and anything else a fit needs); the result is passed to each step."""
+        self._check_training(batch_size)
+        return SingleEngine(self, lr, batch_size)
 
-    @abc.abstractmethod
     def _train_step(self, state: Any, batches: Iterator[torch.Tensor]) -> dict[str, float]:
-        """One training step; raise ``_NonFinite`` *before* updating on a non-finite loss."""
+        """One training step; raise ``NonFinite`` *before* updating on a non-finite loss."""
+        state.batches = batches
+        return self._step(state)
 
     def _end_training(self, state: Any) -> None:  # noqa: B027 - optional hook
         """Release what ``_start_training`` built (optional)."""
+
+    def _optimizers(self, state: Any) -> list[torch.optim.Optimizer]:
+        """The torch optimisers a fit uses (for learning-rate schedules)."""
+        if isinstance(state, SingleEngine):
+            return list(state.optimizers.values())
+        return list(state["optimizers"])
 
     # ------------------------------------------------------------------ sampling / density
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *data_shape)`` on ``model.device``; ``seed`` fixes them."""
         n = check_int(n, "n", minimum=0)
         gen = make_generator(seed, self.device)
-        self.networks.eval()
+        self.eval()
         with torch.no_grad():
             return self._sample(n, gen)
 
@@ -466,8 +479,6 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         """Everything ``save`` writes: class name, config and weights (on CPU)."""
-        from .. import __version__
-
         weights = {k: v.detach().cpu() for k, v in self.networks.state_dict().items()}
         return {"class": type(self).__name__, "config": self.config, "state_dict": weights,
                 "densitylab_version": __version__}
@@ -491,12 +502,10 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
 
 
 def _from_payload(payload: dict[str, Any], device) -> GenerativeModel:
-    from . import _REGISTRY_BY_CLASS
-
     cls_name = payload.get("class")
-    if cls_name not in _REGISTRY_BY_CLASS:
+    if cls_name not in MODEL_CLASSES:
         raise ValueError(f"unknown model class {cls_name!r} in file")
-    model = _REGISTRY_BY_CLASS[cls_name](**payload["config"])
+    model = MODEL_CLASSES[cls_name](**payload["config"])
     model.networks.load_state_dict(payload["state_dict"])
-    model.networks.eval()
+    model.eval()
     return model.to(device)

@@ -15,7 +15,7 @@ target with a known density can be estimated without bias. Layers (``kind``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyro.distributions as dist
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_int, check_positive
-from .base import GenerativeModel, check_data, check_finite_step, check_hidden, seeded_init
+from .base import GenerativeModel, check_data, check_hidden, seeded_init
 
 __all__ = ["Flow"]
 
@@ -125,10 +125,8 @@ class Flow(GenerativeModel):
             return self.distribution().log_prob(x)
 
     # ------------------------------------------------------------------ training
-    def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
-        params = list(self.networks.parameters())
-        opt = torch.optim.Adam(params, lr=lr)
-        return {"opt": opt, "params": params, "optimizers": [opt]}
+    def _param_groups(self) -> dict[str, nn.Module]:
+        return {"flow": self.networks}
 
     def _fit_standardizer(self, batch: torch.Tensor) -> None:
         std = self.networks["standardizer"]
@@ -139,16 +137,14 @@ class Flow(GenerativeModel):
         std.scale.copy_(torch.where(scale > 0, scale, torch.ones_like(scale)))
         std.fitted.fill_(True)
 
-    def _train_step(self, state: dict[str, Any],
-                    batches: Iterator[torch.Tensor]) -> dict[str, float]:
-        batch = next(batches)
+    def _step(self, eng) -> dict[str, Any]:
+        batch = eng.batch()
         self._fit_standardizer(batch)
-        loss = -self.distribution().log_prob(batch).mean()
-        state["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        value = check_finite_step(loss, state["params"])
-        state["opt"].step()
-        return {"loss": value}
+        return {"loss": eng.update("flow", "nll_objective", batch)}
+
+    def nll_objective(self, batch: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of ``batch``: the maximum-likelihood objective."""
+        return -self.distribution().log_prob(batch).mean()
 
     def _sample(self, n, gen):
         y = torch.randn(n, self.data_dim, generator=gen, device=self.device, dtype=self._dtype())

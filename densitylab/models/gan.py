@@ -33,7 +33,7 @@ metrics (``metrics.mmd``, ``metrics.kl_knn``, ``metrics.mode_coverage``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,7 +45,7 @@ from .._validation import check_choice, check_int, check_positive
 from .base import (
     GenerativeModel,
     NoDensityError,
-    check_finite_step,
+    check_data,
     check_hidden,
     check_network_shape,
     resolve_data_shape,
@@ -217,8 +217,6 @@ class GAN(GenerativeModel):
 
     def discriminate(self, x) -> torch.Tensor:
         """The discriminator's logits on ``x`` (n rows, grouped by ``pack``): ``(n / pack,)``."""
-        from .base import check_data
-
         x = check_data(x, self.data_shape).to(device=self.device, dtype=self._dtype())
         if x.shape[0] % self._config["pack"]:
             raise ValueError(f"x needs a multiple of pack={self._config['pack']} rows")
@@ -226,26 +224,69 @@ class GAN(GenerativeModel):
             return self.discriminator(pack_samples(x, self._config["pack"]))
 
     # ------------------------------------------------------------------ training
-    def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
+    def _param_groups(self) -> dict[str, nn.Module]:
+        return {"discriminator": self.discriminator, "generator": self.generator}
+
+    def _make_optimizer(self, group, params, lr):
+        # The fused CUDA kernel computes the same elementwise update in one launch.
+        fused = True if params and params[0].device.type == "cuda" else None
+        return torch.optim.Adam(params, lr=lr, betas=tuple(self._config["betas"]), fused=fused)
+
+    def _check_training(self, batch_size: int) -> None:
         pack = self._config["pack"]
         if batch_size % pack:
             raise ValueError(f"batch_size={batch_size} must be a multiple of pack={pack}")
-        betas = tuple(self._config["betas"])
-        g_params = list(self.generator.parameters())
-        d_params = list(self.discriminator.parameters())
-        g_opt = torch.optim.Adam(g_params, lr=lr, betas=betas)
-        d_opt = torch.optim.Adam(d_params, lr=lr, betas=betas)
-        return {
-            "g_opt": g_opt, "d_opt": d_opt, "optimizers": [g_opt, d_opt],
-            "g_params": g_params, "d_params": d_params, "batch_size": batch_size,
-            "unrolled_lr": self._config["unrolled_lr"] or lr,
-        }
+
+    def _start_training(self, lr: float, batch_size: int):
+        self._unrolled_lr = lr  # the unrolled steps' size when unrolled_lr is None
+        return super()._start_training(lr, batch_size)
+
+    def _step(self, eng) -> dict[str, Any]:
+        """``n_critic`` discriminator updates (each on a fresh batch and fresh noise), then one
+        generator update on fresh noise. The noise (and the gradient penalty's mixing weights)
+        is drawn here, outside the objectives, in the order a single fit has always drawn it."""
+        cfg = self._config
+        bs = eng.batch_size
+        d_loss = real = None
+        for _ in range(cfg["n_critic"]):
+            real = eng.batch()
+            z = eng.normal(bs, self.latent_dim)
+            mix = None
+            if cfg["gp_weight"] > 0:
+                mix = eng.uniform(bs // cfg["pack"], *([1] * len(self.data_shape)))
+            d_loss = eng.update("discriminator", "d_objective", real, z, mix)
+        z = eng.normal(bs, self.latent_dim)
+        g_loss = eng.update("generator", "g_objective", z,
+                            real if cfg["unrolled_steps"] else None)
+        return {"d_loss": d_loss, "g_loss": g_loss}
+
+    def d_objective(self, real: torch.Tensor, z: torch.Tensor,
+                    mix: torch.Tensor | None = None) -> torch.Tensor:
+        """The discriminator's loss on ``real`` and on ``G(z)`` (no gradient into G), with the
+        R1 and gradient penalties when set; ``mix`` holds the gradient penalty's interpolation
+        weights (one per packed example)."""
+        with torch.no_grad():
+            fake = self.generator(z)
+        return self._d_loss(real, fake, mix)
+
+    def g_objective(self, z: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator's loss on ``G(z)`` (against the unrolled discriminator, fitted on
+        ``real``, when ``unrolled_steps > 0``)."""
+        cfg = self._config
+        fake = self.generator(z)
+        if cfg["unrolled_steps"]:
+            step_size = cfg["unrolled_lr"] or getattr(self, "_unrolled_lr", None) or 1e-3
+            logits = self._unrolled_logits(real, fake, cfg["unrolled_steps"], step_size)
+        else:
+            logits = self.discriminator(pack_samples(fake, cfg["pack"]))
+        return losses.generator_loss(logits, cfg["loss"])
 
     def _noise(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device,
                            dtype=self._dtype())
 
-    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor,
+                mix: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self._config
         d = self.discriminator
         real_p = pack_samples(real, cfg["pack"])
@@ -257,7 +298,7 @@ class GAN(GenerativeModel):
         if cfg["r1_weight"] > 0:
             loss = loss + 0.5 * cfg["r1_weight"] * losses.r1_penalty(real_logits, real_p)
         if cfg["gp_weight"] > 0:
-            loss = loss + cfg["gp_weight"] * losses.gradient_penalty(d, real_p, fake_p)
+            loss = loss + cfg["gp_weight"] * losses.gradient_penalty(d, real_p, fake_p, eps=mix)
         return loss
 
     def _unrolled_logits(self, real: torch.Tensor, fake: torch.Tensor, steps: int,
@@ -276,34 +317,13 @@ class GAN(GenerativeModel):
             params = {k: params[k] - step_size * g for k, g in zip(names, grads, strict=True)}
         return functional_call(d, params, (fake_p,))
 
-    def _train_step(self, state: dict[str, Any],
-                    batches: Iterator[torch.Tensor]) -> dict[str, float]:
-        cfg = self._config
-        bs = state["batch_size"]
-        g, d_opt, g_opt = self.generator, state["d_opt"], state["g_opt"]
-        d_value = 0.0
-        for _ in range(cfg["n_critic"]):
-            real = next(batches)
-            with torch.no_grad():
-                fake = g(self._noise(bs))
-            d_loss = self._d_loss(real, fake)
-            d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_value = check_finite_step(d_loss, state["d_params"])
-            d_opt.step()
-        fake = g(self._noise(bs))
-        if cfg["unrolled_steps"]:
-            logits = self._unrolled_logits(real, fake, cfg["unrolled_steps"], state["unrolled_lr"])
-        else:
-            logits = self.discriminator(pack_samples(fake, cfg["pack"]))
-        g_loss = losses.generator_loss(logits, cfg["loss"])
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_value = check_finite_step(g_loss, state["g_params"])
-        g_opt.step()
-        for p in state["d_params"]:  # the generator's backward pass also reached D
-            p.grad = None
-        return {"d_loss": d_value, "g_loss": g_value}
-
     def _sample(self, n, gen):
         return self.generator(self._noise(n, gen))
+
+    def _sample_inputs(self, n: int, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """The random inputs of ``_sample``, drawn from ``gen`` as ``_sample`` draws them."""
+        return (self._noise(n, gen),)
+
+    def _sample_from(self, z: torch.Tensor) -> torch.Tensor:
+        """``_sample`` given its random inputs (see :meth:`_sample_inputs`)."""
+        return self.generator(z)

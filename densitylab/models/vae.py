@@ -1,4 +1,4 @@
-"""A variational autoencoder written as a Pyro model/guide pair and trained by SVI on the ELBO.
+"""A variational autoencoder written as a Pyro model/guide pair and trained on the ELBO.
 
 The generative story (Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014; the
 layout follows Pyro's ``examples/vae/vae.py``)::
@@ -14,34 +14,39 @@ a stochastic lower bound on ``log p(x)`` that tightens as ``num_samples`` grows.
 With ``network="linear"`` the decoder is ``W z + b`` and the marginal is analytic,
 ``p(x) = N(x; b, W W^T + s^2 I)`` (probabilistic PCA, Tipping and Bishop 1999), which the tests
 use to check the bounds.
+
+Training uses Pyro's public API only: the loss is ``Trace_ELBO().differentiable_loss`` (or
+``TraceMeanField_ELBO``, or their JIT versions) of the model and guide, minimised by a torch
+optimiser over the model's parameters in the one training loop of
+:mod:`densitylab.models.train`, inside a private Pyro parameter store for each fit
+(``with pyro.get_param_store().scope()``). With one particle the guide's reparameterisation
+noise is drawn by the training step from the fit's random stream and handed to the guide (the
+same numbers ``Normal.rsample`` would draw), so JIT and non-JIT fits, and a seed of a batched
+fit, draw the same noise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer import (
-    SVI,
-    JitTrace_ELBO,
-    JitTraceMeanField_ELBO,
-    Trace_ELBO,
-    TraceMeanField_ELBO,
-)
+from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.optim.clipped_adam import ClippedAdam
 from torch import nn
 
 from .._runtime import make_generator
 from .._validation import check_choice, check_int, check_positive
+from ..losses import iwae_bound
 from .base import (
     GenerativeModel,
     check_data,
-    check_finite_step,
     check_hidden,
     check_network_shape,
     resolve_data_shape,
@@ -90,7 +95,7 @@ class Decoder(nn.Module):
 
 
 class VAE(GenerativeModel):
-    """Variational autoencoder: Pyro ``model``/``guide``, ``SVI`` training, IWAE ``log_prob``.
+    """Variational autoencoder: Pyro ``model``/``guide``, ELBO training, IWAE ``log_prob``.
 
     Arguments:
         data_dim: size of a flat data point (2 for the toy targets); or give ``data_shape``.
@@ -102,12 +107,13 @@ class VAE(GenerativeModel):
         likelihood: ``"gaussian"`` (continuous data) or ``"bernoulli"`` (pixels in [0, 1]).
         decoder_scale: ``"learned"`` (one isotropic std, a parameter) or a fixed positive std.
         activation: hidden-layer nonlinearity (relu, leaky_relu, elu, tanh, softplus).
-        jit: train with ``JitTrace_ELBO`` (compiled) instead of ``Trace_ELBO``.
+        jit: train with the ELBO compiled by Pyro's JIT (``JitTrace_ELBO``, or
+            ``pyro.ops.jit.trace`` of ``TraceMeanField_ELBO``) instead of ``Trace_ELBO``.
         num_particles: ELBO samples per data point per step (vectorised).
         estimator: ``"trace"`` (Monte Carlo KL, Trace_ELBO) or ``"mean_field"`` (analytic KL,
             TraceMeanField_ELBO).
         optimizer: ``"adam"`` (one multi-tensor torch Adam) or ``"clipped_adam"`` (Pyro's
-            ClippedAdam: each gradient clipped to ``clip_norm``).
+            ClippedAdam, a torch optimiser: each gradient entry clipped to ``clip_norm``).
         conv_width: channel width of the conv networks.
         seed: seed of the weight initialisation (None: global RNG).
 
@@ -202,8 +208,10 @@ class VAE(GenerativeModel):
             return dist.Bernoulli(logits=out, validate_args=False).to_event(event_dims)
         return dist.Normal(out, self.decoder.scale()).to_event(event_dims)
 
-    def model(self, x: torch.Tensor) -> None:
-        """The generative story ``p(z) p(x | z)`` with ``x`` observed (sites ``"z"``, ``"x"``)."""
+    def model(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> None:
+        """The generative story ``p(z) p(x | z)`` with ``x`` observed (sites ``"z"``, ``"x"``).
+
+        ``eps`` is the guide's argument (the model takes it so both share one signature)."""
         pyro.module("decoder", self.decoder)
         n = x.shape[0]
         with pyro.plate("data", n):
@@ -211,68 +219,111 @@ class VAE(GenerativeModel):
             z = pyro.sample("z", prior.to_event(1))
             pyro.sample("x", self._likelihood(self.decoder(z)), obs=x)
 
-    def guide(self, x: torch.Tensor) -> None:
-        """The amortised posterior ``q(z | x)`` (site ``"z"``)."""
+    def guide(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> None:
+        """The amortised posterior ``q(z | x)`` (site ``"z"``).
+
+        ``eps`` ``(n, latent_dim)``, when given, is the standard normal noise of the
+        reparameterised draw ``z = loc + scale * eps`` (drawn by the caller from the fit's
+        random stream, exactly as ``Normal.rsample`` would draw it); None: Pyro draws it."""
         pyro.module("encoder", self.encoder)
         with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(x)
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            q = dist.Normal(loc, scale) if eps is None else GivenNoiseNormal(loc, scale, eps)
+            pyro.sample("z", q.to_event(1))
 
     # ------------------------------------------------------------------ training
-    def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
-        cfg = self._config
-        store = pyro.get_param_store()
-        # A private, empty param store for this fit: nothing is shared with other models.
-        scope = store.scope()
-        scope.__enter__()
-        elbo_cls = {
-            ("trace", False): Trace_ELBO, ("trace", True): JitTrace_ELBO,
-            ("mean_field", False): TraceMeanField_ELBO,
-            ("mean_field", True): _CachedJitTraceMeanField_ELBO,
-        }[(cfg["estimator"], cfg["jit"])]
-        particles = cfg["num_particles"]
-        kwargs: dict[str, Any] = {"num_particles": particles, "max_plate_nesting": 1,
-                                  "vectorize_particles": particles > 1}
-        if cfg["jit"]:
-            kwargs["ignore_jit_warnings"] = True
-        elbo = elbo_cls(**kwargs)
-        if cfg["optimizer"] == "clipped_adam":
-            optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": cfg["clip_norm"]})
-        else:
-            optim = _ModelAdam(self.networks.parameters(), lr)
-        # Scale the ELBO to a per-data-point average so that lr does not depend on batch_size.
-        scale = 1.0 / batch_size
-        svi = SVI(poutine.scale(self.model, scale), poutine.scale(self.guide, scale), optim, elbo)
-        params = list(self.networks.parameters())
+    def _param_groups(self) -> dict[str, nn.Module]:
+        return {"vae": self.networks}
 
-        def guarded_loss_and_grads(model, guide, *args, **kwargs):
-            loss = elbo.loss_and_grads(model, guide, *args, **kwargs)
-            check_finite_step(loss, params)  # raises before SVI applies the update
-            return loss
+    def _make_optimizer(self, group, params, lr):
+        if self._config["optimizer"] == "clipped_adam":  # Pyro's ClippedAdam, a torch optimiser
+            return ClippedAdam(params, lr=lr, clip_norm=self._config["clip_norm"])
+        # one multi-tensor Adam: the same update as per-parameter Adams, far less overhead
+        return torch.optim.Adam(params, lr=lr, foreach=True)
 
-        svi.loss_and_grads = guarded_loss_and_grads
-        return {"svi": svi, "scope": scope, "optim": optim}
-
-    def _optimizers(self, state: dict[str, Any]) -> list[torch.optim.Optimizer]:
-        optim = state["optim"]
-        if isinstance(optim, _ModelAdam):
-            return [optim.optim]
-        return list(optim.optim_objs.values())  # Pyro's per-parameter optimisers
-
-    def _train_step(self, state: dict[str, Any],
-                    batches: Iterator[torch.Tensor]) -> dict[str, float]:
-        batch = next(batches)
-        # Inputs were checked at the boundary; a NaN arising inside training must reach the
-        # divergence guard as a non-finite loss, not trip a distribution's argument check.
-        with pyro.validation_enabled(False), warnings.catch_warnings():
+    @contextlib.contextmanager
+    def _training_context(self) -> Iterator[None]:
+        """A private, empty Pyro parameter store for the fit, so nothing is shared by name with
+        other models; argument validation off (inputs were checked at the boundary, and a NaN
+        arising in training must reach the divergence guard, not trip a distribution's check)."""
+        with pyro.get_param_store().scope(), pyro.validation_enabled(False), \
+                warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             # jit=True is Pyro's JitTrace_ELBO, built on torch.jit.trace, which torch now flags
             warnings.filterwarnings("ignore", message=".*torch.jit.trace.*is deprecated",
                                     category=DeprecationWarning)
-            return {"loss": state["svi"].step(batch)}
+            # stacked parameters seen through torch.vmap do not enter the param store
+            warnings.filterwarnings("ignore", message=".*was not registered in the param store",
+                                    category=UserWarning)
+            yield
 
-    def _end_training(self, state: dict[str, Any]) -> None:
-        state["scope"].__exit__(None, None, None)
+    def _given_noise(self) -> bool:
+        # One particle: the guide's noise is drawn by the step (so a batched fit can draw it
+        # per seed); several vectorised particles: Pyro draws them.
+        return self._config["num_particles"] == 1
+
+    def _start_training(self, lr: float, batch_size: int):
+        engine = super()._start_training(lr, batch_size)
+        self._elbo_loss = self._build_elbo_loss(batch_size)
+        return engine
+
+    def _end_training(self, state) -> None:
+        self._elbo_loss = None
+
+    def _build_elbo_loss(self, batch_size: int) -> Callable[..., torch.Tensor]:
+        """``loss(x, eps)``: Pyro's differentiable negative ELBO per data point (the model and
+        guide scaled by ``1 / batch_size``, so that learning rates do not depend on the batch)."""
+        cfg = self._config
+        particles = cfg["num_particles"]
+        kwargs: dict[str, Any] = {"num_particles": particles, "max_plate_nesting": 1,
+                                  "vectorize_particles": particles > 1}
+        scale = 1.0 / batch_size
+        model = poutine.scale(self.model, scale)
+        guide = poutine.scale(self.guide, scale)
+        if cfg["estimator"] == "mean_field":
+            elbo = TraceMeanField_ELBO(**kwargs)
+            if cfg["jit"]:  # Pyro's public JIT, compiled once per fit, around the same loss
+                compiled = pyro.ops.jit.trace(
+                    lambda *args: elbo.differentiable_loss(model, guide, *args),
+                    ignore_warnings=True)
+                return lambda x, eps: compiled(x) if eps is None else compiled(x, eps)
+        elif cfg["jit"]:
+            jit_elbo = JitTrace_ELBO(ignore_jit_warnings=True, **kwargs)
+
+            def jit_loss(x, eps):
+                # JitTrace_ELBO.differentiable_loss adds the surrogate's gradient to that of the
+                # (differentiable) loss, doubling it (pyro-ppl 1.9); take the value of the loss
+                # and the gradient of the surrogate from the compiled pair instead.
+                args = (x,) if eps is None else (x, eps)
+                loss, surrogate = jit_elbo.loss_and_surrogate_loss(model, guide, *args)
+                return surrogate + (loss - surrogate).detach()
+
+            return jit_loss
+        else:
+            elbo = Trace_ELBO(**kwargs)
+        return lambda x, eps: elbo.differentiable_loss(model, guide, x, eps)
+
+    def _step(self, eng) -> dict[str, Any]:
+        x = eng.batch()
+        eps = eng.normal(eng.batch_size, self.latent_dim) if self._given_noise() else None
+        return {"loss": eng.update("vae", "elbo_objective", x, eps)}
+
+    def elbo_objective(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss: negative ELBO per data point of batch ``x`` by the fit's Pyro
+        estimator (``Trace_ELBO``, ``TraceMeanField_ELBO`` or their JIT versions)."""
+        return self._elbo_loss(x, eps)
+
+    def trace_elbo_objective(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The same negative ELBO per data point, read from Pyro traces of the guide and of the
+        model replayed on it: ``-(log p(x, z) - log q(z | x)) / n`` for the reparameterised draw
+        given by ``eps`` (``Trace_ELBO``'s objective for this guide, with no ``.item()``, so it
+        runs under ``torch.vmap`` for batched seeds)."""
+        guide_tr = poutine.trace(self.guide).get_trace(x, eps)
+        model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(x, eps)
+        return -(trace_log_prob(model_tr) - trace_log_prob(guide_tr)).sum() / x.shape[0]
+
+    #: Objectives a batched fit evaluates through a vmappable equivalent.
+    _vmap_objectives = {"elbo_objective": "trace_elbo_objective"}
 
     # ------------------------------------------------------------------ evaluation
     def log_weights(self, x, num_samples: int = 1, seed: int | None = None,
@@ -317,8 +368,6 @@ class VAE(GenerativeModel):
         Its expectation is a lower bound on ``log p(x)`` that increases with K (K = 1 is the
         ELBO) and converges to ``log p(x)``; for finite K it underestimates.
         """
-        from ..losses import iwae_bound
-
         return iwae_bound(self.log_weights(x, num_samples, seed), dim=0)
 
     def sample(self, n: int, seed: int | None = None, noise: bool = False) -> torch.Tensor:
@@ -338,56 +387,50 @@ class VAE(GenerativeModel):
         return self._draw(n, gen, noise=False)
 
     def _draw(self, n: int, gen: torch.Generator | None, noise: bool) -> torch.Tensor:
+        return self._sample_from(*self._sample_inputs(n, gen, noise))
+
+    def _sample_inputs(self, n: int, gen: torch.Generator | None,
+                       noise: bool = False) -> tuple[torch.Tensor, ...]:
+        """The random inputs of a draw, from ``gen``: ``z``, then the Gaussian noise
+        (``noise=True``; Bernoulli draws happen in :meth:`_sample_from`, so a batched model
+        supports them only without noise)."""
         z = torch.randn(n, self.latent_dim, generator=gen, device=self.device, dtype=self._dtype())
+        if noise and self.likelihood == "gaussian":
+            eps = torch.randn(n, *self.data_shape, generator=gen, device=self.device,
+                              dtype=self._dtype())
+            return z, eps
+        if noise:
+            return z, gen
+        return (z,)
+
+    def _sample_from(self, z: torch.Tensor, eps=None) -> torch.Tensor:
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             probs = torch.sigmoid(out)
-            return torch.bernoulli(probs, generator=gen) if noise else probs
-        if noise:
-            eps = torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype)
+            return torch.bernoulli(probs, generator=eps) if eps is not None else probs
+        if eps is not None:
             return out + self.decoder.scale() * eps
         return out
 
 
-class _CachedJitTraceMeanField_ELBO(JitTraceMeanField_ELBO):
-    """``JitTraceMeanField_ELBO`` that reuses its compiled loss.
+class GivenNoiseNormal(dist.Normal):
+    """``Normal(loc, scale)`` whose reparameterised draw is ``loc + scale * eps`` for a given
+    standard normal ``eps``: the guide's noise comes from the caller's random stream (for a
+    single fit the fit's own, for batched seeds each seed's), not from inside the guide."""
 
-    In pyro-ppl 1.9 the parent tests ``_loss_and_surrogate_loss`` but stores the compiled function
-    as ``_differentiable_loss``, so it re-traces at every step (about 5x slower than no JIT).
-    """
+    def __init__(self, loc, scale, eps, validate_args=None):
+        super().__init__(loc, scale, validate_args=validate_args)
+        self.eps = eps
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
-        compiled = getattr(self, "_differentiable_loss", None)
-        if compiled is None:
-            return super().differentiable_loss(model, guide, *args, **kwargs)
-        kwargs["_pyro_model_id"] = id(model)
-        kwargs["_pyro_guide_id"] = id(guide)
-        return compiled(*args, **kwargs)
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return GivenNoiseNormal(self.loc.expand(shape), self.scale.expand(shape),
+                                self.eps.expand(shape))
 
-
-class _ModelAdam(pyro.optim.PyroOptim):
-    """One ``torch.optim.Adam`` over all of the model's parameters, usable by ``pyro.infer.SVI``.
-
-    ``pyro.optim.Adam`` builds one optimiser per parameter tensor and steps them one by one;
-    stepping a single multi-tensor (``foreach``) Adam gives the same update with far less Python
-    overhead per step, which dominates for small networks.
-    """
-
-    def __init__(self, params, lr: float):  # no super().__init__: no per-parameter optimisers
-        self._params = list(params)
-        self.optim = torch.optim.Adam(self._params, lr=lr, foreach=True)
-
-    def __call__(self, params, *args, **kwargs) -> None:
-        unknown = set(params) - set(self._params)
-        if unknown:
-            raise RuntimeError("the model/guide created parameters outside the model's networks")
-        self.optim.step()
-
-    def get_state(self) -> dict:
-        return self.optim.state_dict()
-
-    def set_state(self, state_dict: dict) -> None:
-        self.optim.load_state_dict(state_dict)
+    def rsample(self, sample_shape=()):
+        if tuple(sample_shape):
+            raise ValueError("the given noise fixes the draw; sample_shape must be empty")
+        return self.loc + self.eps * self.scale
 
 
 def trace_log_prob(trace, sum_dim: int | None = None) -> torch.Tensor:

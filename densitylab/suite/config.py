@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
 
 if sys.version_info >= (3, 11):
@@ -59,7 +60,6 @@ __all__ = [
 #: They are passed to the model's ``fit`` (see :meth:`densitylab.models.GenerativeModel.fit`).
 TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None,
                                   "lr_schedule": "constant"}
-LR_SCHEDULES = ("constant", "cosine")
 
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
                "density_grid", "plugins", "batch_seeds", "threads"}

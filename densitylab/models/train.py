@@ -1,0 +1,320 @@
+"""The one training loop, and the two engines that run a model's training step: one seed or many.
+
+A model writes its training step once, against an *engine* (:class:`Engine`)::
+
+    def _step(self, eng):
+        real = eng.batch()                            # next data batch
+        z = eng.normal(eng.batch_size, self.latent_dim)   # noise, drawn outside the objective
+        d_loss = eng.update("discriminator", "d_objective", real, z)
+        ...
+
+``eng.update(group, objective, *inputs)`` evaluates the model method ``objective(*inputs)`` (a
+scalar loss of explicit tensors: no random draws inside), backpropagates it, checks that loss
+and gradients are finite and applies the optimiser of parameter group ``group``
+(``model._param_groups()`` names the groups, ``model._make_optimizer`` builds their optimisers).
+
+* :class:`SingleEngine` runs the step on the model itself: batches from the fit's stream, noise
+  from the global RNG that ``fit`` forks and seeds, and a non-finite loss raises before any
+  update (``fit`` turns it into :class:`densitylab.TrainingDiverged`).
+* :class:`StackedEngine` runs the same step for S seeds at once (``models.BatchedGAN`` ...): the
+  model's parameters and buffers (batch-norm running statistics included) are stacked along a
+  new leading dimension, each objective is evaluated per seed by
+  ``torch.vmap(torch.func.functional_call(...))`` of the *single* model's own method, and one
+  optimiser per group updates the stacked tensors. Data batches and noise are drawn outside
+  vmap, slice ``s`` from its own streams seeded as ``fit(seed=seeds[s])`` seeds them, so on CPU
+  slice ``s`` reproduces the separate fit up to floating-point rounding. Adam is elementwise, so
+  one Adam over the stacked tensors is S independent Adams. A seed whose loss or gradient turns
+  non-finite is frozen at its last finite parameters while the others train on.
+
+The loop itself (:func:`run_steps`) owns what every fit shares: ``torch.optim.lr_scheduler``
+schedules (:data:`LR_SCHEDULES`), the progress display, the callback, Ctrl-C and the history.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .._runtime import LR_SCHEDULES
+from .._runtime import progress as _progress
+from .._validation import check_choice, check_int, check_positive
+
+__all__ = ["LR_SCHEDULES", "Engine", "SingleEngine", "StackedEngine", "NonFinite", "vmap_call",
+           "check_fit_args", "check_finite_step", "lr_schedulers", "cosine_factor", "run_steps"]
+
+
+
+class NonFinite(Exception):
+    """A training step met a non-finite loss or gradient before updating anything."""
+
+    def __init__(self, loss: float):
+        super().__init__(loss)
+        self.loss = loss
+
+
+def check_fit_args(steps, batch_size, lr, num_threads, lr_schedule, *,
+                   default_lr: float) -> tuple[int, int, float, int | None]:
+    """Check the ``fit`` arguments single and batched models share.
+
+    Returns ``(steps, batch_size, lr, num_threads)``, with ``lr`` defaulting to ``default_lr``.
+    """
+    steps = check_int(steps, "steps", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    lr = default_lr if lr is None else check_positive(lr, "lr")
+    if num_threads is not None:
+        num_threads = check_int(num_threads, "num_threads", minimum=1)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+    return steps, batch_size, lr, num_threads
+
+
+def check_finite_step(loss: torch.Tensor | float, params: Iterable[torch.Tensor]) -> float:
+    """Return ``float(loss)``; raise :class:`NonFinite` if the loss or any gradient is NaN/inf.
+
+    The gradient check is one fused reduction (``0 * sum`` is NaN exactly when a sum is not
+    finite), so it costs a single device sync together with the loss.
+    """
+    params = list(params)
+    loss_t = torch.as_tensor(loss).detach()
+    grads = [p.grad.sum() for p in params if p.grad is not None]
+    if grads:
+        probe = loss_t.detach().to(grads[0].device) + 0.0 * torch.stack(grads).sum()
+    else:
+        probe = loss_t.detach()
+    value = float(probe)
+    if not math.isfinite(value):
+        for p in params:
+            p.grad = None
+        raise NonFinite(float(loss_t))
+    return float(loss_t)
+
+
+def cosine_factor(step: int, steps: int) -> float:
+    """``(1 + cos(pi step / steps)) / 2``: the cosine schedule's factor on the base rate."""
+    return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+def lr_schedulers(optimizers: Iterable[torch.optim.Optimizer], schedule: str,
+                  steps: int) -> list[torch.optim.lr_scheduler.LRScheduler]:
+    """``torch.optim.lr_scheduler`` schedules for ``optimizers``; step them after each step.
+
+    ``"cosine"`` is a ``LambdaLR`` with :func:`cosine_factor`, so step t uses
+    ``lr * (1 + cos(pi t / steps)) / 2`` (the full rate at step 0); ``"constant"`` needs none.
+    """
+    check_choice(schedule, "lr_schedule", LR_SCHEDULES)
+    if schedule == "constant":
+        return []
+    return [torch.optim.lr_scheduler.LambdaLR(opt, lambda t: cosine_factor(t, steps))
+            for opt in optimizers]
+
+
+class Engine(Protocol):
+    """What a model's ``_step`` may ask of the engine running it (see the module docstring)."""
+
+    batch_size: int
+
+    def batch(self) -> torch.Tensor: ...
+
+    def normal(self, *shape: int) -> torch.Tensor: ...
+
+    def uniform(self, *shape: int) -> torch.Tensor: ...
+
+    def update(self, group: str, objective: str, *inputs: torch.Tensor | None) -> Any: ...
+
+
+def _group_params(model) -> dict[str, list[nn.Parameter]]:
+    return {g: list(m.parameters()) for g, m in model._param_groups().items()}
+
+
+class SingleEngine:
+    """Runs a model's ``_step`` on the model itself (one seed)."""
+
+    def __init__(self, model, lr: float, batch_size: int):
+        self.model = model
+        self.batch_size = batch_size
+        self.params = _group_params(model)
+        self.optimizers = {g: model._make_optimizer(g, ps, lr) for g, ps in self.params.items()}
+        self.batches: Iterator[torch.Tensor] | None = None
+        self._all = [p for ps in self.params.values() for p in ps]
+
+    def batch(self) -> torch.Tensor:
+        return next(self.batches)
+
+    def normal(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=self.model.device, dtype=self.model._dtype())
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, device=self.model.device, dtype=self.model._dtype())
+
+    def update(self, group: str, objective: str, *inputs) -> float:
+        loss = getattr(self.model, objective)(*inputs)
+        for p in self._all:
+            p.grad = None
+        loss.backward()
+        value = check_finite_step(loss, self.params[group])
+        self.optimizers[group].step()
+        for p in self._all:  # gradients that reached other groups are not kept
+            p.grad = None
+        return value
+
+
+class _Objective(nn.Module):
+    """``forward(name, *inputs) = model.name(*inputs)``, with the model's networks as the only
+    submodule: what ``functional_call`` reparametrises to evaluate an objective per seed."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.networks = model.networks
+        object.__setattr__(self, "_model", model)  # not a submodule: no duplicate names
+
+    def forward(self, name: str, *inputs):
+        return getattr(self._model, name)(*inputs)
+
+
+def stacked_state(stacked: nn.Module) -> dict[str, torch.Tensor]:
+    """The stacked parameters and buffers under the names ``functional_call`` expects on an
+    :class:`_Objective` (``networks.<name>``)."""
+    out = {f"networks.{k}": v for k, v in stacked.named_parameters()}
+    out.update({f"networks.{k}": v for k, v in stacked.named_buffers()})
+    return out
+
+
+def vmap_call(template, stacked: nn.Module, name: str, *inputs,
+              state: dict[str, torch.Tensor] | None = None) -> Any:
+    """``template.name(*inputs)`` evaluated per seed on the stacked state: inputs and outputs
+    carry the leading seed dimension (None inputs are passed to every seed as None).
+
+    A method the model lists in ``_vmap_objectives`` is evaluated through its vmappable
+    equivalent (the VAE reads its ELBO from Pyro traces under vmap). ``state`` is
+    ``stacked_state(stacked)`` when the caller has it already."""
+    name = getattr(template, "_vmap_objectives", {}).get(name, name)
+    call = _Objective(template)
+    in_dims = (0, *(None if x is None else 0 for x in inputs))
+    state = stacked_state(stacked) if state is None else state
+    return torch.vmap(lambda st, *xs: functional_call(call, st, (name, *xs)),
+                      in_dims=in_dims, randomness="error")(state, *inputs)
+
+
+class StackedEngine:
+    """Runs a model's ``_step`` for S seeds at once (see the module docstring).
+
+    Arguments:
+        template: a single model; its methods are the objectives, its networks the layout.
+        stacked: an ``nn.ModuleDict`` with the template's networks' structure whose parameters
+            and buffers carry a leading seed dimension S (trained in place).
+        lr, batch_size: as for ``fit``.
+        streams: one batch iterator per seed; gens: one noise generator per seed.
+    """
+
+    def __init__(self, template, stacked: nn.ModuleDict, lr: float, batch_size: int,
+                 streams: Sequence[Iterator[torch.Tensor]],
+                 gens: Sequence[torch.Generator | None]):
+        self.template = template
+        self.stacked = stacked
+        self.batch_size = batch_size
+        self.streams = list(streams)
+        self.gens = list(gens)
+        self.num_seeds = len(self.streams)
+        # group of each template parameter, by name; the stacked tensors of the same names
+        names = {id(p): n for n, p in template.networks.named_parameters()}
+        stacked_params = dict(stacked.named_parameters())
+        self.params = {g: [stacked_params[names[id(p)]] for p in m.parameters()]
+                       for g, m in template._param_groups().items()}
+        self.optimizers = {g: template._make_optimizer(g, ps, lr)
+                           for g, ps in self.params.items()}
+        self._all = [p for ps in self.params.values() for p in ps]
+        self._buffers = [b for b in stacked.buffers() if b.is_floating_point()]
+        first = self._all[0]
+        self.device, self.dtype = first.device, first.dtype
+        self.active = torch.ones(self.num_seeds, dtype=torch.bool, device=self.device)
+        self._state = stacked_state(stacked)  # the same tensors all fit long (updated in place)
+        self.divergences: list[dict[str, float] | None] = [None] * self.num_seeds
+        self.step = 0
+
+    # ------------------------------------------------------------------ inputs, per seed
+    def batch(self) -> torch.Tensor:
+        return torch.stack([next(b) for b in self.streams]).to(self.device)
+
+    def normal(self, *shape: int) -> torch.Tensor:
+        return torch.stack([torch.randn(*shape, generator=g, device=self.device, dtype=self.dtype)
+                            for g in self.gens])
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        return torch.stack([torch.rand(*shape, generator=g, device=self.device, dtype=self.dtype)
+                            for g in self.gens])
+
+    # ------------------------------------------------------------------ evaluation
+    def call(self, name: str, *inputs) -> Any:
+        """``template.name(*inputs)`` per seed (see :func:`vmap_call`)."""
+        return vmap_call(self.template, self.stacked, name, *inputs, state=self._state)
+
+    def update(self, group: str, objective: str, *inputs) -> torch.Tensor:
+        frozen = ~self.active
+        held = None
+        if self._buffers and bool(frozen.any()):  # frozen seeds keep their running statistics
+            held = [b.detach().clone() for b in self._buffers]
+        losses = self.call(objective, *inputs)
+        if held is not None:
+            with torch.no_grad():
+                for b, old in zip(self._buffers, held, strict=True):
+                    m = frozen.view(-1, *([1] * (b.ndim - 1)))
+                    b.copy_(torch.where(m, old, b))
+        for p in self._all:
+            p.grad = None
+        losses.sum().backward()  # slice s of each gradient is dL_s / d theta_s
+        self._guarded_step(losses, self.params[group], self.optimizers[group])
+        for p in self._all:
+            p.grad = None
+        return losses.detach()
+
+    def _guarded_step(self, loss: torch.Tensor, params: list[nn.Parameter],
+                      optimizer: torch.optim.Optimizer) -> None:
+        """Apply ``optimizer`` to the slices whose loss and gradients are finite; freeze others.
+
+        One device sync per call (a single model's ``fit`` also reads its loss every step). A
+        slice found non-finite is recorded in :attr:`divergences` and stays frozen.
+        """
+        s = self.num_seeds
+        grads = [p.grad.reshape(s, -1) for p in params if p.grad is not None]
+        probe = loss.detach()
+        if grads:  # 0 * sum is NaN exactly when a gradient entry is not finite
+            probe = probe + 0.0 * torch.cat(grads, dim=1).sum(dim=1)
+        newly = self.active & ~torch.isfinite(probe)
+        if bool(newly.any()):  # the one device sync of this update
+            for i in newly.nonzero().flatten().tolist():
+                self.divergences[i] = {"step": self.step, "loss": float(loss[i].detach())}
+            self.active &= ~newly
+        if all(d is None for d in self.divergences):
+            optimizer.step()
+            return
+        # Frozen slices get zero gradients, and the update Adam's moments would still make is
+        # undone, so they keep exactly their last finite parameters (buffers are restored too).
+        masks = [self.active.view(s, *([1] * (p.ndim - 1))) for p in params]
+        for p, m in zip(params, masks, strict=True):
+            if p.grad is not None:
+                p.grad = torch.where(m, p.grad, torch.zeros_like(p.grad))
+        before = [p.detach().clone() for p in params]
+        optimizer.step()
+        with torch.no_grad():
+            for p, m, b in zip(params, masks, before, strict=True):
+                p.copy_(torch.where(m, p, b))
+
+
+def run_steps(step_fn: Callable[[int], dict[str, Any]], steps: int, *, desc: str,
+              progress: bool | None, schedulers: Sequence[Any] = (),
+              after_step: Callable[[int, dict[str, Any]], bool] | None = None) -> None:
+    """The training loop: ``steps`` calls of ``step_fn(step)``, schedules stepped after each.
+
+    ``after_step(step, losses)`` returning True stops the loop. Exceptions (divergence, Ctrl-C)
+    propagate to the caller, which records them.
+    """
+    for step in _progress(range(steps), total=steps, desc=desc, enabled=progress):
+        losses = step_fn(step)
+        for scheduler in schedulers:
+            scheduler.step()
+        if after_step is not None and after_step(step, losses):
+            break
