@@ -184,18 +184,21 @@ def stacked_state(stacked: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def vmap_call(template, stacked: nn.Module, name: str, *inputs,
-              state: dict[str, torch.Tensor] | None = None) -> Any:
+              state: dict[str, torch.Tensor] | None = None,
+              call: nn.Module | None = None) -> Any:
     """``template.name(*inputs)`` evaluated per seed on the stacked state: inputs and outputs
     carry the leading seed dimension (None inputs are passed to every seed as None).
 
     A method the model lists in ``_vmap_objectives`` is evaluated through its vmappable
-    equivalent (the VAE reads its ELBO from Pyro traces under vmap). ``state`` is
-    ``stacked_state(stacked)`` when the caller has it already."""
+    equivalent (the VAE reads its ELBO from Pyro traces under vmap). ``state`` (that is,
+    ``stacked_state(stacked)``) and ``call`` (an ``_Objective`` of the template) may be passed
+    by a caller that keeps them. The networks tie no weights, so ``functional_call`` is told so
+    (it then skips a search of the module tree on every call)."""
     name = getattr(template, "_vmap_objectives", {}).get(name, name)
-    call = _Objective(template)
+    call = _Objective(template) if call is None else call
     in_dims = (0, *(None if x is None else 0 for x in inputs))
     state = stacked_state(stacked) if state is None else state
-    return torch.vmap(lambda st, *xs: functional_call(call, st, (name, *xs)),
+    return torch.vmap(lambda st, *xs: functional_call(call, st, (name, *xs), tie_weights=False),
                       in_dims=in_dims, randomness="error")(state, *inputs)
 
 
@@ -232,6 +235,7 @@ class StackedEngine:
         self.device, self.dtype = first.device, first.dtype
         self.active = torch.ones(self.num_seeds, dtype=torch.bool, device=self.device)
         self._state = stacked_state(stacked)  # the same tensors all fit long (updated in place)
+        self._call = _Objective(template)
         self.divergences: list[dict[str, float] | None] = [None] * self.num_seeds
         self.step = 0
 
@@ -250,7 +254,8 @@ class StackedEngine:
     # ------------------------------------------------------------------ evaluation
     def call(self, name: str, *inputs) -> Any:
         """``template.name(*inputs)`` per seed (see :func:`vmap_call`)."""
-        return vmap_call(self.template, self.stacked, name, *inputs, state=self._state)
+        return vmap_call(self.template, self.stacked, name, *inputs, state=self._state,
+                         call=self._call)
 
     def update(self, group: str, objective: str, *inputs) -> torch.Tensor:
         frozen = ~self.active
