@@ -72,6 +72,7 @@ __all__ = ["Diffusion", "NoiseSchedule", "probability_flow_log_prob", "variation
 
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = ("ancestral", "ddim")
+TIME_SAMPLING = ("log_snr", "uniform")
 _LINEAR_B0, _LINEAR_B1 = 0.1, 20.0
 _COSINE_S, _COSINE_LOG_ABAR_END = 0.008, -10.0
 
@@ -344,7 +345,8 @@ class Diffusion(GenerativeModel):
                  conv_width: int = 32, embed_dim: int = 32, schedule: str = "linear",
                  timesteps: int = 1000, sampler: str = "ancestral",
                  sample_steps: int | None = None, t_min: float = 1e-5, ode_steps: int = 100,
-                 hutchinson_above: int = 16, seed: int | None = None):
+                 hutchinson_above: int = 16, time_sampling: str = "log_snr",
+                 seed: int | None = None):
         if data_dim is None and data_shape is None:
             data_dim = 2
         shape = resolve_data_shape(data_dim, data_shape)
@@ -368,6 +370,7 @@ class Diffusion(GenerativeModel):
             raise ValueError(f"t_min must lie in (0, 1), got {t_min}")
         ode_steps = check_int(ode_steps, "ode_steps", minimum=1)
         hutchinson_above = check_int(hutchinson_above, "hutchinson_above", minimum=0)
+        check_choice(time_sampling, "time_sampling", TIME_SAMPLING)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
         config = {"data_dim": data_dim if data_shape is None else None,
@@ -375,9 +378,12 @@ class Diffusion(GenerativeModel):
                   "hidden": list(hidden), "network": network, "conv_width": conv_width,
                   "embed_dim": embed_dim, "schedule": schedule, "timesteps": timesteps,
                   "sampler": sampler, "sample_steps": sample_steps, "t_min": t_min,
-                  "ode_steps": ode_steps, "hutchinson_above": hutchinson_above, "seed": seed}
+                  "ode_steps": ode_steps, "hutchinson_above": hutchinson_above,
+                  "time_sampling": time_sampling, "seed": seed}
         super().__init__(config, shape)
         self.schedule = NoiseSchedule(schedule)
+        ends = self.schedule.log_snr(torch.tensor([1.0, t_min], dtype=torch.float64))
+        self._log_snr_range = (float(ends[0]), float(ends[1]))
         with seeded_init(seed):
             if network == "mlp":
                 self.networks["eps"] = EpsMLP(self.data_dim, hidden, embed_dim)
@@ -407,8 +413,7 @@ class Diffusion(GenerativeModel):
                     batches: Iterator[torch.Tensor]) -> dict[str, float]:
         x0 = next(batches)
         n = x0.shape[0]
-        t_min = self.config["t_min"]
-        t = t_min + (1 - t_min) * torch.rand(n, device=x0.device, dtype=torch.float64)
+        t = self._training_times(n, x0.device)
         noise = torch.randn_like(x0)
         ab = self._bcast(self.schedule.alpha_bar(t), x0)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
@@ -418,6 +423,16 @@ class Diffusion(GenerativeModel):
         value = check_finite_step(loss, state["params"])
         state["opt"].step()
         return {"loss": value}
+
+    def _training_times(self, n: int, device) -> torch.Tensor:
+        """``n`` training times: uniform on ``[t_min, 1]``, or uniform in log-SNR between
+        ``lam(1)`` and ``lam(t_min)`` (``time_sampling="log_snr"``), float64."""
+        t_min = self.config["t_min"]
+        u = torch.rand(n, dtype=torch.float64)
+        if self.config["time_sampling"] == "uniform":
+            return (t_min + (1 - t_min) * u).to(device)
+        lo, hi = self._log_snr_range
+        return self.schedule.t_of_log_snr(lo + (hi - lo) * u).to(device)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, seed: int | None = None, *, sampler: str | None = None,
