@@ -141,16 +141,63 @@ def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
             "kl_knn_target_model": float(metrics.kl_knn(y, x, k=k))}
 
 
-def _log_likelihood(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
+_ESTIMATORS = {"Flow": "exact", "VAE": "IWAE bound", "Diffusion": "probability-flow ODE"}
+
+
+def _needs_likelihood(ctx: EvalContext, sigma=None, **_) -> str | None:
+    """A model with a density, or a GAN when an observation noise ``sigma`` is stated (AIS)."""
+    if getattr(ctx.model, "has_density", False):
+        return None
+    if sigma is not None and hasattr(ctx.model, "generator"):
+        return None
+    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored by AIS "
+            "when the metric states an observation noise: params = {{ sigma = ... }})")
+
+
+def _log_likelihood(ctx: EvalContext, num_samples: int, sigma: float | None, ais_points: int,
+                    ais_steps: int, ais_chains: int) -> dict[str, Any]:
+    """Held-out log-likelihood of every family beside the target's own log-density: flow exact,
+    VAE IWAE, diffusion probability-flow ODE (and the variational bound of any model with an
+    ``elbo``), GAN by AIS under N(x; G(z), sigma^2 I) on ``ais_points`` of the held-out points."""
     n = num_samples or ctx.eval_samples
     x = ctx.heldout(n).to(ctx.device)
-    with torch.no_grad():
-        logq = torch.as_tensor(_model_log_prob(ctx.model, x, ctx.seed)).double()
-    out = {"heldout_loglik": float(logq.mean())}
+    model = ctx.model
+    out: dict[str, Any] = {}
+    if getattr(model, "has_density", False):
+        with torch.no_grad():  # a diffusion's ODE turns gradients on where it needs them
+            logq = torch.as_tensor(_model_log_prob(model, x, ctx.seed)).double()
+        out["loglik_estimator"] = _ESTIMATORS.get(type(model).__name__, "model.log_prob")
+        if hasattr(model, "elbo"):
+            with torch.no_grad():
+                elbo = model.elbo(x, seed=derive_seed(ctx.seed, "elbo"))
+            out["heldout_elbo"] = float(torch.as_tensor(elbo).double().mean())
+    else:
+        from densitylab import metrics
+
+        x = x[:ais_points]
+        res = metrics.ais_log_likelihood(model.generator, x, model.latent_dim, sigma,
+                                         num_steps=ais_steps, num_chains=ais_chains,
+                                         seed=derive_seed(ctx.seed, "ais"))
+        logq = res.log_likelihood
+        out["heldout_loglik_stderr"] = res.mean_stderr
+        out["loglik_estimator"] = f"AIS, sigma = {sigma:g}"
+    out["heldout_loglik"] = float(logq.mean())
     if getattr(ctx.target, "has_density", False):
         logp = torch.as_tensor(ctx.target.log_prob(x.to(ctx.target.device))).double()
         out["target_loglik"] = float(logp.mean())
     return out
+
+
+def _check_log_likelihood(num_samples: int, sigma, ais_points: int, ais_steps: int,
+                          ais_chains: int) -> None:
+    """``sigma``: None or a positive std; the counts are integers (``num_samples`` >= 0)."""
+    from .._validation import check_int, check_positive
+
+    check_int(num_samples, "num_samples", minimum=0)
+    check_positive(sigma, "sigma", allow_none=True)
+    check_int(ais_points, "ais_points", minimum=1)
+    check_int(ais_steps, "ais_steps", minimum=1)
+    check_int(ais_chains, "ais_chains", minimum=1)
 
 
 def _model_log_prob(model, x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -216,8 +263,13 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "(Gretton et al. 2012)"),
     MetricSpec("kl_knn", _kl_knn, {"k": 1},
                description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)"),
-    MetricSpec("log_likelihood", _log_likelihood, {"num_samples": 0}, _needs_model_density,
-               "mean model log-density on held-out target points (VAE: IWAE bound; flow: exact)"),
+    MetricSpec("log_likelihood", _log_likelihood,
+               {"num_samples": 0, "sigma": None, "ais_points": 200, "ais_steps": 500,
+                "ais_chains": 16}, _needs_likelihood,
+               "mean model log-density on held-out target points (flow: exact; VAE: IWAE bound; "
+               "diffusion: probability-flow ODE, with the variational bound beside; GAN: AIS "
+               "under N(x; G(z), sigma^2 I) when sigma is given), beside the target's own",
+               check=_check_log_likelihood),
     MetricSpec("kl_mc", _kl_mc, {"num_samples": 0}, _needs_both_densities,
                "Monte Carlo KL(target || model) from target samples"),
     MetricSpec("prdc", _prdc, {"k": 5},
@@ -244,7 +296,7 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> 
     out: dict[str, Any] = {}
     for mc in metric_configs:
         spec = registry.get_metric(mc["name"])
-        reason = spec.applies(ctx)
+        reason = _applies(spec, ctx, mc["params"])
         if reason is not None:
             out[spec.name] = {"skipped": reason}
             continue
@@ -264,6 +316,13 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> 
             logger.warning("metric %s failed: %s", spec.name, err)
             out[spec.name] = {"error": f"{type(err).__name__}: {err}"}
     return out
+
+
+def _applies(spec: MetricSpec, ctx: EvalContext, params: dict[str, Any]) -> str | None:
+    """``spec.applies(ctx)``, or ``spec.applies(ctx, **params)`` when it takes parameters."""
+    if len(inspect.signature(spec.applies).parameters) > 1:
+        return spec.applies(ctx, **params)
+    return spec.applies(ctx)
 
 
 def summarize_history(history: Any, points: int = HISTORY_POINTS) -> dict[str, Any]:
