@@ -50,7 +50,8 @@ def test_c2st_pvalue_is_the_binomial_tail():
     res = metrics.c2st(x, y, classifier="logistic")
     from scipy.stats import binomtest
 
-    want = binomtest(res.correct, res.n_total, 0.5, alternative="greater").pvalue
+    assert res.test_size == 40 and 0 <= res.test_correct <= 40  # the first of 5 folds
+    want = binomtest(res.test_correct, res.test_size, 0.5, alternative="greater").pvalue
     assert res.pvalue == pytest.approx(want, rel=1e-9)
 
 
@@ -97,8 +98,8 @@ def test_c2st_mlp_matches_bayes_accuracy(delta):
 def test_c2st_null_rejection_rate(classifier):
     # 200 pairs of two draws of one distribution, n = 500 per side: at alpha = 0.05 the
     # binomial test must reject at most 8 % of them. (The MLP costs ~1 s per pair even at this
-    # size, so the calibration of the shared binomial test is checked with the cheaper
-    # classifiers; the MLP's null accuracy is checked at n = 10,000 above, delta = 0.)
+    # size, so the calibration of the binomial test, the same for every classifier, is checked
+    # with the cheaper ones; the MLP's null accuracy is checked at n = 10,000 above.)
     rejections = 0
     for seed in range(200):
         x, y = _shifted(500, 0.0, seed=1000 + seed)
