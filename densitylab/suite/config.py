@@ -392,17 +392,26 @@ def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _metrics(items: list[Any]) -> list[dict[str, Any]]:
+    """Validated metric entries ``{"name", "params"}`` plus ``"label"`` when it is not the name.
+
+    The label (default: the name) is the metric's name in results and reports, so one metric
+    can appear twice with different parameters; a label used twice is an error. An entry
+    without a label resolves exactly as before labels existed, so its run ids are unchanged.
+    """
     known = registry.metric_names()
-    out, names = [], set()
+    out, labels = [], set()
     for i, item in enumerate(items):
         key = f"metrics[{i}]"
         _check_table(item, key)
-        _check_keys(item, f"{key}.", {"name", "params"})
+        _check_keys(item, f"{key}.", {"name", "label", "params"})
         name = _required(item, key, "name", str)
         if name not in known:
             raise ValueError(f"{key}.name: unknown metric {name!r}; expected one of "
                              f"{', '.join(map(repr, known))}")
-        _unique(name, names, f"{key}.name")
+        label = _get(item, f"{key}.label", str, name)
+        if not label:
+            raise ValueError(f"{key}.label: expected a non-empty string")
+        _unique(label, labels, f"{key}.label" if "label" in item else f"{key}.name")
         spec = registry.get_metric(name)
         params = _params(item, key)
         _check_keys(params, f"{key}.params.", set(spec.defaults))
@@ -419,7 +428,10 @@ def _metrics(items: list[Any]) -> list[dict[str, Any]]:
                 spec.check(**params)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"{key}.params: {err}") from err
-        out.append({"name": name, "params": params})
+        entry = {"name": name, "params": params}
+        if label != name:
+            entry["label"] = label
+        out.append(entry)
     return out
 
 

@@ -35,7 +35,7 @@ from .registry import MetricSpec
 from .store import RunStore
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "batch_key",
-           "evaluate_metrics", "derive_seed", "summarize_history"]
+           "evaluate_metrics", "derive_seed", "labelled_value", "summarize_history"]
 
 HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
 
@@ -247,6 +247,53 @@ def _check_stacked_modes(threshold: float | None, min_count: int) -> None:
     check_int(min_count, "min_count", minimum=1)
 
 
+def _c2st(ctx: EvalContext, classifier: str, folds: int) -> dict[str, Any]:
+    from densitylab import metrics
+
+    res = metrics.c2st(_flat(ctx.samples), _flat(ctx.reference), classifier=classifier,
+                       folds=folds, seed=derive_seed(ctx.seed, "c2st"))
+    return {"c2st": res.accuracy, "c2st_stderr": res.stderr, "c2st_pvalue": res.pvalue}
+
+
+def _check_c2st(classifier: str, folds: int) -> None:
+    from densitylab import metrics
+
+    from .._validation import check_choice, check_int
+
+    check_choice(classifier, "classifier", metrics.CLASSIFIERS)
+    check_int(folds, "folds", minimum=2)
+
+
+def _sliced_wasserstein(ctx: EvalContext, num_projections: int, p: float) -> dict[str, Any]:
+    from densitylab import metrics
+
+    value = metrics.sliced_wasserstein(_flat(ctx.samples), _flat(ctx.reference),
+                                       num_projections=num_projections, p=p,
+                                       seed=derive_seed(ctx.seed, "sliced_wasserstein"))
+    return {"sliced_wasserstein": value}
+
+
+def _check_sliced_wasserstein(num_projections: int, p: float) -> None:
+    from .._validation import check_int, check_positive
+
+    check_int(num_projections, "num_projections", minimum=1)
+    if check_positive(p, "p") < 1:
+        raise ValueError(f"p: expected a number >= 1, got {p!r}")
+
+
+def _energy_distance(ctx: EvalContext, estimator: str) -> dict[str, Any]:
+    from densitylab import metrics
+
+    value = metrics.energy_distance(_flat(ctx.samples), _flat(ctx.reference), estimator)
+    return {"energy_distance": value}
+
+
+def _check_energy_distance(estimator: str) -> None:
+    from .._validation import check_choice
+
+    check_choice(estimator, "estimator", ("biased", "unbiased"))
+
+
 def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
     from densitylab import images
 
@@ -281,6 +328,16 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "count (none: every sample)", check=_check_stacked_modes),
     MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
                "KID, Frechet distance and PRDC on digit-classifier features"),
+    MetricSpec("c2st", _c2st, {"classifier": "mlp", "folds": 5},
+               description="classifier two-sample test: held-out accuracy telling model samples "
+               "from target samples (0.5 = indistinguishable), its s.e. and binomial p-value "
+               "(Lopez-Paz and Oquab 2017)", check=_check_c2st),
+    MetricSpec("sliced_wasserstein", _sliced_wasserstein, {"num_projections": 128, "p": 2.0},
+               description="sliced Wasserstein SW_p^p between model samples and a fresh target "
+               "sample (Bonneel et al. 2015)", check=_check_sliced_wasserstein),
+    MetricSpec("energy_distance", _energy_distance, {"estimator": "biased"},
+               description="squared energy distance between model samples and a fresh target "
+               "sample (Szekely and Rizzo 2013)", check=_check_energy_distance),
 )
 
 
@@ -290,15 +347,19 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
 def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> dict[str, Any]:
     """Score ``ctx`` with each configured metric; one failure does not stop the others.
 
-    Returns ``{metric: {"values": {name: float}, "details": {...}}}``, or ``{"skipped": why}``
-    when the metric does not apply, or ``{"error": message}`` when it raised.
+    Returns ``{label: {"values": {name: float}, "details": {...}}}``, or ``{"skipped": why}``
+    when the metric does not apply, or ``{"error": message}`` when it raised. ``label`` is the
+    entry's label (default: the metric's name); under a label other than the name the values
+    are renamed by :func:`labelled_value` and the result also holds ``"metric"`` (the metric's
+    name) and ``"value_names"`` (renamed value -> the metric's own value name).
     """
     out: dict[str, Any] = {}
     for mc in metric_configs:
         spec = registry.get_metric(mc["name"])
+        label = mc.get("label", spec.name)
         reason = _applies(spec, ctx, mc["params"])
         if reason is not None:
-            out[spec.name] = {"skipped": reason}
+            out[label] = {"skipped": reason}
             continue
         try:
             result = spec.fn(ctx, **mc["params"])
@@ -311,10 +372,14 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> 
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 raise FloatingPointError(f"non-finite value(s) for {', '.join(bad)}")
-            out[spec.name] = {"values": values, "details": details}
+            out[label] = {"values": values, "details": details}
+            if label != spec.name:
+                names = {labelled_value(spec.name, label, k): k for k in values}
+                out[label] = {"values": {r: values[k] for r, k in names.items()},
+                              "details": details, "metric": spec.name, "value_names": names}
         except Exception as err:  # a metric failure is recorded, not fatal to the run
-            logger.warning("metric %s failed: %s", spec.name, err)
-            out[spec.name] = {"error": f"{type(err).__name__}: {err}"}
+            logger.warning("metric %s failed: %s", label, err)
+            out[label] = {"error": f"{type(err).__name__}: {err}"}
     return out
 
 
@@ -323,6 +388,23 @@ def _applies(spec: MetricSpec, ctx: EvalContext, params: dict[str, Any]) -> str 
     if len(inspect.signature(spec.applies).parameters) > 1:
         return spec.applies(ctx, **params)
     return spec.applies(ctx)
+
+
+def labelled_value(metric: str, label: str, value: str) -> str:
+    """A value's name in results under a metric entry's ``label``.
+
+    The value named like the metric takes the label (``mmd`` under ``mmd_modes`` ->
+    ``mmd_modes``), a value prefixed by the metric's name keeps its suffix (``c2st_pvalue``
+    under ``c2st_knn`` -> ``c2st_knn_pvalue``), any other value is prefixed by the label
+    (``precision`` under ``prdc_k10`` -> ``prdc_k10_precision``).
+    """
+    if label == metric:
+        return value
+    if value == metric:
+        return label
+    if value.startswith(metric + "_"):
+        return label + value[len(metric):]
+    return f"{label}_{value}"
 
 
 def summarize_history(history: Any, points: int = HISTORY_POINTS) -> dict[str, Any]:
