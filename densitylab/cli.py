@@ -1,4 +1,4 @@
-"""Command line: ``densitylab run | report | list``; the CLI only wires the suite and report.
+"""Command line: ``densitylab run | report | list | check-metrics``; the CLI only wires.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     densitylab run toy2d --out results/toy2d --dask local       # on a Dask LocalCluster
     densitylab report results/quick
     densitylab list
+    densitylab check-metrics --out results/metric-checks    # the metric sanity battery
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
     sub.add_parser("list", help="list the datasets, models, metrics and built-in suites")
+
+    chk = sub.add_parser("check-metrics",
+                         help="run the metric sanity-check battery (densitylab.metrics.sanity)")
+    chk.add_argument("--out", "-o", help="folder for metric-checks.md and metric-checks.json")
     return parser
 
 
@@ -110,6 +115,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _cmd_check_metrics(args: argparse.Namespace) -> int:
+    from .metrics import sanity
+
+    report = sanity.run(args.out)
+    print(report.to_markdown(), end="")
+    return 0
+
+
 def _write_report(out, *, figures: bool) -> None:
     from .report import write_report
 
@@ -133,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "check-metrics":
+            return _cmd_check_metrics(args)
         _write_report(args.dir, figures=not args.no_figures)
         return 0
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:

@@ -58,13 +58,13 @@ def _classifier(name: str, dim: int, n_train: int, seed: int):
     if name == "mlp":
         from sklearn.neural_network import MLPClassifier
 
-        # sbi's choice: two hidden layers of 10 d ReLU units, Adam. From 2,000 training points
+        # sbi's choice: two hidden layers of 10 d ReLU units, Adam. From 1,000 training points
         # on, early stopping on a 10 % validation split bounds the cost and limits
         # overfitting; below, that split is too coarse to judge progress, and Adam runs until
         # the training loss stalls.
         width = max(10 * dim, 20)
         return MLPClassifier(hidden_layer_sizes=(width, width), activation="relu",
-                             solver="adam", max_iter=1000, early_stopping=n_train >= 2000,
+                             solver="adam", max_iter=1000, early_stopping=n_train >= 1000,
                              validation_fraction=0.1, n_iter_no_change=10, random_state=seed)
     if name == "logistic":
         from sklearn.linear_model import LogisticRegression
