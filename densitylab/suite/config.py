@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .references import reference_models
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +63,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None,
 LR_SCHEDULES = ("constant", "cosine")
 
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
-               "density_grid", "plugins", "batch_seeds", "threads"}
+               "density_grid", "plugins", "batch_seeds", "threads", "references"}
 _TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -199,6 +200,8 @@ def parse_suite(
     train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
     datasets, shapes = _datasets(_array(data, "datasets"))
     models = _models(_array(data, "models"), train)
+    if _get(suite, "suite.references", bool, False):  # oracle and noise rows, shown first
+        models = reference_models(models, train) + models
     resolved = _resolve_models(models, datasets, shapes)
     metrics = _metrics(_array(data, "metrics"))
     version = version_key()

@@ -83,7 +83,9 @@ def dataset_names() -> list[str]:
 
 def model_names() -> list[str]:
     """Every model kind a suite may use (``densitylab.models.available()`` plus registered ones)."""
-    names = set(_EXTRA_MODELS)
+    from .references import REFERENCE_KINDS
+
+    names = set(_EXTRA_MODELS) | set(REFERENCE_KINDS)
     models = _optional_module("models")
     if models is not None and hasattr(models, "available"):
         names |= set(models.available())
@@ -122,6 +124,10 @@ def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...]
     if kind in _EXTRA_MODELS:
         factory = _EXTRA_MODELS[kind]
         return factory(**_accepted(factory, extra), **params)
+    from .references import REFERENCE_KINDS, make_reference
+
+    if kind in REFERENCE_KINDS:
+        return make_reference(kind, **extra, **params)
     models = _optional_module("models")
     if models is None:
         raise ValueError(f"unknown model {kind!r}: densitylab.models is not installed")
@@ -132,6 +138,10 @@ def model_factory(kind: str) -> Callable[..., Any]:
     """The callable that builds models of ``kind`` (a registered factory or the model class)."""
     if kind in _EXTRA_MODELS:
         return _EXTRA_MODELS[kind]
+    from .references import REFERENCE_KINDS, make_reference
+
+    if kind in REFERENCE_KINDS:
+        return make_reference
     models = _optional_module("models")
     registry = getattr(models, "_REGISTRY", None) if models is not None else None
     if isinstance(registry, dict) and kind in registry:
