@@ -1,4 +1,5 @@
-"""Command line: ``densitylab run | report | list | check-metrics``; the CLI only wires.
+"""Command line: ``densitylab run | report | compare | list | check-metrics``; the CLI only
+wires.
 
 Examples::
 
@@ -6,6 +7,7 @@ Examples::
     densitylab run toy2d --out results/toy2d --workers 2        # a built-in suite by name
     densitylab run toy2d --out results/toy2d --dask local       # on a Dask LocalCluster
     densitylab report results/quick
+    densitylab compare results/toy2d --metric modes_covered --dataset ring gan pacgan2
     densitylab list
     densitylab check-metrics --out results/metric-checks    # the metric sanity battery
 """
@@ -60,7 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-metrics",
                          help="run the metric sanity-check battery (densitylab.metrics.sanity)")
     chk.add_argument("--out", "-o", help="folder for metric-checks.md and metric-checks.json")
+    _add_compare(sub)
     return parser
+
+
+def _add_compare(sub) -> None:
+    cmp = sub.add_parser("compare", help="test whether two models differ on a metric across "
+                         "seeds (permutation test, effect size, failures)")
+    cmp.add_argument("dir", help="a results folder (or one holding only results.csv)")
+    cmp.add_argument("--metric", required=True, help="a value name, e.g. modes_covered")
+    cmp.add_argument("--dataset", help="only this dataset (default: every one with values)")
+    cmp.add_argument("model_a")
+    cmp.add_argument("model_b")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .report.inference import compare, format_compare, load_table
+
+    table = load_table(args.dir)
+    print(format_compare(compare(table, args.metric, args.model_a, args.model_b,
+                                 dataset=args.dataset)), end="")
+    return 0
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -148,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "check-metrics":
             return _cmd_check_metrics(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         _write_report(args.dir, figures=not args.no_figures)
         return 0
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:

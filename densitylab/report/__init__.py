@@ -41,14 +41,14 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
     suite_info = store.read_suite() or {}
     if not records:
         raise FileNotFoundError(f"no run records in {out / 'runs'}; run a suite into {out} first")
-    table = results_table(out)
+    full = results_table(out, with_failures=True)  # values, and a row for every failure
     failed = failed_runs(out)
-    csv_path = atomic_write_text(out / "results.csv", table.to_csv(index=False))
+    csv_path = atomic_write_text(out / "results.csv", full.to_csv(index=False))
     fig_paths: list[Path] = []
     if figures:
         from .figures import write_figures
 
-        fig_paths = write_figures(out, records, table)
-    text = render_report(suite_info, records, table, failed, fig_paths, out)
+        fig_paths = write_figures(out, records, full)
+    text = render_report(suite_info, records, full, failed, fig_paths, out)
     md_path = atomic_write_text(out / "report.md", text)
     return ReportPaths(csv_path, md_path, fig_paths)

@@ -2,12 +2,14 @@
 
 * ``samples.png``: each model's samples over the target's mode centres, one panel per
   (dataset, model): the picture of a VAE's blur against a GAN's collapse.
+* ``samples_flagged.png``: a small panel per diverged or collapsed seed (any seed, not only
+  the first), so that a seed that failed is seen rather than averaged away.
 * ``samples_<dataset>.png`` (image datasets): a grid of real images beside a grid of each
   model's samples: the picture of a VAE's blur against a GAN's sharpness. One channel is drawn
   in grey; three channels (stacked digits) as a colour image, one digit per colour channel.
 * ``density.png``: log-density contours of the models with a density (VAE, flow).
-* ``metrics_<dataset>.png``: bars of each metric per model with standard-error intervals over
-  seeds.
+* ``metrics_<dataset>.png``: each seed's value, the mean with its 95 % bootstrap interval over
+  seeds, failures as "k of n", and the reference rows (oracle, noise) as horizontal bands.
 * ``modes_<dataset>.png``: how many samples each mode received (mean over seeds).
 * ``training_<dataset>.png``: training losses per model and seed.
 """
@@ -48,6 +50,7 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
     paths: list[Path] = []
     first = _first_seed(ok)
     for name, fig in (("samples", samples_figure(first, store)),
+                      ("samples_flagged", flagged_samples_figure(records, store)),
                       ("density", density_figure(first, store))):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
@@ -139,6 +142,52 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
     handles, labels = axis_of(panels[0][0]).get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
                markerscale=3, frameon=False)
+    return fig
+
+
+def flagged_seed(record: dict[str, Any]) -> str | None:
+    """Why a run's samples deserve their own panel: ``"diverged"``, ``"collapsed: k of K
+    modes"`` (at most half the target's modes covered), or None."""
+    from .table import run_status
+
+    if run_status(record) == "diverged":
+        return "diverged"
+    values = record.get("metrics", {}).get("mode_coverage", {}).get("values", {})
+    covered, total = values.get("modes_covered"), values.get("num_modes")
+    if covered is not None and total and covered <= total / 2:
+        return f"collapsed: {covered:g} of {total:g} modes"
+    return None
+
+
+def flagged_samples_figure(records: list[dict[str, Any]], store: RunStore,
+                           limit: int = 24) -> Figure | None:
+    """A small panel of samples for each diverged or collapsed seed (see :func:`flagged_seed`),
+    over a faint target sample, so that no such seed hides behind a mean; at most ``limit``."""
+    panels = []
+    for r in records:
+        why = flagged_seed(r)
+        arrays = store.load_samples(r["run_id"]) if why else None
+        if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 2 \
+                and arrays["samples"].shape[1] == 2:
+            panels.append((r, why, arrays["samples"][:_MAX_POINTS]))
+    if not panels:
+        return None
+    panels = panels[:limit]
+    cols = min(6, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(1.9 * cols, 2.0 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    for ax, (r, why, pts) in zip(axes, panels, strict=False):
+        target = _target(r)
+        if target is not None:
+            ref = target.sample(len(pts), seed=_REAL_SEED).cpu().numpy()
+            ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.8", linewidths=0)
+        ax.scatter(pts[:, 0], pts[:, 1], s=1, c="C3", alpha=0.5, linewidths=0)
+        ax.set_title(f"{r['dataset']} / {r['model']} seed {r['seed']}\n{why}", fontsize=6)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=5)
     return fig
 
 
@@ -235,31 +284,93 @@ def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
 
 
 def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
-    """One panel per metric value: bars per model, standard-error intervals over seeds."""
-    import seaborn as sns
+    """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
+    interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
+    under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
+    mean as a dashed line, their interval as the band), or a note at the panel's edge when a
+    reference lies far off the models' scale.
+
+    ``table`` is a tidy results table of one dataset; rows with a ``status`` other than ``ok``
+    count as failures.
+    """
+    from .inference import cell_summary
+    from .markdown import _ordered
 
     if table.empty:
         return None
-    from .markdown import _ordered
-
-    metrics = _ordered(table["metric"])  # the order of the report's tables
+    cells = cell_summary(table)
+    ok = table[table["status"].fillna("ok") == "ok"] if "status" in table else table
+    metrics = _ordered(m for m in ok["metric"] if isinstance(m, str) and m)
+    if not metrics:
+        return None
     cols = min(4, len(metrics))
     rows = -(-len(metrics) // cols)
-    fig = Figure(figsize=(max(4.5, 3.0 * cols), 2.6 * rows), layout="constrained")
+    fig = Figure(figsize=(max(4.5, 3.2 * cols), 2.9 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
+    rng = np.random.default_rng(0)  # jitter of the seed dots
     for ax, metric in zip(axes, metrics, strict=False):
-        sub = table[table["metric"] == metric]
-        sns.barplot(data=sub, x="model", y="value", hue="model", errorbar="se", ax=ax,
-                    legend=False, capsize=0.2)
-        sns.stripplot(data=sub, x="model", y="value", color="k", size=3, ax=ax)
+        mcells = cells[cells["metric"] == metric]
+        models = mcells[~mcells["reference"]]
+        labels = []
+        for i, r in enumerate(models.itertuples()):
+            vals = ok[(ok["model"] == r.model) & (ok["metric"] == metric)]["value"].to_numpy()
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(vals)), vals, s=9, c="k", alpha=0.6,
+                       linewidths=0, zorder=3)
+            if r.n:
+                low = r.low if np.isfinite(r.low) else r.mean
+                high = r.high if np.isfinite(r.high) else r.mean
+                ax.errorbar(i + 0.3, r.mean, yerr=[[r.mean - low], [high - r.mean]], fmt="o",
+                            color=f"C{i}", ms=5, capsize=4, lw=1.5, zorder=4)
+            labels.append(r.model + (f"\n{r.failures} of {r.seeds} failed" if r.failures
+                                     else ""))
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlim(-0.6, max(len(labels) - 0.4, 0.6))
+        _reference_bands(ax, mcells[mcells["reference"]], models)
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{dataset}: mean over seeds ± standard error", fontsize=10)
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=7,
+                   frameon=False)
+    fig.suptitle(f"{dataset}: each seed (dots), mean and 95 % bootstrap interval over seeds",
+                 fontsize=10)
     return fig
+
+
+def _reference_bands(ax, refs: pd.DataFrame, models: pd.DataFrame) -> None:
+    """Draw each reference row as a band (interval) with a dashed line (mean), or, when it is
+    far off the models' scale, as a note at the top or bottom of the panel."""
+    spans = [v for v in np.concatenate([models["low"], models["high"], models["mean"]])
+             if np.isfinite(v)]
+    lo, hi = (min(spans), max(spans)) if spans else (np.nan, np.nan)
+    width = max(hi - lo, 1e-12 + 1e-3 * abs(hi)) if spans else np.nan
+    notes = []
+    for j, r in enumerate(refs.itertuples()):
+        if not np.isfinite(r.mean):
+            continue
+        colour = ("0.35", "C3", "C4")[j % 3]
+        label = f"{r.model} (reference)"
+        if spans and not (lo - 3 * width <= r.mean <= hi + 3 * width):
+            notes.append((r.mean > hi, f"{label}: {r.mean:.3g}"))
+            continue
+        if np.isfinite(r.low) and np.isfinite(r.high):
+            ax.axhspan(r.low, r.high, color=colour, alpha=0.15, lw=0, zorder=1)
+        ax.axhline(r.mean, color=colour, ls="--", lw=1, zorder=2, label=label)
+    for k, (above, text) in enumerate(notes):
+        ax.annotate(text + (" (above)" if above else " (below)"), xy=(0.02, 0.97 - 0.08 * k
+                                                                         if above else
+                                                                         0.03 + 0.08 * k),
+                    xycoords="axes fraction", va="top" if above else "bottom", fontsize=6,
+                    color="0.3")
 
 
 def mode_histograms(records: list[dict[str, Any]], dataset: str) -> Figure | None:

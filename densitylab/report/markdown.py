@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .explain import column_explanations
+from .inference import cell_summary
 from .published import (
     CITATIONS,
     STACKED_CITATIONS,
@@ -20,6 +21,7 @@ from .published import (
     protocol_of,
     published_for,
 )
+from .sections import CELLS_NOTE, cells_table, model_label, tests_section
 from .table import summarize
 
 __all__ = ["render_report", "METRIC_ORDER"]
@@ -46,21 +48,14 @@ def _ordered(metrics) -> list[str]:
                                                       and m != "num_modes"]
 
 
-def _dataset_table(summary: pd.DataFrame) -> str:
-    metrics = _ordered(summary["metric"])
-    models = list(dict.fromkeys(summary["model"]))
-    seeds = summary.groupby("model")["n"].max().to_dict()
-    cell = {(r.model, r.metric): _fmt(r.mean, r.se, r.n, seeds[r.model])
-            for r in summary.itertuples()}
-    lines = ["| model | seeds | " + " | ".join(metrics) + " |",
-             "|---|---|" + "---|" * len(metrics)]
-    for m in models:
-        lines.append(f"| {m} | {seeds.get(m, 0)} | "
-                     + " | ".join(cell.get((m, k), "") for k in metrics) + " |")
-    return "\n".join(lines)
+def _references(table: pd.DataFrame) -> set[str]:
+    """Names of the reference rows (oracle, noise) in ``table``."""
+    if "reference" not in table.columns:
+        return set()
+    return set(table.loc[table["reference"].fillna(False).astype(bool), "model"])
 
 
-def _published_table(summary: pd.DataFrame, protocol: str) -> str:
+def _published_table(summary: pd.DataFrame, protocol: str, refs: set[str]) -> str:
     def ours(model: str, metric: str, scale: float = 1.0) -> str:
         row = summary[(summary["model"] == model) & (summary["metric"] == metric)]
         if row.empty:
@@ -76,7 +71,8 @@ def _published_table(summary: pd.DataFrame, protocol: str) -> str:
     lines = ["| model | source | modes | high-quality % | KL of mode histogram |",
              "|---|---|---|---|---|"]
     for model in dict.fromkeys(summary["model"]):
-        lines.append(f"| {model} | this run | {ours(model, 'modes_covered')} | "
+        lines.append(f"| {model_label(model, model in refs)} | this run | "
+                     f"{ours(model, 'modes_covered')} | "
                      f"{ours(model, 'high_quality_fraction', 100.0)} | "
                      f"{ours(model, 'kl_modes')} |")
     for r in published_for(protocol):
@@ -86,7 +82,8 @@ def _published_table(summary: pd.DataFrame, protocol: str) -> str:
     return "\n".join(lines)
 
 
-def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]]) -> list[str]:
+def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]],
+                   refs: set[str]) -> list[str]:
     """Our stacked-digit mode counts beside the published stacked-MNIST ones, labelled apart."""
     sizes = sorted({int(r["config"].get("eval_samples", 0)) for r in records})
     thresholds = {(m.get("params") or {}).get("threshold") for r in records
@@ -117,7 +114,8 @@ def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]]) -> list
         "|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(summary["model"]):
-        lines.append(f"| {model} | stacked 8x8 digits ({ours_note}) | this run | "
+        lines.append(f"| {model_label(model, model in refs)} | stacked 8x8 digits "
+                     f"({ours_note}) | this run | "
                      f"{ours(model, 'modes_covered')} | {ours(model, 'kl_modes')} |")
     for r in STACKED_MNIST:
         lines.append(f"| {r.model} | stacked MNIST 28x28 | {r.source} | "
@@ -149,11 +147,13 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
         f"- compute: {total_s:.1f} s of run time in total",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         "",
-        "Cells are the mean over seeds ± its standard error (sample standard deviation / "
-        "sqrt(seeds)). Metric definitions: see the metrics reference (`docs/metrics.md`).",
+        CELLS_NOTE + " Metric definitions: see the metrics reference (`docs/metrics.md`); how to "
+        "read intervals, failures and tests: the user guide (`docs/user-guide.md`).",
         "",
     ]
     summary = summarize(table)
+    cells = cell_summary(table)
+    refs = _references(table)
     fig_names = {p.name: p for p in figures}
     for dataset in dict.fromkeys(r["dataset"] for r in ok):
         sub = summary[summary["dataset"] == dataset]
@@ -161,7 +161,8 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
         if sub.empty:
             lines += ["No metric values for this dataset.", ""]
             continue
-        lines += [_dataset_table(sub), ""]
+        sub_cells = cells[cells["dataset"] == dataset]
+        lines += [cells_table(sub_cells, _ordered(sub_cells["metric"])), ""]
         protocols = {protocol_of(r["config"]) for r in ok if r["dataset"] == dataset}
         if len(protocols) == 1 and (protocol := protocols.pop()) is not None:
             lines += [
@@ -171,17 +172,19 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                 + "; ".join(f"{k}: {v}" for k, v in CITATIONS.items())
                 + ". VEEGAN reports 5 trials without errors; PacGAN mean ± s.e. over 10 trials. "
                 "The match is in the target and the evaluation; architectures and training "
-                "budgets are the papers' own and may differ from this suite's.",
+                "budgets are the papers' own and may differ from this suite's. Here, as in the "
+                "papers, cells are mean ± standard error over seeds.",
                 "",
-                _published_table(sub, protocol), "",
+                _published_table(sub, protocol, refs), "",
             ]
         runs = [r for r in ok if r["dataset"] == dataset]
         if _has_stacked_modes(runs):
-            lines += _stacked_table(sub, runs)
+            lines += _stacked_table(sub, runs, refs)
         for stem, caption in (("samples", "Real images (left) and each model's samples, first "
                                "seed: blur against sharpness"),
-                              ("metrics", "Metrics per model (bars: standard error over "
-                               "seeds; dots: single seeds)"),
+                              ("metrics", "Metrics per model: each seed (dots), the mean "
+                               "with its 95 % bootstrap interval, failures as k of n, reference "
+                               "rows as bands (dashed: their mean)"),
                               ("modes", "Samples per mode (dashed: uniform)"),
                               ("training", "Training losses")):
             name = f"{stem}_{_slug(dataset)}.png"
@@ -189,11 +192,15 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                 lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
     for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey) "
                            "and the mode centres (red crosses), first seed"),
+                          ("samples_flagged.png", "Diverged or collapsed seeds (at most half "
+                           "of the modes covered), every seed: samples (red) over a target "
+                           "sample (grey)"),
                           ("density.png", "Model log-density, first seed")):
         if name in fig_names:
             lines += [f"## {caption.split(',')[0]}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
-    order = _ordered(METRIC_ORDER + (list(table["metric"]) if not table.empty else []))
+    lines += tests_section(table)
+    order = _ordered(METRIC_ORDER + [m for m in table["metric"] if isinstance(m, str) and m])
     explained = column_explanations(ok, order)
     if explained:
         lines += ["## Reading the columns", ""] + explained + [""]
