@@ -49,7 +49,9 @@ def test_run_then_report(tmp_path, capsys):
     assert "4 already done, 0 finished" in text and "report.md" in text
     assert main(["report", str(out), "--no-figures"]) == 0
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == 4 and (out / "report.md").is_file()
+    # 4 values, and the always-failing metric as 4 rows with a reason and no value
+    assert len(df[df["status"] == "ok"]) == 4 and len(df[df["status"] == "error"]) == 4
+    assert (out / "report.md").is_file()
     # failed runs give exit status 1
     assert main(["run", str(suite), "--out", str(out), "--only", "ring/bad/0"]) == 1
 
