@@ -8,9 +8,9 @@ of the score between independent draws of the target) and returns pass, fail or 
 * ``identical``: the score of a set against itself is the ideal value within 3 noise.
 * ``independent``: two independent target draws score the ideal value within 3 noise (the
   mean over ``reps`` pairs).
-* ``drop_modes``: dropping k of K modes (k = 1, 2, K/2) makes the score strictly worse at
-  each step and worse by more than 3 noise overall (n/a for fidelity scores: the remaining
-  samples are all realistic).
+* ``drop_modes``: dropping k of K modes (k = 1, 2, K/2) never improves the score by more than
+  1 noise per step and worsens it by more than 3 noise overall (n/a for fidelity scores: the
+  remaining samples are all realistic).
 * ``invent_modes``: adding K/4 modes the target lacks (at midpoints between modes, 1/(4+1)
   of the mass) is worse by more than 3 noise (n/a for diversity scores: every target mode is
   still covered).
@@ -149,14 +149,14 @@ _HQ_IDEAL = 1.0 - math.exp(-4.5)
 def default_scores() -> list[Score]:
     """Every sample score the battery checks, with its role and ideal value.
 
-    MMD at the median bandwidth and at the modes' scale (0.1), k-NN KL in both directions, the
+    MMD at the median bandwidth and at the modes' scale (0.05), k-NN KL in both directions, the
     mode-coverage fields (modes covered as a fraction of K, high-quality fraction, KL of the
     mode histogram to uniform), PRDC, KID (polynomial kernel), the Frechet distance of the
     points themselves, C2ST (MLP), sliced Wasserstein and energy distance.
     """
     return [
         Score("mmd", _mmd(), "mmd", "discrepancy", 0.0),
-        Score("mmd_modes", _mmd(0.1), "mmd_modes", "discrepancy", 0.0),
+        Score("mmd_modes", _mmd(0.05), "mmd_modes", "discrepancy", 0.0),
         Score("kl_knn_target_model", _kl, "kl_knn", "discrepancy", 0.0, True, True),
         Score("kl_knn_model_target", _kl, "kl_knn", "discrepancy", 0.0, True, False),
         Score("modes_covered_fraction", _modes, "mode_coverage", "diversity", 1.0),
@@ -216,7 +216,8 @@ class SanityReport:
                  " what the failures mean: `docs/metrics.md`.", "",
                  f"Targets: {', '.join(s.get('targets', []))}; n = {s.get('n')} per sample, "
                  f"{s.get('reps')} independent null pairs for the noise; seed {s.get('seed')}; "
-                 f"{s.get('seconds', 0):.0f} s.", "",
+                 f"{s.get('seconds', 0):.0f} s wall, {s.get('cpu_seconds', 0):.0f} s CPU "
+                 f"({s.get('torch_threads')} torch thread(s)).", "",
                  "| score | " + " | ".join(checks) + " |",
                  "|---|" + "---|" * len(checks)]
         for sc in scores:
@@ -326,6 +327,12 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _monotone(badness: list[float], noise: float) -> bool:
+    """Worse overall by more than 3 noise, and no step better by more than 1 noise."""
+    steps = zip(badness, badness[1:], strict=False)
+    return all(b2 >= b1 - noise for b1, b2 in steps) and badness[-1] - badness[0] > 3 * noise
+
+
 class _Undefined(Exception):
     """A value a check needs could not be computed."""
 
@@ -360,7 +367,7 @@ def _judge(sc: Score, check: str, vals: dict[str, dict], null: list, half: list,
             return "n/a", "fidelity: the remaining samples are all realistic"
         seq = [mean0] + [v(d) for d in drops]
         b = [bad(s) for s in seq]
-        ok = all(b2 > b1 for b1, b2 in zip(b, b[1:], strict=False)) and b[-1] - b[0] > tol
+        ok = _monotone(b, noise)
         return ("pass" if ok else "fail",
                 f"scores for k = 0, {', '.join(d[5:] for d in drops)} dropped: "
                 f"{', '.join(f'{s:.4g}' for s in seq)}; 3 noise = {tol:.3g}")
@@ -383,7 +390,7 @@ def _judge(sc: Score, check: str, vals: dict[str, dict], null: list, half: list,
     if check == "translate":
         seq = [mean0] + [v(f"shift_{c:g}") for c in (0.5, 2.0, 6.0, 16.0)]
         b = [bad(s) for s in seq]
-        ok = all(b2 >= b1 - noise for b1, b2 in zip(b, b[1:], strict=False)) and b[-1] - b[0] > tol
+        ok = _monotone(b, noise)
         return ("pass" if ok else "fail",
                 f"shifts 0, 0.5, 2, 6, 16 stds: {', '.join(f'{s:.4g}' for s in seq)}; "
                 f"3 noise = {tol:.3g}")
@@ -438,7 +445,7 @@ def run(out: str | Path | None = None, *, scores: list[Score] | None = None,
         if c not in CHECKS:
             raise ValueError(f"unknown check {c!r}; expected some of {', '.join(CHECKS)}")
     scores = default_scores() if scores is None else list(scores)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results: list[CheckResult] = []
     for t_i, (tname, target) in enumerate(_targets(targets).items()):
         base = seed * 1000 + t_i * 10_000
@@ -479,7 +486,8 @@ def run(out: str | Path | None = None, *, scores: list[Score] | None = None,
                     status, detail = "fail", str(err)
                 results.append(CheckResult(tname, sc.name, c, status, detail))
     settings = {"targets": list(targets), "n": n, "reps": reps, "seed": seed,
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - cpu, "torch_threads": torch.get_num_threads()}
     report = SanityReport(results, settings)
     if out is not None:
         folder = Path(out)
