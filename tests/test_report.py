@@ -66,7 +66,7 @@ def test_markdown_has_tables_failures_and_figures(results):
     cell = (f"| mean_gap | g | {g.mean():.3g} | {g.median():.3g} | [{iv.low:.3g}, "
             f"{iv.high:.3g}] | 2 | 0 |")
     assert cell in text
-    assert "## Failed runs" in text and "fake model asked to fail" in text
+    assert "## Failed and diverged runs" in text and "fake model asked to fail" in text
     assert "`broken` failed for ring / g" in text
     for fig in paths.figures:
         assert fig.is_file() and fig.stat().st_size > 1000

@@ -30,6 +30,9 @@ class ReportPaths:
 def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
     """Write ``results.csv``, ``report.md`` and (unless ``figures=False``) ``figures/*.png``.
 
+    Only the runs of the suite the folder belongs to (the ids in its ``suite.json``) are
+    reported; records of another configuration are listed as stale, never averaged.
+
     Raises:
         FileNotFoundError: ``out_dir`` holds no run records.
     """
@@ -37,10 +40,11 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
 
     out = Path(out_dir)
     store = RunStore(out)
-    records = store.records()
+    records, stale = store.current_and_stale()
     suite_info = store.read_suite() or {}
     if not records:
-        raise FileNotFoundError(f"no run records in {out / 'runs'}; run a suite into {out} first")
+        raise FileNotFoundError(f"no run records of this folder's suite in {out / 'runs'}; run "
+                                f"a suite into {out} first")
     full = results_table(out, with_failures=True)  # values, and a row for every failure
     failed = failed_runs(out)
     csv_path = atomic_write_text(out / "results.csv", full.to_csv(index=False))
@@ -49,6 +53,6 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
         from .figures import write_figures
 
         fig_paths = write_figures(out, records, full)
-    text = render_report(suite_info, records, full, failed, fig_paths, out)
+    text = render_report(suite_info, records, full, failed, fig_paths, out, stale=stale)
     md_path = atomic_write_text(out / "report.md", text)
     return ReportPaths(csv_path, md_path, fig_paths)

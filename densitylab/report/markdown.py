@@ -129,8 +129,11 @@ def _has_stacked_modes(records: list[dict[str, Any]]) -> bool:
 
 def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any]],
                   table: pd.DataFrame, failed: pd.DataFrame, figures: list[Path],
-                  out_dir: Path) -> str:
-    """The report as Markdown text (figure links relative to ``out_dir``)."""
+                  out_dir: Path, stale: list[dict[str, Any]] | None = None) -> str:
+    """The report as Markdown text (figure links relative to ``out_dir``).
+
+    ``stale``: records in the folder from another configuration; listed, never averaged.
+    """
     ok = [r for r in records if r.get("status") == "ok"]
     suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
     lines = [f"# densitylab report: {', '.join(suites)}", ""]
@@ -139,8 +142,10 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
     devices = Counter(str(r.get("device")) for r in ok)
     versions = ok[0].get("versions", {}) if ok else {}
     total_s = sum(float(r.get("wall_s") or 0) for r in ok)
+    diverged = int((failed["status"] == "diverged").sum()) if "status" in failed else 0
     lines += [
-        f"- runs: {len(ok)} finished, {len(failed)} failed"
+        f"- runs: {len(ok)} finished, {diverged} diverged, {len(failed) - diverged} failed "
+        "(diverged and failed runs are not in the means)"
         + (f" (suite file: `{suite_info['source']}`)" if suite_info and suite_info.get("source")
            else ""),
         "- devices: " + ", ".join(f"{d} ({n} runs)" for d, n in devices.items()),
@@ -208,11 +213,28 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
     if notes:
         lines += ["## Metrics not computed or undefined", ""] + notes + [""]
     if len(failed):
-        lines += ["## Failed runs", "", "They are retried when the suite is run again.", "",
-                  "| dataset | model | seed | run id | error |", "|---|---|---|---|---|"]
+        lines += ["## Failed and diverged runs", "",
+                  "Counted as failures and left out of every mean. Failed runs are retried when "
+                  "the suite is run again; a diverged run (non-finite training loss) would "
+                  "diverge again from the same seed and is not.", "",
+                  "| dataset | model | seed | run id | status | error |",
+                  "|---|---|---|---|---|---|"]
         for r in failed.itertuples():
             err = str(r.error).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | {err} |")
+            status = getattr(r, "status", "failed")
+            lines.append(f"| {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | {status} | "
+                         f"{err} |")
+        lines.append("")
+    if stale:
+        lines += ["## Stale records (another configuration)", "",
+                  f"{len(stale)} record(s) in `runs/` are not runs of this suite (another suite "
+                  "or an earlier version of its settings); they are in no table or figure. "
+                  "`densitylab run --force` moves them to `stale/`.", "",
+                  "| suite | dataset | model | seed | run id | status |",
+                  "|---|---|---|---|---|---|"]
+        for r in stale:
+            lines.append(f"| {r.get('suite')} | {r.get('dataset')} | {r.get('model')} | "
+                         f"{r.get('seed')} | `{r['run_id']}` | {r.get('status')} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -51,7 +51,7 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
     diverged run (one row with an empty ``metric``); their ``value`` is empty and ``reason``
     says why. Metrics skipped as not applicable (a GAN's likelihood) have no rows.
     """
-    records = RunStore(out_dir).records()
+    records = RunStore(out_dir).current_and_stale()[0]  # never another configuration's
     names: dict[tuple[Any, Any, str], list[str]] = {}
     for rec in records:  # the value names each metric gives, to name an erroring metric's rows
         for group, result in rec.get("metrics", {}).items():
@@ -108,7 +108,7 @@ def failed_runs(out_dir: str | Path) -> pd.DataFrame:
              "run_id": r["run_id"], "status": run_status(r),
              "error": (_diverged_reason(r) if run_status(r) == "diverged"
                        else r.get("error", ""))}
-            for r in RunStore(out_dir).records() if run_status(r) != "ok"]
+            for r in RunStore(out_dir).current_and_stale()[0] if run_status(r) != "ok"]
     return pd.DataFrame(rows, columns=["dataset", "model", "seed", "run_id", "error", "status"])
 
 

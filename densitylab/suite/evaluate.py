@@ -13,13 +13,14 @@ from it, so a run is reproducible on CPU from its configuration alone.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
+import logging
 import math
 import platform
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 
 from .._runtime import logger, resolve_device, torch_threads
 from . import registry
-from .config import RunSpec, _data_shape
+from .config import RunSpec, _data_shape, import_plugin
 from .registry import MetricSpec
 from .store import RunStore
 
@@ -307,9 +308,10 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "(VEEGAN / PacGAN protocol)"),
     MetricSpec("mmd", _mmd, {"kernel": "rbf", "bandwidth": None, "estimator": "unbiased"},
                description="MMD^2 between model samples and a fresh target sample "
-               "(Gretton et al. 2012)"),
+               "(Gretton et al. 2012)", min_samples=lambda **_: 2),
     MetricSpec("kl_knn", _kl_knn, {"k": 1},
-               description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)"),
+               description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
+               min_samples=lambda k: k + 1),
     MetricSpec("log_likelihood", _log_likelihood,
                {"num_samples": 0, "sigma": None, "ais_points": 200, "ais_steps": 500,
                 "ais_chains": 16}, _needs_likelihood,
@@ -320,7 +322,8 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("kl_mc", _kl_mc, {"num_samples": 0}, _needs_both_densities,
                "Monte Carlo KL(target || model) from target samples"),
     MetricSpec("prdc", _prdc, {"k": 5},
-               description="precision, recall, density, coverage (Naeem et al. 2020)"),
+               description="precision, recall, density, coverage (Naeem et al. 2020)",
+               min_samples=lambda k: k + 1),
     MetricSpec("stacked_modes", _stacked_modes, {"threshold": None, "min_count": 1},
                _needs_stacked,
                "classifier-based mode count over the 1,000 digit triples (VEEGAN / PacGAN "
@@ -464,14 +467,21 @@ def _density_grid(model, reference: torch.Tensor, size: int, device) -> dict[str
             "grid_logp": logp.double().reshape(size, size).numpy()}
 
 
-def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device):
+def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device,
+         callback=None):
     """Train on fresh batches from the target with the run's resolved ``train`` options.
 
     ``steps``, ``batch_size``, ``lr`` and ``lr_schedule`` go to ``fit`` (the schedule only when
     ``fit`` takes it or it is not the default: the suite refused a schedule a model lacks when it
-    was loaded). The suite's ``threads`` is applied around the whole run by the caller.
+    was loaded), ``train_size`` when the suite sets it (a finite training set drawn once per
+    seed), and ``callback`` (the ``eval_every`` scorer) when given. The suite's ``threads`` is
+    applied around the whole run by the caller.
     """
     kwargs = {"steps": train["steps"], "batch_size": train["batch_size"], "seed": seed}
+    if train.get("train_size") is not None:
+        kwargs["train_size"] = train["train_size"]
+    if callback is not None:
+        kwargs["callback"] = callback
     if train.get("lr") is not None:
         kwargs["lr"] = train["lr"]
     params = inspect.signature(model.fit).parameters
@@ -483,6 +493,68 @@ def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device):
     if "progress" in params:
         kwargs["progress"] = False
     return model.fit(target, **kwargs)
+
+
+class _CurveRecorder:
+    """The ``eval_every`` callback of a fit: every ``every`` steps, score the run's metrics on
+    a fixed evaluation sample (the same seeds as the final evaluation) and keep the series.
+
+    Scoring happens inside a forked random state and puts the networks back in training mode,
+    so the training itself (and so the final result) is the same with and without it.
+    """
+
+    def __init__(self, spec: RunSpec, target, device: torch.device, every: int):
+        cfg = spec.config
+        self.spec, self.target, self.device, self.every = spec, target, device, every
+        self.n = cfg["eval_samples"]
+        self.reference = _draw(target, self.n, derive_seed(spec.seed, "reference")).to(device)
+        self.curves: dict[str, Any] = {"step": [], "values": {}}
+
+    def __call__(self, step: int, losses, model) -> bool:
+        if (step + 1) % self.every == 0:
+            self.score(step + 1, model)
+        return False
+
+    def score(self, step: int, model) -> None:
+        """Score ``model`` as it is after ``step`` steps and append the values."""
+        networks = getattr(model, "networks", None)
+        was_training = bool(getattr(networks, "training", False))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), _quiet_logger():
+            with torch.no_grad():
+                samples = _draw(model, self.n, derive_seed(self.spec.seed, "sample"))
+            ctx = EvalContext(self.target, model, samples.to(self.device), self.reference,
+                              self.spec.seed, self.n, self.device)
+            out = evaluate_metrics(ctx, self.spec.config["metrics"])
+        if was_training:
+            networks.train()
+        index = len(self.curves["step"])
+        self.curves["step"].append(int(step))
+        for group in out.values():
+            for name, value in group.get("values", {}).items():
+                series = self.curves["values"].setdefault(name, [math.nan] * index)
+                series.append(float(value))
+        for series in self.curves["values"].values():  # a value missing at this step: NaN
+            series.extend([math.nan] * (index + 1 - len(series)))
+
+
+@contextmanager
+def _quiet_logger():
+    """Silence the densitylab logger's warnings for the duration (a metric failing early in
+    training is expected: it is a missing point of the curve, not worth a warning)."""
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _import_plugins(spec: RunSpec) -> None:
+    """Import the suite's plugins (registrations a worker process has not seen yet), searching
+    the suite file's folder first."""
+    for module in spec.config.get("plugins", []):
+        import_plugin(module, spec.plugin_dir)
 
 
 def _as_float(x) -> torch.Tensor:
@@ -528,7 +600,7 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
         with torch_threads(spec.threads):
             record["threads"] = torch.get_num_threads()
             record.update(_train_and_score(spec, store, device))
-        record["status"] = "ok"
+        _set_status(record)
     except Exception as err:  # recorded and retried on the next run of the suite
         _record_failure(record, spec, err)
     return _finish(record, store, time.perf_counter() - start)
@@ -540,6 +612,19 @@ def _base_record(spec: RunSpec) -> dict[str, Any]:
         "model": spec.model, "seed": spec.seed, "config": spec.config, "versions": _versions(),
         "host": platform.node(),
     }
+
+
+def _set_status(record: dict[str, Any]) -> None:
+    """``"diverged"`` when training hit a non-finite loss (a failure of the configuration,
+    reported as such and never averaged into results; the Python API raises
+    ``TrainingDiverged`` there), else ``"ok"``."""
+    div = record.get("diverged")
+    if div:
+        record["status"] = "diverged"
+        record["error"] = (f"training diverged at step {div.get('step')} "
+                           f"(loss {div.get('loss')}); lower the learning rate")
+    else:
+        record["status"] = "ok"
 
 
 def _record_failure(record: dict[str, Any], spec: RunSpec, err: BaseException) -> None:
@@ -601,13 +686,19 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
     cfg = first.config
     try:
         device = resolve_device(first.device)
-        for module in cfg.get("plugins", []):
-            importlib.import_module(module)
+        _import_plugins(first)
+        if cfg["train"].get("eval_every") is not None:
+            raise ValueError("eval_every scores each seed during its own fit")
         target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
         shape = _data_shape(target)
         shape_kw = {"data_dim": shape[0]} if len(shape) == 1 else {"data_shape": shape}
         batched = batched_class(cfg["model"]["kind"])(
             seeds=[s.seed for s in specs], **shape_kw, **cfg["model"]["params"])
+        extra = {}
+        if cfg["train"].get("train_size") is not None:
+            if "train_size" not in inspect.signature(batched.fit).parameters:
+                raise ValueError("the batched model's fit takes no train_size")
+            extra["train_size"] = cfg["train"]["train_size"]
     except (TypeError, ValueError) as err:
         logger.info("%s: training the %d seeds one by one (%s)", first.label, len(specs), err)
         return [execute_run(s, out_dir) for s in specs]
@@ -619,7 +710,7 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
         histories = batched.fit(target, steps=train["steps"], batch_size=train["batch_size"],
                                 lr=train.get("lr"),
                                 lr_schedule=train.get("lr_schedule", "constant"),
-                                device=device, progress=False)
+                                device=device, progress=False, **extra)
         trained = batched.unstack()
     except Exception as err:  # every run of the batch failed; each is retried next time
         wall = (time.perf_counter() - start) / len(specs)
@@ -641,7 +732,7 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
         try:
             record.update(_score(spec, store, device, target, model, history,
                                  None if div is None else dict(div), train_s))
-            record["status"] = "ok"
+            _set_status(record)
         except Exception as err:  # recorded and retried on the next run of the suite
             _record_failure(record, spec, err)
         out.append(_finish(record, store, train_s + time.perf_counter() - t0))
@@ -652,27 +743,37 @@ def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> di
     import densitylab
 
     cfg = spec.config
-    for module in cfg.get("plugins", []):  # registrations a worker process has not seen yet
-        importlib.import_module(module)
+    _import_plugins(spec)
     target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
     model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
                                 data_shape=_data_shape(target), seed=spec.seed)
 
+    every = cfg["train"].get("eval_every")
+    recorder = _CurveRecorder(spec, target, device, every) if every else None
     t0 = time.perf_counter()
     diverged = None
     try:
-        history = _fit(model, target, cfg["train"], spec.seed, device)
-    except densitylab.TrainingDiverged as err:  # evaluate the last finite parameters, say so
+        history = _fit(model, target, cfg["train"], spec.seed, device, callback=recorder)
+    except densitylab.TrainingDiverged as err:  # a failure of the configuration: say so
         diverged = {"step": err.step, "loss": float(err.loss)}
         history = getattr(model, "history", None)
     train_s = time.perf_counter() - t0
-    return _score(spec, store, device, target, model, history, diverged, train_s)
+    out = _score(spec, store, device, target, model, history, diverged, train_s)
+    if recorder is not None:
+        out["curves"] = recorder.curves
+    return out
 
 
 def _score(spec: RunSpec, store: RunStore, device: torch.device, target, model, history,
            diverged: dict[str, Any] | None, train_s: float) -> dict[str, Any]:
-    """Sample the trained ``model``, score it with the run's metrics, save its samples."""
+    """Sample the trained ``model``, score it with the run's metrics, save its samples.
+
+    A diverged run is not scored: its metrics would describe an untrained model.
+    """
     cfg = spec.config
+    if diverged:
+        return {"metrics": {}, "history": summarize_history(history), "diverged": diverged,
+                "train_s": train_s, "eval_s": 0.0, "steps": cfg["train"]["steps"]}
     n = cfg["eval_samples"]
     t1 = time.perf_counter()
     with torch.no_grad():

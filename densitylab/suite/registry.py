@@ -29,6 +29,9 @@ __all__ = [
     "register_dataset",
     "register_model",
     "register_metric",
+    "register_preset",
+    "preset_names",
+    "make_preset",
     "unregister",
 ]
 
@@ -53,11 +56,16 @@ class MetricSpec:
     applies: Callable[[Any], str | None] = lambda context: None
     description: str = ""
     check: Callable[..., None] | None = None
+    #: ``min_samples(**params)``: the smallest evaluation sample the metric is defined on (e.g.
+    #: k + 1 points for a k-nearest-neighbour radius); the suite refuses a smaller
+    #: ``eval_samples`` when it loads. None: no minimum beyond one point.
+    min_samples: Callable[..., int] | None = None
 
 
 _EXTRA_DATASETS: dict[str, Callable[..., Any]] = {}
 _EXTRA_MODELS: dict[str, Callable[..., Any]] = {}
 _METRICS: dict[str, MetricSpec] = {}
+_EXTRA_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def _optional_module(name: str):
@@ -134,6 +142,48 @@ def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...]
     return models.make(kind, **extra, **params)
 
 
+def preset_names() -> list[str]:
+    """Every model preset a suite's ``[[models]]`` table may name with ``preset = "NAME"``:
+    ``densitylab.models.PRESETS`` plus presets registered with :func:`register_preset`."""
+    names = set(_EXTRA_PRESETS)
+    models = _optional_module("models")
+    presets = getattr(models, "PRESETS", None) if models is not None else None
+    if isinstance(presets, dict):
+        names |= set(presets)
+    return sorted(names)
+
+
+def make_preset(name: str, params: dict[str, Any], *, data_shape: tuple[int, ...],
+                seed: int | None = None) -> tuple[str, Any]:
+    """``(kind, model)``: the preset ``name`` built for ``data_shape`` with ``params``
+    overriding the preset's own settings key by key.
+
+    A preset registered here is a model kind and its default parameters; any other comes from
+    ``densitylab.models.preset(name, **overrides)``, and its kind is the registered model kind
+    of the class it returns.
+    """
+    if name in _EXTRA_PRESETS:
+        kind, defaults = _EXTRA_PRESETS[name]
+        return kind, make_model(kind, {**defaults, **params}, data_shape=data_shape, seed=seed)
+    models = _optional_module("models")
+    if models is None or not hasattr(models, "preset"):
+        raise ValueError(f"unknown preset {name!r}; expected one of "
+                         f"{', '.join(map(repr, preset_names())) or '(none installed)'}")
+    shape_kw = {"data_dim": data_shape[0]} if len(data_shape) == 1 else {"data_shape": data_shape}
+    extra = {**shape_kw, **({"seed": seed} if seed is not None and "seed" not in params else {})}
+    model = models.preset(name, **extra, **params)
+    for kind, cls in getattr(models, "_REGISTRY", {}).items():
+        if type(model) is cls:
+            return kind, model
+    raise ValueError(f"preset {name!r} builds a {type(model).__name__}, which is not a "
+                     f"registered model kind")
+
+
+def register_preset(name: str, kind: str, params: dict[str, Any]) -> None:
+    """Make ``preset = name`` in a suite mean model ``kind`` with ``params`` as defaults."""
+    _EXTRA_PRESETS[name] = (kind, dict(params))
+
+
 def model_factory(kind: str) -> Callable[..., Any]:
     """The callable that builds models of ``kind`` (a registered factory or the model class)."""
     if kind in _EXTRA_MODELS:
@@ -189,6 +239,7 @@ def unregister(name: str) -> None:
     """Forget a dataset, model or metric registered at run time (built-ins stay)."""
     _EXTRA_DATASETS.pop(name, None)
     _EXTRA_MODELS.pop(name, None)
+    _EXTRA_PRESETS.pop(name, None)
     spec = _METRICS.get(name)
     if spec is not None and spec.name not in _builtin_metric_names():
         _METRICS.pop(name)
