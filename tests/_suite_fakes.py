@@ -123,6 +123,12 @@ class StepwiseFit(GaussianFit):
         return {"loss": [0.0] * steps}
 
 
+class NoDensityFit(StepwiseFit):
+    """GaussianFit that, like a GAN, offers no density (likelihood metrics are skipped)."""
+
+    has_density = False
+
+
 def install():
     """Register the fakes (done on import, so the module also works as a suite plugin)."""
     register_model("gaussfit", GaussianFit)
@@ -131,14 +137,14 @@ def install():
     register_model("divergefit", DivergingFit)
     register_model("markedfit", MarkedSlowFit)
     register_model("stepfit", StepwiseFit)
+    register_model("nodensityfit", NoDensityFit)
     register_metric(MetricSpec("mean_gap", mean_gap, {}, description="test metric"))
     register_metric(MetricSpec("broken", broken, {"scale": 1.0}, description="test metric"))
 
 
 def uninstall():
     for name in ("gaussfit", "slowfit", "crashfit", "divergefit", "markedfit", "stepfit",
-                 "mean_gap",
-                 "broken"):
+                 "nodensityfit", "mean_gap", "broken"):
         unregister(name)
 
 

@@ -232,3 +232,16 @@ def test_mode_coverage_on_a_target_without_modes_says_so():
     with pytest.raises(ValueError, match=r"centers: this target \(TwoMoons\) has no modes.*"
                                          r"distributions\.ring\(\), distributions\.grid\(\)"):
         metrics.mode_coverage(moons.sample(50, seed=0), moons)
+
+
+def test_the_published_pacgan2d_preset_brings_its_training_options():
+    data = _with(lambda d: d.update(models=[{"name": "pac2", "preset": "pacgan2d",
+                                              "params": {"pack": 2},
+                                              "train": {"train_size": 5000}}]))
+    data["train"] = {"steps": 10}  # the suite's own [train] keys win over the preset's
+    cfg = parse_suite(data)
+    run = cfg.runs[0].config
+    assert run["model"]["kind"] == "gan" and run["model"]["params"]["pack"] == 2
+    assert run["model"]["params"]["d_activation"] == "maxout"
+    assert run["train"]["steps"] == 10 and run["train"]["batch_size"] == 200
+    assert run["train"]["lr"] == pytest.approx(1e-4) and run["train"]["train_size"] == 5000

@@ -9,9 +9,13 @@
   in grey; three channels (stacked digits) as a colour image, one digit per colour channel.
 * ``density.png``: log-density contours of the models with a density (VAE, flow).
 * ``metrics_<dataset>.png``: each seed's value, the mean with its 95 % bootstrap interval over
-  seeds, failures as "k of n", and the reference rows (oracle, noise) as horizontal bands.
+  seeds, failures as "k of n", and the reference rows (oracle, noise) as horizontal bands. Each
+  panel says whether higher or lower is better; a model without a density is marked "no density"
+  in the likelihood panels, and the target's own log-likelihood is a reference line, not a panel.
 * ``modes_<dataset>.png``: how many samples each mode received (mean over seeds).
-* ``training_<dataset>.png``: training losses per model and seed.
+* ``curves_<dataset>.png``: metric values against the training step (suites with
+  ``eval_every``), one colour per model, one line per seed.
+* ``training_<dataset>.png``: training losses per model, one colour per seed.
 """
 
 from __future__ import annotations
@@ -29,7 +33,25 @@ from ..suite import registry
 from ..suite.store import RunStore
 
 __all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
-           "density_figure", "metric_bars", "mode_histograms", "training_curves"]
+           "density_figure", "metric_bars", "mode_histograms", "training_curves",
+           "metric_curves", "DIRECTION"]
+
+#: Which way is better for each metric value, as the metric panels say it.
+DIRECTION = {
+    "modes_covered": "higher is better", "high_quality_fraction": "higher is better",
+    "kl_modes": "lower is better", "mmd": "lower is better",
+    "kl_knn_model_target": "lower is better", "kl_knn_target_model": "lower is better",
+    "heldout_loglik": "higher is better", "kl_mc_target_model": "lower is better",
+    "precision": "higher is better", "recall": "higher is better",
+    "density": "1 = as the target", "coverage": "higher is better",
+    "kid_mean": "lower is better", "frechet_distance": "lower is better",
+    "confidence_fake": "higher is better",
+}
+#: Values drawn as reference lines in another value's panel, not as bars of their own.
+_REFERENCE_LINES = {"target_loglik": ("heldout_loglik", "target's own"),
+                    "kl_mc_stderr": (None, None)}
+#: Metric groups that need a model density: a model without one gets a visible mark.
+_DENSITY_GROUPS = ("log_likelihood", "kl_mc")
 
 _MAX_POINTS = 2500  # points drawn per scatter panel
 _GRID_SIDE = 8  # image grids show up to 8 x 8 images
@@ -60,13 +82,26 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
         for name, fig in (
             (f"samples_{slug}", image_grid_figure([r for r in first if r["dataset"] == dataset],
                                                   store, dataset)),
-            (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset)),
+            (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
+                                            no_density=_without_density(runs))),
             (f"modes_{slug}", mode_histograms(runs, dataset)),
+            (f"curves_{slug}", metric_curves(runs, dataset)),
             (f"training_{slug}", training_curves(runs, dataset)),
         ):
             if fig is not None:
                 paths.append(_save(fig, fig_dir / f"{name}.png"))
     return paths
+
+
+def _without_density(records: list[dict[str, Any]]) -> list[str]:
+    """Models whose density metrics were skipped (no density): marked in the metric panels."""
+    out = []
+    for r in records:
+        metrics = r.get("metrics", {})
+        if any("skipped" in metrics.get(g, {}) for g in _DENSITY_GROUPS) \
+                and r["model"] not in out:
+            out.append(r["model"])
+    return out
 
 
 def _first_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -283,7 +318,8 @@ def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
     return fig
 
 
-def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
+def metric_bars(table: pd.DataFrame, dataset: str, *,
+                no_density: list[str] | None = None) -> Figure | None:
     """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
     interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
     under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
@@ -291,7 +327,9 @@ def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
     reference lies far off the models' scale.
 
     ``table`` is a tidy results table of one dataset; rows with a ``status`` other than ``ok``
-    count as failures.
+    count as failures. Each panel's title says which way is better (:data:`DIRECTION`); the
+    target's own log-likelihood is a dashed line in the held-out log-likelihood panel; the models
+    in ``no_density`` are marked "no density" in the panels of metrics that need a density.
     """
     from .inference import cell_summary
     from .markdown import _ordered
@@ -300,7 +338,10 @@ def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
         return None
     cells = cell_summary(table)
     ok = table[table["status"].fillna("ok") == "ok"] if "status" in table else table
-    metrics = _ordered(m for m in ok["metric"] if isinstance(m, str) and m)
+    lines = {m: ok[ok["metric"] == m]["value"].mean() for m in _REFERENCE_LINES
+             if m in set(ok["metric"])}
+    metrics = [m for m in _ordered(m for m in ok["metric"] if isinstance(m, str) and m)
+               if m not in _REFERENCE_LINES]
     if not metrics:
         return None
     cols = min(4, len(metrics))
@@ -325,10 +366,20 @@ def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
                             color=f"C{i}", ms=5, capsize=4, lw=1.5, zorder=4)
             labels.append(r.model + (f"\n{r.failures} of {r.seeds} failed" if r.failures
                                      else ""))
+        if ok[ok["metric"] == metric]["group"].isin(_DENSITY_GROUPS).any():
+            for model in no_density or []:
+                if model not in set(models["model"]):
+                    ax.text(len(labels), 0.5, "no density", transform=ax.get_xaxis_transform(),
+                            ha="center", va="center", fontsize=7, color="0.4", rotation=90)
+                    labels.append(model)
+        for ref, (panel, label) in _REFERENCE_LINES.items():
+            if panel == metric and ref in lines:
+                ax.axhline(lines[ref], color="C3", ls="--", lw=1, label=label)
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlim(-0.6, max(len(labels) - 0.4, 0.6))
         _reference_bands(ax, mcells[mcells["reference"]], models)
-        ax.set_title(metric, fontsize=9)
+        direction = DIRECTION.get(metric)
+        ax.set_title(metric + (f"\n({direction})" if direction else ""), fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
@@ -438,7 +489,8 @@ def _ranked_modes(df: pd.DataFrame, models: list[str], n_modes: int, dataset: st
 
 
 def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
-    """Training losses against step, one panel per model, one line per (loss, seed)."""
+    """Training losses against step: one panel per model, one colour per seed (legend), one
+    line style per loss (a GAN has two)."""
     import seaborn as sns
 
     rows = []
@@ -453,14 +505,55 @@ def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | Non
     fig = Figure(figsize=(3.2 * len(models), 2.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)).reshape(-1)
     for ax, model in zip(axes, models, strict=True):
-        sub = df[df["model"] == model]
-        sns.lineplot(data=sub, x="step", y="value", hue="loss", units="seed", estimator=None,
-                     lw=0.8, ax=ax)
+        sub = df[df["model"] == model].assign(seed=lambda d: "seed " + d["seed"].astype(str))
+        several = sub["loss"].nunique() > 1
+        sns.lineplot(data=sub, x="step", y="value", hue="seed",
+                     style="loss" if several else None, estimator=None, lw=0.8, ax=ax)
         clipped = _clip_early_spike(ax, sub)
         ax.set_title(f"{dataset} / {model}" + (" (first steps off the scale)" if clipped else ""),
                      fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.set_ylabel("training loss" + ("" if several else f" ({sub['loss'].iloc[0]})"),
+                      fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
+    return fig
+
+
+def metric_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+    """Metric values against the training step, from the ``curves`` that ``eval_every`` stores:
+    one panel per metric value, one colour per model, one line per seed. None without curves."""
+    import seaborn as sns
+
+    rows = []
+    for r in records:
+        curves = r.get("curves") or {}
+        for name, values in curves.get("values", {}).items():
+            rows += [{"model": r["model"], "seed": r["seed"], "metric": name, "step": st,
+                      "value": v} for st, v in zip(curves.get("step", []), values, strict=True)]
+    if not rows:
+        return None
+    from .markdown import _ordered
+
+    df = pd.DataFrame(rows)
+    metrics = [m for m in _ordered(df["metric"]) if m not in _REFERENCE_LINES]
+    cols = min(3, len(metrics))
+    nrows = -(-len(metrics) // cols)
+    fig = Figure(figsize=(3.4 * cols, 2.6 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).reshape(-1)
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes, metrics, strict=False):
+        sub = df[df["metric"] == metric]
+        sns.lineplot(data=sub, x="step", y="value", hue="model", units="seed", estimator=None,
+                     lw=0.9, marker="o", markersize=2.5, ax=ax)
+        direction = DIRECTION.get(metric)
+        ax.set_title(metric + (f" ({direction})" if direction else ""), fontsize=8)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{dataset}: metrics during training (one line per seed)", fontsize=10)
     return fig
 
 

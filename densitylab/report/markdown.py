@@ -15,11 +15,14 @@ from .explain import column_explanations
 from .inference import cell_summary
 from .published import (
     CITATIONS,
+    PUBLISHED_TRAINING_SAMPLES,
     STACKED_CITATIONS,
     STACKED_MNIST,
     STACKED_PROTOCOL_SAMPLES,
+    budget_mismatch,
     protocol_of,
     published_for,
+    training_samples,
 )
 from .sections import CELLS_NOTE, cells_table, model_label, tests_section
 from .table import summarize
@@ -137,8 +140,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
     ok = [r for r in records if r.get("status") == "ok"]
     suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
     lines = [f"# densitylab report: {', '.join(suites)}", ""]
-    if suite_info and suite_info.get("description"):
-        lines += [suite_info["description"], ""]
+    lines += _what_this_suite_is(suite_info, ok or records)
     devices = Counter(str(r.get("device")) for r in ok)
     versions = ok[0].get("versions", {}) if ok else {}
     total_s = sum(float(r.get("wall_s") or 0) for r in ok)
@@ -168,8 +170,18 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
             continue
         sub_cells = cells[cells["dataset"] == dataset]
         lines += [cells_table(sub_cells, _ordered(sub_cells["metric"])), ""]
+        lines += _collapse_counts([r for r in ok if r["dataset"] == dataset])
         protocols = {protocol_of(r["config"]) for r in ok if r["dataset"] == dataset}
-        if len(protocols) == 1 and (protocol := protocols.pop()) is not None:
+        mismatch = budget_mismatch([r["config"] for r in ok if r["dataset"] == dataset])
+        if len(protocols) == 1 and (protocol := next(iter(protocols))) is not None and mismatch:
+            lines += [
+                f"Published numbers on this protocol ({protocol}: same target, 2,500 samples, "
+                "3-std high quality) are not set beside these runs: " + mismatch + ". They are "
+                "in the papers' Table 1 (" + "; ".join(CITATIONS.values()) + ") and in the "
+                "project's comparative analysis (`docs/comparative-analysis.md`), which compares "
+                "at a matched setup.", "",
+            ]
+        elif len(protocols) == 1 and (protocol := protocols.pop()) is not None:
             lines += [
                 f"### Published results on the same protocol ({protocol})", "",
                 "Same target, 2,500 samples, high quality = within 3 standard deviations of "
@@ -191,12 +203,16 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                                "with its 95 % bootstrap interval, failures as k of n, reference "
                                "rows as bands (dashed: their mean)"),
                               ("modes", "Samples per mode (dashed: uniform)"),
-                              ("training", "Training losses")):
+                              ("curves", "Metrics during training (eval_every): one line per "
+                               "seed on the same fixed evaluation sample"),
+                              ("training", "Training losses per seed")):
             name = f"{stem}_{_slug(dataset)}.png"
             if name in fig_names:
                 lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
-    for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey) "
-                           "and the mode centres (red crosses), first seed"),
+    with_modes = any(_has_modes(r) for r in ok)
+    for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey)"
+                           + (" and, for targets with modes, the mode centres (red crosses)"
+                              if with_modes else "") + ", first seed"),
                           ("samples_flagged.png", "Diverged or collapsed seeds (at most half "
                            "of the modes covered), every seed: samples (red) over a target "
                            "sample (grey)"),
@@ -237,6 +253,70 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                          f"{r.get('seed')} | `{r['run_id']}` | {r.get('status')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _has_modes(record: dict[str, Any]) -> bool:
+    return any("values" in res for name, res in record.get("metrics", {}).items()
+               if name == "mode_coverage")
+
+
+def _what_this_suite_is(info: dict[str, Any] | None, records: list[dict[str, Any]]) -> list[str]:
+    """The report's opening: what was run, at which budget, and what such a run can show."""
+    info = info or {}
+    lines = ["## What this suite is", ""]
+    if info.get("description"):
+        lines += [info["description"], ""]
+    seeds = sorted({r.get("seed") for r in records})
+    budgets: dict[str, set[tuple[int, int]]] = {}
+    for r in records:
+        train = r.get("config", {}).get("train", {})
+        budgets.setdefault(str(r.get("model")), set()).add(
+            (int(train.get("steps", 0)), int(train.get("batch_size", 0))))
+    eval_sizes = sorted({r.get("config", {}).get("eval_samples") for r in records} - {None})
+    lines.append(f"- seeds: {len(seeds)} ({', '.join(map(str, seeds))}); evaluation samples per "
+                 f"run: {', '.join(f'{n:,}' for n in eval_sizes)}")
+    for model, sizes in budgets.items():
+        text = "; ".join(f"{st:,} steps of {bs:,} samples ({st * bs:,} samples seen)"
+                         for st, bs in sorted(sizes))
+        lines.append(f"- {model}: {text}")
+    least = min((training_samples(r.get("config", {})) for r in records), default=0)
+    lines.append("")
+    can = ["which model covers the modes and which puts its samples on them (blur against "
+           "sharpness), and how often a seed collapses (counted per seed below each table)"]
+    cannot = []
+    if len(seeds) < 5:
+        cannot.append(f"differences between models smaller than the seed-to-seed spread: with "
+                      f"{len(seeds)} seed(s) a standard error is a rough guide, not a test")
+    if least < PUBLISHED_TRAINING_SAMPLES:
+        cannot.append(f"the published numbers: the shortest training here saw {least:,} "
+                      f"samples, {100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "
+                      f"{PUBLISHED_TRAINING_SAMPLES:,} behind them")
+    lines.append("It can show " + "; ".join(can) + ".")
+    if cannot:
+        lines.append("It cannot show " + "; nor ".join(cannot) + ".")
+    return lines + [""]
+
+
+def _collapse_counts(records: list[dict[str, Any]]) -> list[str]:
+    """Per model: in how many seeds every mode was covered, and each seed's count (so that a
+    collapsed seed is counted, not hidden in a mean +- standard error)."""
+    per_model: dict[str, list[tuple[int, int, int]]] = {}
+    for r in records:
+        values = r.get("metrics", {}).get("mode_coverage", {}).get("values")
+        if values and "num_modes" in values:
+            per_model.setdefault(r["model"], []).append(
+                (int(r["seed"]), int(values["modes_covered"]), int(values["num_modes"])))
+    if not per_model:
+        return []
+    lines = ["Modes covered per seed (a seed that misses modes is a collapse, counted here "
+             "rather than averaged away):", ""]
+    for model, seeds in per_model.items():
+        seeds.sort()
+        total = seeds[0][2]
+        full = sum(m == total for _, m, _ in seeds)
+        lines.append(f"- {model}: all {total} modes in {full} of {len(seeds)} seeds ("
+                     + ", ".join(f"seed {s}: {m}" for s, m, _ in seeds) + ")")
+    return lines + [""]
 
 
 def _metric_notes(records: list[dict[str, Any]]) -> list[str]:

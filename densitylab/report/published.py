@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for",
            "PublishedSetup", "published_setup", "PublishedCell", "published_check",
+           "PUBLISHED_TRAINING_SAMPLES", "training_samples", "budget_mismatch",
            "StackedRow", "STACKED_MNIST", "STACKED_CITATIONS", "STACKED_PROTOCOL_SAMPLES"]
 
 CITATIONS = {
@@ -102,6 +103,29 @@ def protocol_of(config: dict[str, Any]) -> str | None:
             if float(p.get("threshold", 3.0)) == 3.0 and int(p.get("min_count", 1)) == 1:
                 return name
     return None
+
+
+#: Training samples behind the published 2D numbers: PacGAN trains 400 epochs over a training
+#: set of 100,000 samples (the authors' config.py), i.e. 40 million samples seen per model.
+PUBLISHED_TRAINING_SAMPLES = 400 * 100_000
+
+
+def training_samples(config: dict[str, Any]) -> int:
+    """Samples a run's training saw: ``steps * batch_size`` of its resolved ``train``."""
+    train = config.get("train", {})
+    return int(train.get("steps", 0)) * int(train.get("batch_size", 0))
+
+
+def budget_mismatch(configs: list[dict[str, Any]]) -> str | None:
+    """None when every run trained on at least the published budget
+    (:data:`PUBLISHED_TRAINING_SAMPLES`), else why its numbers cannot be set beside ours."""
+    least = min(training_samples(c) for c in configs)
+    if least >= PUBLISHED_TRAINING_SAMPLES:
+        return None
+    return (f"these runs trained on {least:,} samples (steps x batch size) or more, "
+            f"{100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "
+            f"{PUBLISHED_TRAINING_SAMPLES:,} behind the published numbers (PacGAN: 400 epochs "
+            "of 100,000 samples), with other architectures")
 
 
 def published_for(dataset: str) -> list[PublishedRow]:

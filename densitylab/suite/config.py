@@ -295,7 +295,8 @@ def parse_suite(
             lambda: _positive_int(suite["eval_every"], "suite.eval_every"), None)
     train = errs.value(lambda: _train(data.get("train", {}), "train", base_train), base_train)
     datasets, shapes = _datasets(errs.value(lambda: _array(data, "datasets"), []), errs)
-    models = _models(errs.value(lambda: _array(data, "models"), []), train, errs)
+    models = _models(errs.value(lambda: _array(data, "models"), []), train, errs,
+                     written_train=data.get("train", {}), base_train=base_train)
     if errs.value(lambda: _get(suite, "suite.references", bool, False), False):
         # the oracle and noise rows, shown first
         models = errs.value(lambda: reference_models(models, train), []) + models
@@ -452,7 +453,12 @@ def _data_shape(target) -> tuple[int, ...]:
     return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 
 
-def _models(items: list[Any], train: dict[str, Any], errs: _Errors) -> list[dict[str, Any]]:
+def _models(items: list[Any], train: dict[str, Any], errs: _Errors, *,
+            written_train: Any = None, base_train: dict[str, Any] | None = None
+            ) -> list[dict[str, Any]]:
+    """Validated ``[[models]]`` entries. A model named by ``preset`` trains with the preset's
+    published ``fit`` options (``models.preset_train_defaults``) under the keys the suite's
+    ``[train]`` writes, under the model's own ``train``."""
     known = registry.model_names()
     out, labels = [], set()
     for i, item in enumerate(items):
@@ -475,7 +481,13 @@ def _models(items: list[Any], train: dict[str, Any], errs: _Errors) -> list[dict
                                  f"{expected}")
             _unique(label, labels, f"{key}.name")
             params = _params(item, key)
-            model_train = _train(item.get("train", {}), f"{key}.train", dict(train))
+            base = train
+            if preset is not None:
+                published = {k: v for k, v in registry.preset_train(preset, params).items()
+                             if k in TRAIN_DEFAULTS or k in TRAIN_OPTIONAL}
+                written = written_train if isinstance(written_train, dict) else {}
+                base = _train(written, "train", {**(base_train or TRAIN_DEFAULTS), **published})
+            model_train = _train(item.get("train", {}), f"{key}.train", dict(base))
             entry = {"label": label, "kind": kind, "params": params, "train": model_train,
                      "key": key}
             if preset is not None:

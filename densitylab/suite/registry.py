@@ -32,6 +32,7 @@ __all__ = [
     "register_preset",
     "preset_names",
     "make_preset",
+    "preset_train",
     "unregister",
 ]
 
@@ -177,6 +178,16 @@ def make_preset(name: str, params: dict[str, Any], *, data_shape: tuple[int, ...
             return kind, model
     raise ValueError(f"preset {name!r} builds a {type(model).__name__}, which is not a "
                      f"registered model kind")
+
+
+def preset_train(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The published ``fit`` options of preset ``name`` for the model built with ``params``
+    (``densitylab.models.preset_train_defaults``); none for presets registered here."""
+    if name in _EXTRA_PRESETS:
+        return {}
+    models = _optional_module("models")
+    defaults = getattr(models, "preset_train_defaults", None) if models is not None else None
+    return dict(defaults(name, **params)) if defaults is not None else {}
 
 
 def register_preset(name: str, kind: str, params: dict[str, Any]) -> None:
