@@ -82,6 +82,9 @@ def test_protocol_detection_and_published_table(tmp_path):
     data["datasets"] = [{"name": "ring", "params": {"n_modes": 8, "std": 0.01}},
                         {"name": "grid", "params": {"std": 0.1}}]
     data["metrics"] = [{"name": "mode_coverage"}]
+    # the published budget (PacGAN: 400 epochs of 100,000 samples); the records are written
+    # below, nothing trains
+    data["train"].update(steps=400_000, batch_size=100)
     cfg = parse_suite(data)
     protocols = {r.dataset: protocol_of(r.config) for r in cfg.runs}
     assert protocols == {"ring": "ring", "grid": None}  # grid std 0.1 is not the protocol
