@@ -245,3 +245,17 @@ def test_the_published_pacgan2d_preset_brings_its_training_options():
     assert run["model"]["params"]["d_activation"] == "maxout"
     assert run["train"]["steps"] == 10 and run["train"]["batch_size"] == 200
     assert run["train"]["lr"] == pytest.approx(1e-4) and run["train"]["train_size"] == 5000
+
+
+def test_the_tour_script_runs_to_completion_and_catches_the_gan_density_error(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "tour.py"
+    spec = importlib.util.spec_from_file_location("densitylab_tour", path)
+    tour = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tour)
+    tour.main(steps=20)  # the script's own default is 1,500 steps; the path is the same
+    out = capsys.readouterr().out
+    assert out.count("\n") >= 6 and "\nvae " in out and "\ngan " in out
+    assert "GAN log p(x): NoDensityError:" in out
