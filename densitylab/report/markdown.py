@@ -140,7 +140,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
     ok = [r for r in records if r.get("status") == "ok"]
     suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
     lines = [f"# densitylab report: {', '.join(suites)}", ""]
-    lines += _what_this_suite_is(suite_info, ok or records)
+    lines += _what_this_suite_is(suite_info, records)
     devices = Counter(str(r.get("device")) for r in ok)
     versions = ok[0].get("versions", {}) if ok else {}
     total_s = sum(float(r.get("wall_s") or 0) for r in ok)
