@@ -140,6 +140,14 @@ def _dataset_by_model_axes(panels, cell_width: float, cell_height: float):
     return fig, axis_of
 
 
+def _name(record: dict[str, Any]) -> str:
+    """A run's model name, marked when it is a reference row (oracle, noise)."""
+    from ..suite.references import is_reference
+    from .sections import model_label
+
+    return model_label(record["model"], is_reference(record))
+
+
 def _target(record: dict[str, Any]):
     ds = record["config"]["dataset"]
     try:
@@ -170,7 +178,7 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
             mu = target.means.cpu().numpy()
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=20, c="C3", linewidths=1,
                        label="mode centres")
-        ax.set_title(f"{r['dataset']} / {r['model']} (seed {r['seed']})", fontsize=8)
+        ax.set_title(f"{r['dataset']} / {_name(r)} (seed {r['seed']})", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     # one legend below the panels: inside a panel it hides the modes in its corner
@@ -268,7 +276,7 @@ def image_grid_figure(records: list[dict[str, Any]], store: RunStore,
         arrays = store.load_samples(r["run_id"])
         if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 4 \
                 and arrays["samples"].shape[1] in (1, 3):
-            panels.append((f"{r['model']} (seed {r['seed']})", arrays["samples"]))
+            panels.append((f"{_name(r)} (seed {r['seed']})", arrays["samples"]))
     if not panels:
         return None
     n = min(len(panels[0][1]), _GRID_SIDE * _GRID_SIDE)
@@ -312,7 +320,7 @@ def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         if target is not None and hasattr(target, "means"):
             mu = target.means.cpu().numpy()
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=15, c="w", linewidths=1)
-        ax.set_title(f"log density: {r['dataset']} / {r['model']}", fontsize=8)
+        ax.set_title(f"log density: {r['dataset']} / {_name(r)}", fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
     return fig

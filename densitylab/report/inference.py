@@ -25,9 +25,9 @@ __all__ = ["HEADLINE_METRICS", "ALPHA", "load_table", "cell_summary", "pairwise_
            "failure_tests", "compare", "format_compare", "Group"]
 
 #: Metrics tested between every pair of models in the report, where a table has them.
-HEADLINE_METRICS = ("modes_covered", "high_quality_fraction", "kl_modes", "mmd",
-                    "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik",
-                    "frechet_distance", "kid_mean")
+HEADLINE_METRICS = ("modes_covered", "high_quality_fraction", "kl_modes", "mmd", "mmd_modes",
+                    "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik", "c2st",
+                    "sliced_wasserstein", "energy_distance", "frechet_distance", "kid_mean")
 #: Family-wise error rate of the report's tests.
 ALPHA = 0.05
 _SEED = 0  # seed of every bootstrap and Monte Carlo permutation in a report
