@@ -43,6 +43,17 @@ class GaussianTruth:
         return self.schedule.sigma2(t).sqrt()[:, None] * sol
 
 
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_schedule_log_snr_inverts_and_ends_near_pure_noise(kind):
+    schedule = NoiseSchedule(kind)
+    t = torch.tensor([1e-5, 1e-3, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
+    assert torch.allclose(schedule.t_of_log_snr(schedule.log_snr(t)), t, rtol=0, atol=1e-12)
+    assert float(schedule.alpha_bar(torch.tensor(0.0))) == 1.0
+    assert float(schedule.alpha_bar(torch.tensor(1.0))) < 1e-4
+    grid = schedule.grid(1000)
+    assert bool((grid[1:] < grid[:-1]).all())  # every discrete beta_i is positive
+
+
 def _points(n=200, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return MU + torch.randn(n, 2, generator=gen, dtype=torch.float64) @ _L.T

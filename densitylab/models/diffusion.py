@@ -111,14 +111,15 @@ class NoiseSchedule:
         return self.log_alpha_bar(t) - torch.log(self.sigma2(t))
 
     def t_of_log_snr(self, lam: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`log_snr` on ``[0, 1]`` by bisection (float64, 60 halvings)."""
+        """Inverse of :meth:`log_snr` (closed form; float64): ``abar = sigmoid(lam)``, then the
+        linear schedule's quadratic or the cosine schedule's arccos solved for t."""
         lam = torch.as_tensor(lam, dtype=torch.float64)
-        lo, hi = torch.zeros_like(lam), torch.ones_like(lam)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            above = self.log_snr(mid) > lam  # lam(mid) still too large: t lies further right
-            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
-        return 0.5 * (lo + hi)
+        log_ab = torch.nn.functional.logsigmoid(lam)
+        if self.kind == "linear":
+            a = 0.5 * (_LINEAR_B1 - _LINEAR_B0)
+            return (-_LINEAR_B0 + torch.sqrt(_LINEAR_B0**2 - 4 * a * log_ab)) / (2 * a)
+        u = torch.acos(torch.exp(0.5 * log_ab + self._log_cos_u0))
+        return (u * 2 * (1 + _COSINE_S) / math.pi - _COSINE_S) / self._c
 
     def grid(self, timesteps: int) -> torch.Tensor:
         """``abar_i`` at ``t_i = i / timesteps``, ``i = 0..timesteps`` (float64, ``abar_0 = 1``)."""
