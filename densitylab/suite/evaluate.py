@@ -313,8 +313,8 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
                min_samples=lambda k: k + 1),
     MetricSpec("log_likelihood", _log_likelihood,
-               {"num_samples": 0, "sigma": None, "ais_points": 200, "ais_steps": 500,
-                "ais_chains": 16}, _needs_likelihood,
+               {"num_samples": 0, "sigma": None, "ais_points": 100, "ais_steps": 200,
+                "ais_chains": 8}, _needs_likelihood,
                "mean model log-density on held-out target points (flow: exact; VAE: IWAE bound; "
                "diffusion: probability-flow ODE, with the variational bound beside; GAN: AIS "
                "under N(x; G(z), sigma^2 I) when sigma is given), beside the target's own",
