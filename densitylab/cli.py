@@ -213,9 +213,12 @@ def _cmd_check_metrics(args: argparse.Namespace) -> int:
 
 def _write_report(args: argparse.Namespace, out, *, figures: bool) -> None:
     from .report import write_report
+    from .report.published import format_check
 
     paths = write_report(out, figures=figures)
     _say(args, f"wrote {paths.csv}, {paths.markdown} and {len(paths.figures)} figure(s)")
+    if paths.published:
+        _say(args, format_check(paths.published))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,11 +2,16 @@
 
 import math
 
+import _suite_fakes
 import pandas as pd
 import pytest
+import tomllib
 
 from densitylab import models
+from densitylab.cli import main
+from densitylab.report import write_report
 from densitylab.report.published import PUBLISHED, published_check, published_setup
+from densitylab.suite import RunStore, parse_suite
 
 
 def _pacgan_model(pack: int = 1, **overrides) -> dict:
@@ -70,3 +75,35 @@ def test_every_pacgan_cell_can_be_checked():
         for metric in ("modes_covered", "high_quality_fraction", "kl_modes")])
     cells = published_check(summary, setups, {"ring": "ring", "grid": "grid"})
     assert len(rows) == 8 and len(cells) == 24
+
+
+def test_report_sets_preset_runs_against_each_published_cell(tmp_path, capsys):
+    data = tomllib.loads(_suite_fakes.TINY_SUITE)
+    data["suite"].update(eval_samples=2500, seeds=[0, 1])
+    data["datasets"] = [{"name": "ring"}]
+    data["models"] = [{"name": "pac2", "preset": "pacgan2d", "params": {"pack": 2}}]
+    data["metrics"] = [{"name": "mode_coverage"}]
+    data["train"] = {"steps": 10_000}
+    cfg = parse_suite(data)
+    store = RunStore(tmp_path)
+    for spec, (modes, hq) in zip(cfg.runs, [(8.0, 0.95), (8.0, 0.97)], strict=True):
+        store.write_record({"run_id": spec.run_id, "status": "ok", "suite": cfg.name,
+                            "dataset": spec.dataset, "model": spec.model, "seed": spec.seed,
+                            "config": spec.config, "device": "cpu", "wall_s": 1.0,
+                            "metrics": {"mode_coverage": {"values": {
+                                "modes_covered": modes, "high_quality_fraction": hq,
+                                "kl_modes": 0.05}, "details": {"counts": [1] * 8}}}})
+    paths = write_report(tmp_path, figures=False)
+    assert len(paths.published) == 3 and {c.published_model for c in paths.published} == {
+        "PacGAN2"}
+    text = paths.markdown.read_text()
+    assert "### Check against PacGAN Table 1 (the published setup)" in text
+    assert "pac2: steps 10000 (published 400000)" in text  # the budget gap is stated
+    # modes: 8 +- 0 against 7.9 +- 0.1 -> within; high quality 96 +- 1 against 95.6 +- 2 -> within
+    assert "| pac2 | PacGAN2 | modes | 8 ± 0 (2) | 7.9 ± 0.1 | +0.1 | 0.1 | yes |" in text
+    assert "| pac2 | PacGAN2 | high-quality % | 96 ± 1 (2) | 95.6 ± 2 | +0.4 | 2.2 | yes |" in text
+    # KL: 0.05 +- 0 against 0.07 +- 0.03: within
+    assert "cells within 2 combined s.e.: 3 of 3" in text
+    assert main(["report", str(tmp_path), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "published PacGAN Table 1 cells within 2 combined s.e.: 3 of 3" in printed

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .._runtime import atomic_write_text
 from ..suite.store import RunStore
+from .published import PublishedCell, check_records
 from .table import COLUMNS, failed_runs, results_table, summarize
 
 __all__ = ["ReportPaths", "write_report", "results_table", "failed_runs", "summarize",
@@ -25,6 +26,8 @@ class ReportPaths:
     csv: Path
     markdown: Path
     figures: list[Path] = field(default_factory=list)
+    #: Our runs against each published PacGAN Table 1 cell they follow (the published setup).
+    published: list[PublishedCell] = field(default_factory=list)
 
 
 def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
@@ -53,6 +56,8 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
         from .figures import write_figures
 
         fig_paths = write_figures(out, records, full)
-    text = render_report(suite_info, records, full, failed, fig_paths, out, stale=stale)
+    checked = check_records([r for r in records if r.get("status") == "ok"], summarize(full))
+    text = render_report(suite_info, records, full, failed, fig_paths, out, stale=stale,
+                         published=checked)
     md_path = atomic_write_text(out / "report.md", text)
-    return ReportPaths(csv_path, md_path, fig_paths)
+    return ReportPaths(csv_path, md_path, fig_paths, checked)

@@ -19,9 +19,12 @@ from .published import (
     STACKED_CITATIONS,
     STACKED_MNIST,
     STACKED_PROTOCOL_SAMPLES,
+    PublishedCell,
     budget_mismatch,
+    format_check,
     protocol_of,
     published_for,
+    published_setup,
     training_samples,
 )
 from .sections import CELLS_NOTE, cells_table, model_label, tests_section
@@ -132,10 +135,13 @@ def _has_stacked_modes(records: list[dict[str, Any]]) -> bool:
 
 def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any]],
                   table: pd.DataFrame, failed: pd.DataFrame, figures: list[Path],
-                  out_dir: Path, stale: list[dict[str, Any]] | None = None) -> str:
+                  out_dir: Path, stale: list[dict[str, Any]] | None = None,
+                  published: list[PublishedCell] | None = None) -> str:
     """The report as Markdown text (figure links relative to ``out_dir``).
 
     ``stale``: records in the folder from another configuration; listed, never averaged.
+    ``published``: our runs against the published cells they follow
+    (:func:`densitylab.report.published.check_records`), one check table per dataset.
     """
     ok = [r for r in records if r.get("status") == "ok"]
     suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
@@ -194,6 +200,8 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                 "",
                 _published_table(sub, protocol, refs), "",
             ]
+        lines += _published_check_table([c for c in published or [] if c.dataset == dataset],
+                                        [r for r in ok if r["dataset"] == dataset])
         runs = [r for r in ok if r["dataset"] == dataset]
         if _has_stacked_modes(runs):
             lines += _stacked_table(sub, runs, refs)
@@ -253,6 +261,37 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                          f"{r.get('seed')} | `{r['run_id']}` | {r.get('status')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _published_check_table(cells: list[PublishedCell],
+                           records: list[dict[str, Any]]) -> list[str]:
+    """Ours against each PacGAN Table 1 cell, for models trained with the published setup."""
+    if not cells:
+        return []
+    budgets = {}
+    for r in records:
+        setup = published_setup(r["config"].get("model", {}), r["config"].get("train", {}))
+        if setup is not None:
+            budgets[str(r.get("model"))] = setup.budget
+    names = {"modes_covered": "modes", "high_quality_fraction": "high-quality %",
+             "kl_modes": "KL of mode histogram"}
+    lines = [
+        "### Check against PacGAN Table 1 (the published setup)", "",
+        "These models use PacGAN's published architecture and optimiser (the `pacgan2d` preset), "
+        "so each published cell (" + CITATIONS["PacGAN"] + "; mean ± s.e. over 10 trials) is "
+        "set against ours (mean ± s.e. over our seeds). A cell is within when |ours − published| "
+        "≤ 2 × sqrt(s.e.² + s.e.²). Training budget against the published one: "
+        + "; ".join(f"{m}: {b}" for m, b in budgets.items()) + ".", "",
+        "| model | published row | metric | ours (seeds) | published | difference | "
+        "combined s.e. | within 2 s.e. |",
+        "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        within = "n/a" if c.within is None else ("yes" if c.within else "no")
+        lines.append(f"| {c.model} | {c.published_model} | {names.get(c.metric, c.metric)} | "
+                     f"{c.ours:.3g} ± {c.ours_se:.2g} ({c.n}) | {c.published:g} ± "
+                     f"{c.published_se:g} | {c.difference:+.3g} | {c.combined_se:.2g} | "
+                     f"{within} |")
+    return lines + ["", format_check(cells) + ".", ""]
 
 
 def _has_modes(record: dict[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for",
            "PublishedSetup", "published_setup", "PublishedCell", "published_check",
+           "check_records", "format_check",
            "PUBLISHED_TRAINING_SAMPLES", "training_samples", "budget_mismatch",
            "StackedRow", "STACKED_MNIST", "STACKED_CITATIONS", "STACKED_PROTOCOL_SAMPLES"]
 
@@ -244,6 +245,33 @@ def published_check(summary, setups: dict[str, PublishedSetup],
                                            int(hit.iloc[0]["n"]), pub, pub_se, diff, combined,
                                            within))
     return cells
+
+
+def check_records(records: list[dict[str, Any]], summary) -> list[PublishedCell]:
+    """:func:`published_check` for a suite's run records: the datasets on the published protocol
+    (:func:`protocol_of`) and the models with PacGAN's published setup (:func:`published_setup`),
+    scored from ``summary`` (:func:`densitylab.report.table.summarize` of the same runs)."""
+    protocols: dict[str, str] = {}
+    setups: dict[str, PublishedSetup] = {}
+    for rec in records:
+        cfg = rec.get("config", {})
+        protocol = protocol_of(cfg)
+        if protocol is None:
+            continue
+        setup = published_setup(cfg.get("model", {}), cfg.get("train", {}))
+        if setup is not None:
+            protocols[str(rec.get("dataset"))] = protocol
+            setups[str(rec.get("model"))] = setup
+    return published_check(summary, setups, protocols) if setups else []
+
+
+def format_check(cells: list[PublishedCell]) -> str:
+    """One line: how many published cells our runs reproduce within 2 combined s.e."""
+    judged = [c for c in cells if c.within is not None]
+    within = sum(bool(c.within) for c in judged)
+    return (f"published PacGAN Table 1 cells within 2 combined s.e.: {within} of {len(judged)}"
+            + (f" ({len(cells) - len(judged)} without a standard error)"
+               if len(judged) < len(cells) else ""))
 
 
 # ---------------------------------------------------------------- stacked MNIST
