@@ -301,7 +301,10 @@ def _has_modes(record: dict[str, Any]) -> bool:
 
 def _what_this_suite_is(info: dict[str, Any] | None, records: list[dict[str, Any]]) -> list[str]:
     """The report's opening: what was run, at which budget, and what such a run can show."""
+    from ..suite.references import is_reference
+
     info = info or {}
+    records = [r for r in records if not is_reference(r)]  # the oracle and noise do not train
     lines = ["## What this suite is", ""]
     if info.get("description"):
         lines += [info["description"], ""]
