@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from matplotlib.figure import Figure
 
 from ..suite import registry
 from ..suite.store import RunStore
+from .naming import ordered_metrics as _ordered
+from .naming import slug as _slug
 
 __all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
            "density_figure", "metric_bars", "mode_histograms", "training_curves",
@@ -342,7 +343,6 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     in ``no_density`` are marked "no density" in the panels of metrics that need a density.
     """
     from .inference import cell_summary
-    from .markdown import _ordered
 
     if table.empty:
         return None
@@ -543,7 +543,6 @@ def metric_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
                       "value": v} for st, v in zip(curves.get("step", []), values, strict=True)]
     if not rows:
         return None
-    from .markdown import _ordered
 
     df = pd.DataFrame(rows)
     metrics = [m for m in _ordered(df["metric"]) if m not in _REFERENCE_LINES]
@@ -593,7 +592,3 @@ def _save(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))

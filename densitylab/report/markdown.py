@@ -13,6 +13,9 @@ import pandas as pd
 
 from .explain import column_explanations
 from .inference import cell_summary
+from .naming import METRIC_ORDER
+from .naming import ordered_metrics as _ordered
+from .naming import slug as _slug
 from .published import (
     CITATIONS,
     PUBLISHED_TRAINING_SAMPLES,
@@ -33,9 +36,6 @@ from .table import summarize
 __all__ = ["render_report", "METRIC_ORDER"]
 
 #: Order of metric columns in the tables; others follow in the order they appear.
-METRIC_ORDER = ["modes_covered", "high_quality_fraction", "kl_modes", "mmd",
-                "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik", "target_loglik",
-                "kl_mc_target_model", "precision", "recall", "density", "coverage"]
 
 def _fmt(mean: float, se: float, n: int, seeds: int | None = None) -> str:
     if not math.isfinite(mean):
@@ -46,12 +46,6 @@ def _fmt(mean: float, se: float, n: int, seeds: int | None = None) -> str:
     if seeds is not None and n < seeds:  # the value is undefined or failed for other seeds
         text += f" ({n} of {seeds} seeds)"
     return text
-
-
-def _ordered(metrics) -> list[str]:
-    seen = list(dict.fromkeys(metrics))
-    return [m for m in METRIC_ORDER if m in seen] + [m for m in seen if m not in METRIC_ORDER
-                                                      and m != "num_modes"]
 
 
 def _references(table: pd.DataFrame) -> set[str]:
@@ -377,9 +371,3 @@ def _metric_notes(records: list[dict[str, Any]]) -> list[str]:
                            f"{r['model']}")
                     notes.setdefault(key, set()).add(str(r["seed"]))
     return [k + (f" (seeds {', '.join(sorted(v))})" if v else "") for k, v in notes.items()]
-
-
-def _slug(name: str) -> str:
-    from .figures import _slug as slug
-
-    return slug(name)
