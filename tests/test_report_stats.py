@@ -134,6 +134,9 @@ def test_report_shows_references_first_and_the_tested_differences(tmp_path):
         "**oracle (reference)**", "**noise (reference)**", "g", "h"]
     assert rows[-1].endswith("| 2 | 1 of 3 |")
     assert "## Which differences hold" in text and "Holm" in text
+    # the opening lists no training budget for a reference row
+    assert not [ln for ln in text.splitlines() if ln.startswith("- oracle:") and "steps" in ln]
+    assert [ln for ln in text.splitlines() if ln.startswith("- g:") and "2 steps" in ln]
     df = pd.read_csv(paths.csv)
     assert set(df[df["reference"]]["model"]) == {"oracle", "noise"}
     assert (df[(df["model"] == "h") & (df["seed"] == 2)]["status"] == "diverged").all()

@@ -315,14 +315,16 @@ def _what_this_suite_is(info: dict[str, Any] | None, records: list[dict[str, Any
         text = "; ".join(f"{st:,} steps of {bs:,} samples ({st * bs:,} samples seen)"
                          for st, bs in sorted(sizes))
         lines.append(f"- {model}: {text}")
-    least = min((training_samples(r.get("config", {})) for r in records), default=0)
+    least = min((training_samples(r.get("config", {})) for r in records),
+                default=PUBLISHED_TRAINING_SAMPLES)
     lines.append("")
     can = ["which model covers the modes and which puts its samples on them (blur against "
            "sharpness), and how often a seed collapses (counted per seed below each table)"]
     cannot = []
     if len(seeds) < 5:
         cannot.append(f"differences between models smaller than the seed-to-seed spread: with "
-                      f"{len(seeds)} seed(s) a standard error is a rough guide, not a test")
+                      f"{len(seeds)} seed(s) the intervals are wide and only large differences "
+                      "hold (see \"Which differences hold\")")
     if least < PUBLISHED_TRAINING_SAMPLES:
         cannot.append(f"the published numbers: the shortest training here saw {least:,} "
                       f"samples, {100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "
