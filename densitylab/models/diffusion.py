@@ -3,8 +3,12 @@
 Forward process (variance preserving): ``x_t = sqrt(abar(t)) x_0 + sigma(t) eps`` with
 ``sigma(t)^2 = 1 - abar(t)``, ``eps ~ N(0, I)`` and ``t`` in ``[0, 1]``. A network ``eps_theta(x_t,
 t)`` is trained to predict the noise, ``E ||eps - eps_theta(x_t, t)||^2`` (Ho, Jain, Abbeel,
-NeurIPS 2020), with ``t`` uniform on ``[t_min, 1]``; this is the continuous-time form of DDPM's
-objective (Song et al., ICLR 2021), so the same network serves the discrete chain and the ODE.
+NeurIPS 2020), in continuous time (Song et al., ICLR 2021), so the same network serves the
+discrete chain and the ODE. Training times are drawn uniformly in log-SNR between ``t_min`` and 1
+(``time_sampling="log_snr"``, a reweighting of the same objective, as in Kingma et al.'s
+variational diffusion models, NeurIPS 2021) or uniformly in ``t`` (``"uniform"``, DDPM's choice).
+On the ring (std 0.01) log-SNR times took one seed from 10 % to 50 % high-quality samples at the
+same budget: uniform times spend 90 % of training where the data's fine structure is drowned.
 
 Schedules (``abar(t)`` as a function of continuous time):
 
@@ -327,6 +331,7 @@ class Diffusion(GenerativeModel):
         t_min: smallest training time (and the ODE's ``t_eps``).
         ode_steps: RK4 steps of the probability-flow ODE in ``log_prob``.
         hutchinson_above: exact divergence up to this many dimensions, Hutchinson above.
+        time_sampling: ``"log_snr"`` or ``"uniform"`` training times (see the module docstring).
         seed: seed of the weight initialisation (None: global RNG).
 
     Example:
