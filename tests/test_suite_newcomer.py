@@ -168,6 +168,29 @@ def test_train_size_reaches_fit_and_eval_every_records_curves(tmp_path):
         assert gaps[0] > gaps[1]  # half-way the mean is further from the target's
 
 
+def test_a_metric_can_stay_out_of_the_curves_and_keeps_old_run_ids(tmp_path):
+    def setup(metrics):
+        def edit(d):
+            d["train"].update(steps=4, eval_every=2)
+            d.update(models=[{"name": "s", "kind": "stepfit"}], metrics=metrics)
+        data = _with(edit)
+        data["suite"]["seeds"] = [0]
+        return parse_suite(data)
+
+    plain = setup([{"name": "mean_gap"}, {"name": "mean_gap", "label": "gap2"}])
+    explicit = setup([{"name": "mean_gap", "curves": True},
+                      {"name": "mean_gap", "label": "gap2", "curves": True}])
+    assert [r.run_id for r in plain.runs] == [r.run_id for r in explicit.runs]
+    cfg = setup([{"name": "mean_gap"}, {"name": "mean_gap", "label": "gap2", "curves": False}])
+    run_suite(cfg, tmp_path, show_progress=False)
+    for rec in RunStore(tmp_path).records():
+        assert "mean_gap" in rec["curves"]["values"] and not any(
+            k.startswith("gap2") for k in rec["curves"]["values"])
+        assert "gap2" in rec["metrics"]  # still scored at the end of training
+    with pytest.raises(TypeError, match=r"metrics\[0\]\.curves"):
+        setup([{"name": "mean_gap", "curves": "no"}])
+
+
 # ---------------------------------------------------------------- file modes (item 13)
 
 

@@ -427,7 +427,7 @@ def _datasets(items: list[Any], errs: _Errors
         key = f"datasets[{i}]"
         with errs:
             _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "label", "params"})
+            _check_keys(item, f"{key}.", {"name", "label", "params", "curves"})
             name = _required(item, key, "name", str)
             if name not in known:
                 raise ValueError(f"{key}.name: unknown dataset {name!r}; expected one of "
@@ -607,6 +607,8 @@ def _metrics(items: list[Any], errs: _Errors) -> list[dict[str, Any]]:
     The label (default: the name) is the metric's name in results and reports, so one metric
     can appear twice with different parameters; a label used twice is an error. An entry
     without a label resolves exactly as before labels existed, so its run ids are unchanged.
+    ``curves = false`` leaves a costly metric out of the ``eval_every`` curves (it is still
+    scored at the end); it is written into the entry only when false, for the same reason.
     """
     known = registry.metric_names()
     out, labels = [], set()
@@ -614,7 +616,7 @@ def _metrics(items: list[Any], errs: _Errors) -> list[dict[str, Any]]:
         key = f"metrics[{i}]"
         with errs:
             _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "label", "params"})
+            _check_keys(item, f"{key}.", {"name", "label", "params", "curves"})
             name = _required(item, key, "name", str)
             if name not in known:
                 raise ValueError(f"{key}.name: unknown metric {name!r}; expected one of "
@@ -645,6 +647,8 @@ def _metrics(items: list[Any], errs: _Errors) -> list[dict[str, Any]]:
             entry = {"name": name, "params": params}
             if label != name:
                 entry["label"] = label
+            if not _get(item, f"{key}.curves", bool, True):
+                entry["curves"] = False
             out.append(entry)
     return out
 

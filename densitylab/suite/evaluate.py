@@ -525,7 +525,8 @@ class _CurveRecorder:
                 samples = _draw(model, self.n, derive_seed(self.spec.seed, "sample"))
             ctx = EvalContext(self.target, model, samples.to(self.device), self.reference,
                               self.spec.seed, self.n, self.device)
-            out = evaluate_metrics(ctx, self.spec.config["metrics"])
+            out = evaluate_metrics(ctx, [m for m in self.spec.config["metrics"]
+                                         if m.get("curves", True)])
         if was_training:
             networks.train()
         index = len(self.curves["step"])
