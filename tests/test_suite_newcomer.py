@@ -9,6 +9,7 @@ import os
 import stat
 
 import _suite_fakes
+import numpy as np
 import pandas as pd
 import pytest
 import tomllib
@@ -282,3 +283,33 @@ def test_the_tour_script_runs_to_completion_and_catches_the_gan_density_error(ca
     out = capsys.readouterr().out
     assert out.count("\n") >= 6 and "\nvae " in out and "\ngan " in out
     assert "GAN log p(x): NoDensityError:" in out
+
+
+# ---------------------------------------------------------------- sampling options
+
+
+def test_model_sample_options_reach_sample_and_leave_other_ids_alone(tmp_path):
+    def vae(sample=None):
+        entry = {"name": "v", "kind": "vae", "params": {"hidden": [8]}}
+        if sample is not None:
+            entry["sample"] = sample
+
+        def edit(d):
+            d["suite"]["seeds"] = [0]
+            d["datasets"] = d["datasets"][:1]
+            d.update(models=[entry], metrics=[{"name": "mean_gap"}])
+        return parse_suite(_with(edit))
+
+    means, noisy = vae(), vae({"noise": True})
+    assert "sample" not in means.runs[0].config["model"]
+    assert noisy.runs[0].config["model"]["sample"] == {"noise": True}
+    assert means.runs[0].run_id != noisy.runs[0].run_id
+    assert vae({}).runs[0].run_id == means.runs[0].run_id
+    run_suite(means, tmp_path / "means", show_progress=False)
+    run_suite(noisy, tmp_path / "noisy", show_progress=False)
+    saved = [np.load(next((tmp_path / sub).rglob("*.npz")))["samples"]
+             for sub in ("means", "noisy")]
+    # same model and seed: the noisy draw is the decoder means plus the likelihood's noise
+    assert saved[0].shape == saved[1].shape and not np.allclose(saved[0], saved[1])
+    with pytest.raises(ValueError, match=r"models\[0\]\.sample\.temperature: model kind 'vae'"):
+        vae({"temperature": 0.5})

@@ -318,7 +318,8 @@ def parse_suite(
             for seed in seeds:
                 cfg = {
                     "dataset": {"label": ds["label"], "name": ds["name"], "params": ds["params"]},
-                    "model": {"label": m["label"], "kind": m["kind"], "params": params},
+                    "model": {"label": m["label"], "kind": m["kind"], "params": params,
+                              **({"sample": m["sample"]} if "sample" in m else {})},
                     "train": model_train,
                     "seed": seed,
                     "eval_samples": eval_samples,
@@ -465,7 +466,8 @@ def _models(items: list[Any], train: dict[str, Any], errs: _Errors, *,
         key = f"models[{i}]"
         with errs:
             _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "kind", "preset", "params", "train"})
+            _check_keys(item, f"{key}.", {"name", "kind", "preset", "params", "train",
+                                          "sample"})
             label = _required(item, key, "name", str)
             preset = _get(item, f"{key}.preset", str, None)
             if preset is not None:
@@ -492,6 +494,10 @@ def _models(items: list[Any], train: dict[str, Any], errs: _Errors, *,
                      "key": key}
             if preset is not None:
                 entry["preset"] = preset
+            sample = item.get("sample", {})
+            _check_table(sample, f"{key}.sample")
+            if sample:  # written into the run only when set, so other run ids stay
+                entry["sample"] = dict(sample)
             out.append(entry)
     return out
 
@@ -530,6 +536,11 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                 except (TypeError, ValueError) as err:
                     raise ValueError(f"{where}: {err}") from err
                 kind = m["kind"]
+                for option in m.get("sample", {}):
+                    if not _takes(model.sample, option):
+                        raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
+                                         f"without such an option (its sample takes no "
+                                         f"{option!r})")
                 params = _jsonable(_resolved_params(kind, model, m["params"]), where)
                 out[ds["label"], m["label"]] = (params,
                                                 _resolved_train(model, kind, m["train"], key))

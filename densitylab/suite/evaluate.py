@@ -522,7 +522,8 @@ class _CurveRecorder:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), _quiet_logger():
             with torch.no_grad():
-                samples = _draw(model, self.n, derive_seed(self.spec.seed, "sample"))
+                samples = _draw(model, self.n, derive_seed(self.spec.seed, "sample"),
+                                **self.spec.config["model"].get("sample", {}))
             ctx = EvalContext(self.target, model, samples.to(self.device), self.reference,
                               self.spec.seed, self.n, self.device)
             out = evaluate_metrics(ctx, [m for m in self.spec.config["metrics"]
@@ -565,9 +566,10 @@ def _as_float(x) -> torch.Tensor:
     return t if t.is_floating_point() else t.float()
 
 
-def _draw(source, n: int, seed: int) -> torch.Tensor:
-    """``n`` points from a target or model, seeded, as a floating tensor."""
-    return _as_float(source.sample(n, seed=seed))
+def _draw(source, n: int, seed: int, **options) -> torch.Tensor:
+    """``n`` points from a target or model, seeded, as a floating tensor; ``options`` are the
+    model's ``[[models]] sample`` table (e.g. the VAE's ``noise = true``)."""
+    return _as_float(source.sample(n, seed=seed, **options))
 
 
 def _versions() -> dict[str, str]:
@@ -778,7 +780,8 @@ def _score(spec: RunSpec, store: RunStore, device: torch.device, target, model, 
     n = cfg["eval_samples"]
     t1 = time.perf_counter()
     with torch.no_grad():
-        samples = _draw(model, n, derive_seed(spec.seed, "sample")).to(device)
+        samples = _draw(model, n, derive_seed(spec.seed, "sample"),
+                        **cfg["model"].get("sample", {})).to(device)
     reference = _draw(target, n, derive_seed(spec.seed, "reference")).to(device)
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "
