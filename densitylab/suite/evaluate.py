@@ -12,7 +12,6 @@ from it, so a run is reproducible on CPU from its configuration alone.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -21,7 +20,6 @@ import platform
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,8 @@ import torch
 from .._runtime import logger, resolve_device, torch_threads
 from . import registry
 from .config import RunSpec, _data_shape, import_plugin
-from .registry import MetricSpec
+from .context import EvalContext, derive_seed, draw, model_log_prob
+from .metric_adapters import BUILTIN_METRICS, MetricSpec
 from .store import RunStore
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "batch_key",
@@ -41,307 +40,6 @@ __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_run
 HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
 
 
-@dataclass
-class EvalContext:
-    """What a metric sees: the target, the trained model and the evaluation samples."""
-
-    target: Any
-    model: Any
-    samples: torch.Tensor  # eval_samples drawn from the model
-    reference: torch.Tensor  # a fresh target sample of the same size
-    seed: int
-    eval_samples: int
-    device: torch.device
-
-    @property
-    def is_image(self) -> bool:
-        """True for image datasets (samples of shape (n, C, H, W))."""
-        return self.samples.ndim > 2
-
-    def heldout(self, n: int) -> torch.Tensor:
-        """``n`` target points never used in training or as the reference sample."""
-        return _draw(self.target, n, derive_seed(self.seed, "heldout"))
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """A seed for one purpose of a run (``"sample"``, ``"reference"``...), stable across runs."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-# ---------------------------------------------------------------- built-in metrics
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1)
-
-
-def _needs_mixture(ctx: EvalContext) -> str | None:
-    if not hasattr(ctx.target, "means") or not hasattr(ctx.target, "stds"):
-        return "the target is not a Gaussian mixture (mode centres unknown)"
-    return None
-
-
-def _needs_model_density(ctx: EvalContext) -> str | None:
-    if not getattr(ctx.model, "has_density", False):
-        return f"{type(ctx.model).__name__} has no tractable density"
-    return None
-
-
-def _needs_both_densities(ctx: EvalContext) -> str | None:
-    if not getattr(ctx.target, "has_density", False):
-        return "the target has no closed-form density"
-    return _needs_model_density(ctx)
-
-
-def _needs_images(ctx: EvalContext) -> str | None:
-    return None if ctx.is_image else "not an image dataset"
-
-
-def _needs_stacked(ctx: EvalContext) -> str | None:
-    if not ctx.is_image or ctx.samples.shape[1] != 3:
-        return "not a stacked-digits dataset (3 channels)"
-    return None
-
-
-def _mode_coverage(ctx: EvalContext, threshold: float, min_count: int) -> dict[str, Any]:
-    from densitylab import metrics
-
-    mc = metrics.mode_coverage(ctx.samples, ctx.target, threshold=threshold, min_count=min_count)
-    return _coverage_values(mc)
-
-
-def _coverage_values(mc) -> dict[str, Any]:
-    out = {
-        "modes_covered": float(mc.modes_covered),
-        "num_modes": float(mc.num_modes),
-        "high_quality_fraction": float(mc.high_quality_fraction),
-        "counts": [int(c) for c in torch.as_tensor(mc.counts).reshape(-1).tolist()],
-    }
-    if mc.kl_to_uniform is None:  # no high-quality sample: the histogram KL is undefined
-        out["kl_modes_note"] = "undefined: no high-quality sample"
-    else:
-        out["kl_modes"] = float(mc.kl_to_uniform)
-    return out
-
-
-def _mmd(ctx: EvalContext, kernel: str, bandwidth, estimator: str) -> dict[str, Any]:
-    from densitylab import metrics
-
-    value = metrics.mmd(_flat(ctx.samples), _flat(ctx.reference), kernel=kernel,
-                        bandwidth=bandwidth, estimator=estimator)
-    return {"mmd": float(value)}
-
-
-def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
-    from densitylab import metrics
-
-    x, y = _flat(ctx.samples), _flat(ctx.reference)
-    # kl_knn(x, y) estimates KL(P||Q) with x ~ P: the model's samples first gives KL(model||target)
-    return {"kl_knn_model_target": float(metrics.kl_knn(x, y, k=k)),
-            "kl_knn_target_model": float(metrics.kl_knn(y, x, k=k))}
-
-
-_ESTIMATORS = {"Flow": "exact", "VAE": "IWAE bound", "Diffusion": "probability-flow ODE"}
-
-
-def _needs_likelihood(ctx: EvalContext, sigma=None, **_) -> str | None:
-    """A model with a density, or a GAN when an observation noise ``sigma`` is stated (AIS)."""
-    if getattr(ctx.model, "has_density", False):
-        return None
-    if sigma is not None and hasattr(ctx.model, "generator"):
-        return None
-    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored by AIS "
-            "when the metric states an observation noise: params = {{ sigma = ... }})")
-
-
-def _log_likelihood(ctx: EvalContext, num_samples: int, sigma: float | None, ais_points: int,
-                    ais_steps: int, ais_chains: int) -> dict[str, Any]:
-    """Held-out log-likelihood of every family beside the target's own log-density: flow exact,
-    VAE IWAE, diffusion probability-flow ODE (and the variational bound of any model with an
-    ``elbo``), GAN by AIS under N(x; G(z), sigma^2 I) on ``ais_points`` of the held-out points."""
-    n = num_samples or ctx.eval_samples
-    x = ctx.heldout(n).to(ctx.device)
-    model = ctx.model
-    out: dict[str, Any] = {}
-    if getattr(model, "has_density", False):
-        with torch.no_grad():  # a diffusion's ODE turns gradients on where it needs them
-            logq = torch.as_tensor(_model_log_prob(model, x, ctx.seed)).double()
-        out["loglik_estimator"] = _ESTIMATORS.get(type(model).__name__, "model.log_prob")
-        if hasattr(model, "elbo"):
-            with torch.no_grad():
-                elbo = model.elbo(x, seed=derive_seed(ctx.seed, "elbo"))
-            out["heldout_elbo"] = float(torch.as_tensor(elbo).double().mean())
-    else:
-        from densitylab import metrics
-
-        x = x[:ais_points]
-        res = metrics.ais_log_likelihood(model.generator, x, model.latent_dim, sigma,
-                                         num_steps=ais_steps, num_chains=ais_chains,
-                                         seed=derive_seed(ctx.seed, "ais"))
-        logq = res.log_likelihood
-        out["heldout_loglik_stderr"] = res.mean_stderr
-        out["loglik_estimator"] = f"AIS, sigma = {sigma:g}"
-    out["heldout_loglik"] = float(logq.mean())
-    if getattr(ctx.target, "has_density", False):
-        logp = torch.as_tensor(ctx.target.log_prob(x.to(ctx.target.device))).double()
-        out["target_loglik"] = float(logp.mean())
-    return out
-
-
-def _check_log_likelihood(num_samples: int, sigma, ais_points: int, ais_steps: int,
-                          ais_chains: int) -> None:
-    """``sigma``: None or a positive std; the counts are integers (``num_samples`` >= 0)."""
-    from .._validation import check_int, check_positive
-
-    check_int(num_samples, "num_samples", minimum=0)
-    check_positive(sigma, "sigma", allow_none=True)
-    check_int(ais_points, "ais_points", minimum=1)
-    check_int(ais_steps, "ais_steps", minimum=1)
-    check_int(ais_chains, "ais_chains", minimum=1)
-
-
-def _model_log_prob(model, x: torch.Tensor, seed: int) -> torch.Tensor:
-    """``model.log_prob(x)``, seeded when the estimate is random (the VAE's IWAE bound)."""
-    if "seed" in inspect.signature(model.log_prob).parameters:
-        return model.log_prob(x, seed=derive_seed(seed, "log_prob"))
-    return model.log_prob(x)
-
-
-def _kl_mc(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
-    from densitylab import metrics
-
-    n = num_samples or ctx.eval_samples
-    # the model's log_prob may be a random estimate (IWAE): fork the global generator so the
-    # value is seeded and the caller's random stream untouched
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(derive_seed(ctx.seed, "kl_mc"))
-        # KL(target || model): the direction that punishes a model for missing target mass
-        est = metrics.kl_mc(ctx.target, ctx.model, n, seed=derive_seed(ctx.seed, "kl_mc_x"))
-    return {"kl_mc_target_model": float(est.value), "kl_mc_stderr": float(est.stderr)}
-
-
-def _prdc(ctx: EvalContext, k: int) -> dict[str, Any]:
-    from densitylab import metrics
-
-    res = metrics.prdc(_flat(ctx.reference), _flat(ctx.samples), k=k)
-    d = res.to_dict() if hasattr(res, "to_dict") else dict(res._asdict())
-    return {name: float(d[name]) for name in ("precision", "recall", "density", "coverage")}
-
-
-def _stacked_modes(ctx: EvalContext, threshold: float | None, min_count: int) -> dict[str, Any]:
-    from densitylab import images
-
-    mc = images.count_stacked_modes(ctx.samples, threshold=threshold, min_count=min_count)
-    return _coverage_values(mc)
-
-
-def _check_stacked_modes(threshold: float | None, min_count: int) -> None:
-    """``threshold``: None (count every sample) or a confidence in (0, 1); ``min_count`` >= 1."""
-    from .._validation import check_int, check_probability
-
-    if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise TypeError(f"threshold: expected a number in (0, 1), got "
-                            f"{type(threshold).__name__} {threshold!r}")
-        check_probability(threshold, "threshold")
-    check_int(min_count, "min_count", minimum=1)
-
-
-def _c2st(ctx: EvalContext, classifier: str, folds: int) -> dict[str, Any]:
-    from densitylab import metrics
-
-    res = metrics.c2st(_flat(ctx.samples), _flat(ctx.reference), classifier=classifier,
-                       folds=folds, seed=derive_seed(ctx.seed, "c2st"))
-    return {"c2st": res.accuracy, "c2st_stderr": res.stderr, "c2st_pvalue": res.pvalue}
-
-
-def _check_c2st(classifier: str, folds: int) -> None:
-    from densitylab import metrics
-
-    from .._validation import check_choice, check_int
-
-    check_choice(classifier, "classifier", metrics.CLASSIFIERS)
-    check_int(folds, "folds", minimum=2)
-
-
-def _sliced_wasserstein(ctx: EvalContext, num_projections: int, p: float) -> dict[str, Any]:
-    from densitylab import metrics
-
-    value = metrics.sliced_wasserstein(_flat(ctx.samples), _flat(ctx.reference),
-                                       num_projections=num_projections, p=p,
-                                       seed=derive_seed(ctx.seed, "sliced_wasserstein"))
-    return {"sliced_wasserstein": value}
-
-
-def _check_sliced_wasserstein(num_projections: int, p: float) -> None:
-    from .._validation import check_int, check_positive
-
-    check_int(num_projections, "num_projections", minimum=1)
-    if check_positive(p, "p") < 1:
-        raise ValueError(f"p: expected a number >= 1, got {p!r}")
-
-
-def _energy_distance(ctx: EvalContext, estimator: str) -> dict[str, Any]:
-    from densitylab import metrics
-
-    value = metrics.energy_distance(_flat(ctx.samples), _flat(ctx.reference), estimator)
-    return {"energy_distance": value}
-
-
-def _check_energy_distance(estimator: str) -> None:
-    from .._validation import check_choice
-
-    check_choice(estimator, "estimator", ("biased", "unbiased"))
-
-
-def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
-    from densitylab import images
-
-    return {k: float(v) for k, v in images.feature_metrics(ctx.reference, ctx.samples).items()}
-
-
-BUILTIN_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("mode_coverage", _mode_coverage, {"threshold": 3.0, "min_count": 1},
-               _needs_mixture,
-               "modes covered, high-quality fraction and KL of the mode histogram to uniform "
-               "(VEEGAN / PacGAN protocol)"),
-    MetricSpec("mmd", _mmd, {"kernel": "rbf", "bandwidth": None, "estimator": "unbiased"},
-               description="MMD^2 between model samples and a fresh target sample "
-               "(Gretton et al. 2012)", min_samples=lambda **_: 2),
-    MetricSpec("kl_knn", _kl_knn, {"k": 1},
-               description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
-               min_samples=lambda k: k + 1),
-    MetricSpec("log_likelihood", _log_likelihood,
-               {"num_samples": 0, "sigma": None, "ais_points": 100, "ais_steps": 200,
-                "ais_chains": 8}, _needs_likelihood,
-               "mean model log-density on held-out target points (flow: exact; VAE: IWAE bound; "
-               "diffusion: probability-flow ODE, with the variational bound beside; GAN: AIS "
-               "under N(x; G(z), sigma^2 I) when sigma is given), beside the target's own",
-               check=_check_log_likelihood),
-    MetricSpec("kl_mc", _kl_mc, {"num_samples": 0}, _needs_both_densities,
-               "Monte Carlo KL(target || model) from target samples"),
-    MetricSpec("prdc", _prdc, {"k": 5},
-               description="precision, recall, density, coverage (Naeem et al. 2020)",
-               min_samples=lambda k: k + 1),
-    MetricSpec("stacked_modes", _stacked_modes, {"threshold": None, "min_count": 1},
-               _needs_stacked,
-               "classifier-based mode count over the 1,000 digit triples (VEEGAN / PacGAN "
-               "stacked-MNIST protocol); threshold: per-channel confidence a sample needs to "
-               "count (none: every sample)", check=_check_stacked_modes),
-    MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
-               "KID, Frechet distance and PRDC on digit-classifier features"),
-    MetricSpec("c2st", _c2st, {"classifier": "mlp", "folds": 5},
-               description="classifier two-sample test: held-out accuracy telling model samples "
-               "from target samples (0.5 = indistinguishable), its s.e. and binomial p-value "
-               "(Lopez-Paz and Oquab 2017)", check=_check_c2st),
-    MetricSpec("sliced_wasserstein", _sliced_wasserstein, {"num_projections": 128, "p": 2.0},
-               description="sliced Wasserstein SW_p^p between model samples and a fresh target "
-               "sample (Bonneel et al. 2015)", check=_check_sliced_wasserstein),
-    MetricSpec("energy_distance", _energy_distance, {"estimator": "biased"},
-               description="squared energy distance between model samples and a fresh target "
-               "sample (Szekely and Rizzo 2013)", check=_check_energy_distance),
-)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -461,7 +159,7 @@ def _density_grid(model, reference: torch.Tensor, size: int, device) -> dict[str
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).to(reference.dtype).to(device)
     with torch.no_grad():
-        logp = torch.cat([torch.as_tensor(_model_log_prob(model, chunk, 0)).detach().cpu()
+        logp = torch.cat([torch.as_tensor(model_log_prob(model, chunk, 0)).detach().cpu()
                           for chunk in pts.split(4096)])
     return {"grid_x": xs.numpy(), "grid_y": ys.numpy(),
             "grid_logp": logp.double().reshape(size, size).numpy()}
@@ -507,7 +205,7 @@ class _CurveRecorder:
         cfg = spec.config
         self.spec, self.target, self.device, self.every = spec, target, device, every
         self.n = cfg["eval_samples"]
-        self.reference = _draw(target, self.n, derive_seed(spec.seed, "reference")).to(device)
+        self.reference = draw(target, self.n, derive_seed(spec.seed, "reference")).to(device)
         self.curves: dict[str, Any] = {"step": [], "values": {}}
 
     def __call__(self, step: int, losses, model) -> bool:
@@ -522,7 +220,7 @@ class _CurveRecorder:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), _quiet_logger():
             with torch.no_grad():
-                samples = _draw(model, self.n, derive_seed(self.spec.seed, "sample"),
+                samples = draw(model, self.n, derive_seed(self.spec.seed, "sample"),
                                 **self.spec.config["model"].get("sample", {}))
             ctx = EvalContext(self.target, model, samples.to(self.device), self.reference,
                               self.spec.seed, self.n, self.device)
@@ -557,19 +255,6 @@ def _import_plugins(spec: RunSpec) -> None:
     the suite file's folder first."""
     for module in spec.config.get("plugins", []):
         import_plugin(module, spec.plugin_dir)
-
-
-def _as_float(x) -> torch.Tensor:
-    if isinstance(x, tuple | list):  # (images, labels) from a labelled image target
-        x = x[0]
-    t = torch.as_tensor(x)
-    return t if t.is_floating_point() else t.float()
-
-
-def _draw(source, n: int, seed: int, **options) -> torch.Tensor:
-    """``n`` points from a target or model, seeded, as a floating tensor; ``options`` are the
-    model's ``[[models]] sample`` table (e.g. the VAE's ``noise = true``)."""
-    return _as_float(source.sample(n, seed=seed, **options))
 
 
 def _versions() -> dict[str, str]:
@@ -780,9 +465,9 @@ def _score(spec: RunSpec, store: RunStore, device: torch.device, target, model, 
     n = cfg["eval_samples"]
     t1 = time.perf_counter()
     with torch.no_grad():
-        samples = _draw(model, n, derive_seed(spec.seed, "sample"),
+        samples = draw(model, n, derive_seed(spec.seed, "sample"),
                         **cfg["model"].get("sample", {})).to(device)
-    reference = _draw(target, n, derive_seed(spec.seed, "reference")).to(device)
+    reference = draw(target, n, derive_seed(spec.seed, "reference")).to(device)
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "
                          f"dataset has {tuple(reference.shape[1:])}")

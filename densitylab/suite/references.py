@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .._runtime import make_generator
+from .context import as_points
 
 __all__ = ["REFERENCE_KINDS", "OracleReference", "NoiseReference", "make_reference",
            "is_reference", "reference_models", "BOX_SAMPLES", "BOX_PADDING"]
@@ -43,13 +44,6 @@ def is_reference(record_or_kind: dict[str, Any] | str | None) -> bool:
         cfg = record_or_kind.get("config", record_or_kind)
         record_or_kind = (cfg.get("model") or {}).get("kind")
     return record_or_kind in REFERENCE_KINDS
-
-
-def _points(x) -> torch.Tensor:
-    if isinstance(x, tuple | list):  # (images, labels) from a labelled image target
-        x = x[0]
-    t = torch.as_tensor(x)
-    return t if t.is_floating_point() else t.float()
 
 
 def _heldout_target(target):
@@ -115,7 +109,7 @@ class NoiseReference(_Reference):
         if self.images:
             self.target = _heldout_target(target)
             return {}
-        pts = _points(target.sample(BOX_SAMPLES, seed=seed)).double()
+        pts = as_points(target.sample(BOX_SAMPLES, seed=seed)).double()
         lo, hi = pts.min(0).values, pts.max(0).values
         pad = BOX_PADDING * (hi - lo)
         self.low, self.high = lo - pad, hi + pad
@@ -132,7 +126,7 @@ class NoiseReference(_Reference):
         target = self._fitted()
         gen = make_generator(seed)
         if self.images:
-            x = _points(target.sample(n, seed=seed)).cpu()
+            x = as_points(target.sample(n, seed=seed)).cpu()
             flat = x.reshape(n, -1)
             order = torch.rand(flat.shape, generator=gen).argsort(dim=1)
             return torch.gather(flat, 1, order).reshape(x.shape)

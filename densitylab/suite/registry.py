@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from .. import distributions
+from .metric_adapters import BUILTIN_METRICS, MetricSpec
+from .references import REFERENCE_KINDS, make_reference
 
 __all__ = [
     "MetricSpec",
@@ -40,27 +43,6 @@ __all__ = [
 IMAGE_DATASETS = ("blobs", "digits", "stacked_digits")
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A suite metric: ``fn(context, **params) -> {value_name: float}``.
-
-    ``defaults`` lists every parameter the metric takes (with its default), so that a suite's
-    metric table is validated key by key and the resolved parameters enter the run id.
-    ``applies(context)`` returns None when the metric applies, else the reason it is skipped.
-    ``check(**params)``, when given, validates the resolved parameters when the suite is loaded
-    (raising TypeError/ValueError naming the parameter), so a bad value fails before training.
-    """
-
-    name: str
-    fn: Callable[..., dict[str, float]]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    applies: Callable[[Any], str | None] = lambda context: None
-    description: str = ""
-    check: Callable[..., None] | None = None
-    #: ``min_samples(**params)``: the smallest evaluation sample the metric is defined on (e.g.
-    #: k + 1 points for a k-nearest-neighbour radius); the suite refuses a smaller
-    #: ``eval_samples`` when it loads. None: no minimum beyond one point.
-    min_samples: Callable[..., int] | None = None
 
 
 _EXTRA_DATASETS: dict[str, Callable[..., Any]] = {}
@@ -81,8 +63,6 @@ def _optional_module(name: str):
 
 def dataset_names() -> list[str]:
     """Every dataset name a suite may use."""
-    from densitylab import distributions
-
     names = set(distributions.available()) | set(_EXTRA_DATASETS)
     images = _optional_module("images")
     if images is not None and hasattr(images, "available"):
@@ -92,8 +72,6 @@ def dataset_names() -> list[str]:
 
 def model_names() -> list[str]:
     """Every model kind a suite may use (``densitylab.models.available()`` plus registered ones)."""
-    from .references import REFERENCE_KINDS
-
     names = set(_EXTRA_MODELS) | set(REFERENCE_KINDS)
     models = _optional_module("models")
     if models is not None and hasattr(models, "available"):
@@ -116,8 +94,6 @@ def make_dataset(name: str, params: dict[str, Any]):
         if images is None:
             raise ValueError(f"unknown dataset {name!r}: densitylab.images is not installed")
         return images.make(name, **params)
-    from densitylab import distributions
-
     return distributions.make(name, **params)
 
 
@@ -133,8 +109,6 @@ def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...]
     if kind in _EXTRA_MODELS:
         factory = _EXTRA_MODELS[kind]
         return factory(**_accepted(factory, extra), **params)
-    from .references import REFERENCE_KINDS, make_reference
-
     if kind in REFERENCE_KINDS:
         return make_reference(kind, **extra, **params)
     models = _optional_module("models")
@@ -199,8 +173,6 @@ def model_factory(kind: str) -> Callable[..., Any]:
     """The callable that builds models of ``kind`` (a registered factory or the model class)."""
     if kind in _EXTRA_MODELS:
         return _EXTRA_MODELS[kind]
-    from .references import REFERENCE_KINDS, make_reference
-
     if kind in REFERENCE_KINDS:
         return make_reference
     models = _optional_module("models")
@@ -257,15 +229,11 @@ def unregister(name: str) -> None:
 
 
 def _builtin_metric_names() -> set[str]:
-    from .evaluate import BUILTIN_METRICS
-
     return {spec.name for spec in BUILTIN_METRICS}
 
 
 def _ensure_builtin_metrics() -> None:
     if _METRICS:
         return
-    from .evaluate import BUILTIN_METRICS
-
     for spec in BUILTIN_METRICS:
         _METRICS.setdefault(spec.name, spec)
