@@ -67,12 +67,15 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
 
-    A reader (or a crash at any moment) sees either the old file or the complete new one.
+    A reader (or a crash at any moment) sees either the old file or the complete new one. The
+    file gets the mode an ordinary ``open(path, "w")`` would give it (0666 less the umask:
+    0644 under umask 022), not the temp file's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -90,6 +93,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError:
         pass
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,4 +1,5 @@
-"""Command line: ``densitylab run | report | list``; the CLI only wires the suite and report.
+"""Command line: ``densitylab run | report | compare | list | describe | check-metrics``;
+the CLI only wires.
 
 Examples::
 
@@ -6,17 +7,44 @@ Examples::
     densitylab run toy2d --out results/toy2d --workers 2        # a built-in suite by name
     densitylab run toy2d --out results/toy2d --dask local       # on a Dask LocalCluster
     densitylab report results/quick
-    densitylab list
+    densitylab compare results/toy2d --metric modes_covered --dataset ring gan pacgan2
+    densitylab list --verbose
+    densitylab describe gan
+    densitylab check-metrics --out results/metric-checks    # the metric sanity battery
+
+Exit status: 0 on success, 1 when some runs failed or diverged, 2 on a usage or configuration
+error, 130 after Ctrl-C (one line says how many runs finished and the command that resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
+import shlex
 import sys
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _device_arg(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def _verbosity_options(default) -> argparse.ArgumentParser:
+    """-q / -v, accepted before and after the command (the later one wins)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_const", dest="verbosity", const=-1,
+                        default=default,
+                        help="only print errors (no progress lines, no summary)")
+    common.add_argument("-v", "--verbose", action="store_const", dest="verbosity", const=1,
+                        default=default, help="print debugging details as well")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,19 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     from .suite.config import builtin_suites
 
     parser = argparse.ArgumentParser(
-        prog="densitylab",
+        prog="densitylab", parents=[_verbosity_options(0)],
         description="Train generative models on known distributions and diagnose them: "
                     "run benchmark suites, write reports.",
     )
     parser.add_argument("--version", action="version", version=f"densitylab {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # after the command the options must not reset what was given before it
+    common = _verbosity_options(argparse.SUPPRESS)
 
-    run = sub.add_parser("run", help="run a benchmark suite (resumes where it stopped)")
+    run = sub.add_parser("run", parents=[common],
+                         help="run a benchmark suite (resumes where it stopped)")
     run.add_argument("suite", help="a suite TOML file, or a built-in suite name ("
                      + ", ".join(builtin_suites()) + ")")
     run.add_argument("--out", "-o", help="results folder (default: results/<suite name>)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"],
+    run.add_argument("--device", type=_device_arg, metavar="auto|cpu|cuda|cuda:N",
                      help="override the suite's device")
     run.add_argument("--workers", type=int, default=None,
                      help="local worker processes (with --dask local: Dask workers)")
@@ -49,37 +79,93 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true", help="write the report when done")
     run.add_argument("--dry-run", action="store_true",
                      help="validate the suite and list its runs without running them")
+    run.add_argument("--force", action="store_true",
+                     help="the --out folder holds another configuration's results: move them "
+                          "to OUT/stale/ (never deleted) instead of refusing")
 
-    rep = sub.add_parser("report", help="write results.csv, report.md and figures/ for a folder")
+    rep = sub.add_parser("report", parents=[common],
+                         help="write results.csv, report.md and figures/ for a folder")
     rep.add_argument("dir", help="a results folder written by 'densitylab run'")
     rep.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
-    sub.add_parser("list", help="list the datasets, models, metrics and built-in suites")
+    lst = sub.add_parser("list", help="list the datasets, models, metrics and built-in suites")
+    lst.add_argument("-v", "--verbose", action="store_true", dest="details",
+                     help="show every parameter with its default")
+    lst.add_argument("-q", "--quiet", action="store_const", dest="verbosity", const=-1,
+                     default=argparse.SUPPRESS, help="only print errors")
+    desc = sub.add_parser("describe", parents=[common],
+                          help="show one dataset, model, metric or preset with its parameters")
+    desc.add_argument("name", help="a name printed by 'densitylab list'")
+
+    chk = sub.add_parser("check-metrics", parents=[common],
+                         help="run the metric sanity-check battery (densitylab.metrics.sanity)")
+    chk.add_argument("--out", "-o", help="folder for metric-checks.md and metric-checks.json")
+    _add_compare(sub)
     return parser
 
 
-def _setup_logging(quiet: bool) -> None:
+def _add_compare(sub) -> None:
+    cmp = sub.add_parser("compare", help="test whether two models differ on a metric across "
+                         "seeds (permutation test, effect size, failures)")
+    cmp.add_argument("dir", help="a results folder (or one holding only results.csv)")
+    cmp.add_argument("--metric", required=True, help="a value name, e.g. modes_covered")
+    cmp.add_argument("--dataset", help="only this dataset (default: every one with values)")
+    cmp.add_argument("model_a")
+    cmp.add_argument("model_b")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .report.inference import compare, format_compare, load_table
+
+    table = load_table(args.dir)
+    print(format_compare(compare(table, args.metric, args.model_a, args.model_b,
+                                 dataset=args.dataset)), end="")
+    return 0
+
+
+def _setup_logging(verbosity: int) -> None:
     logger = logging.getLogger("densitylab")
     if not any(getattr(h, "_densitylab_cli", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._densitylab_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel({-1: logging.ERROR, 0: logging.INFO, 1: logging.DEBUG}[verbosity])
 
 
-def _cmd_list() -> int:
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Print ``text`` unless -q was given."""
+    if args.verbosity >= 0:
+        print(text)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
     from .suite import builtin_suites, registry
+    from .suite.describe import describe_all
 
+    if args.details:
+        print(describe_all())
+        return 0
     print("datasets:", ", ".join(registry.dataset_names()))
     models = registry.model_names()
     print("models:  ", ", ".join(models) if models else "(none installed)")
+    presets = registry.preset_names()
+    if presets:
+        print("presets: ", ", ".join(presets))
     print("metrics:")
     for name in registry.metric_names():
         spec = registry.get_metric(name)
         params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
         print(f"  {name}({params}): {spec.description}")
     print("suites:  ", ", ".join(builtin_suites()))
+    print("parameters and defaults: densitylab list --verbose, or densitylab describe NAME")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from .suite.describe import describe
+
+    print(describe(args.name))
     return 0
 
 
@@ -103,41 +189,72 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{spec.run_id}  {spec.label:<32} {state}")
         print(f"{len(runs)} run(s) in suite {config.name!r}")
         return 0
-    result = run_suite(config, out, only=args.only, workers=args.workers, dask=args.dask)
-    print(result.summary())
+    result = run_suite(config, out, only=args.only, workers=args.workers, dask=args.dask,
+                       force=args.force)
+    if result.interrupted:
+        done = len(result.skipped) + sum(r["status"] != "failed" for r in result.finished)
+        print(f"interrupted: {done} of {result.total} run(s) finished "
+              f"({len(result.finished)} record(s) written now, all kept in {out / 'runs'}); "
+              f"resume with: {args.command_line}", file=sys.stderr)
+        return 130
+    _say(args, result.summary())
     if args.report:
-        _write_report(out, figures=True)
+        _write_report(args, out, figures=True)
     return 1 if result.failed else 0
 
 
-def _write_report(out, *, figures: bool) -> None:
+def _cmd_check_metrics(args: argparse.Namespace) -> int:
+    from .metrics import sanity
+
+    report = sanity.run(args.out)
+    print(report.to_markdown(), end="")
+    return 0
+
+
+def _write_report(args: argparse.Namespace, out, *, figures: bool) -> None:
     from .report import write_report
+    from .report.published import format_check
 
     paths = write_report(out, figures=figures)
-    print(f"wrote {paths.csv}, {paths.markdown} and {len(paths.figures)} figure(s)")
+    _say(args, f"wrote {paths.csv}, {paths.markdown} and {len(paths.figures)} figure(s)")
+    if paths.published:
+        _say(args, format_check(paths.published))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``densitylab`` command; returns the exit status.
 
-    Exit status: 0 on success, 1 when some runs failed, 2 on a usage or configuration error.
+    Exit status: 0 on success, 1 when some runs failed or diverged, 2 on a usage or
+    configuration error, 130 when interrupted (Ctrl-C).
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    _setup_logging(args.quiet)
+    args.command_line = "densitylab " + shlex.join(argv)
+    _setup_logging(args.verbosity)
     try:
         if args.command == "list":
-            return _cmd_list()
+            return _cmd_list(args)
+        if args.command == "describe":
+            return _cmd_describe(args)
         if args.command == "run":
             return _cmd_run(args)
-        _write_report(args.dir, figures=not args.no_figures)
+        if args.command == "check-metrics":
+            return _cmd_check_metrics(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
+        _write_report(args, args.dir, figures=not args.no_figures)
         return 0
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"densitylab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"densitylab {args.command}: interrupted; nothing half-written is kept; run "
+              f"again with: {args.command_line}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,17 +77,74 @@ class CrashingFit(GaussianFit):
         return super().fit(data, steps, batch_size, seed, lr, progress)
 
 
+class DivergingFit(GaussianFit):
+    """GaussianFit whose training hits a non-finite loss at step 1 (as ``lr = 1e4`` does)."""
+
+    def fit(self, data, steps, batch_size, seed, lr=None, progress=False):
+        from densitylab import TrainingDiverged
+
+        raise TrainingDiverged(1, float("inf"))
+
+
+class MarkedSlowFit(GaussianFit):
+    """GaussianFit that writes ``<dir>/started/<seed>-<pid>`` when its fit starts, then sleeps
+    ``sleep`` seconds: a test can see which runs were started and interrupt them mid-way."""
+
+    def __init__(self, data_dim: int, seed: int | None = None, marks: str = "",
+                 sleep: float = 1.0):
+        super().__init__(data_dim, seed)
+        self.marks, self.sleep = marks, sleep
+
+    def fit(self, data, steps, batch_size, seed, lr=None, progress=False):
+        import os
+        import time
+        from pathlib import Path
+
+        folder = Path(self.marks)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{seed}-{os.getpid()}-{time.monotonic_ns()}").write_text("")
+        time.sleep(self.sleep)
+        return super().fit(data, steps, batch_size, seed, lr, progress)
+
+
+class StepwiseFit(GaussianFit):
+    """Moves its mean from 0 to the target's sample mean in ``steps`` equal steps, calling
+    ``callback(step, losses, model)`` after each; records the ``train_size`` it was given."""
+
+    def fit(self, data, steps, batch_size, seed, lr=None, progress=False, callback=None,
+            train_size=None):
+        CALLS["train_size"] = train_size
+        super().fit(data, steps, batch_size, seed, lr, progress)
+        goal = self.mean.clone()
+        for step in range(steps):
+            self.mean = goal * (step + 1) / steps
+            if callback is not None and callback(step, {"loss": 0.0}, self):
+                break
+        return {"loss": [0.0] * steps}
+
+
+class NoDensityFit(StepwiseFit):
+    """GaussianFit that, like a GAN, offers no density (likelihood metrics are skipped)."""
+
+    has_density = False
+
+
 def install():
     """Register the fakes (done on import, so the module also works as a suite plugin)."""
     register_model("gaussfit", GaussianFit)
     register_model("slowfit", SlowGaussianFit)
     register_model("crashfit", CrashingFit)
+    register_model("divergefit", DivergingFit)
+    register_model("markedfit", MarkedSlowFit)
+    register_model("stepfit", StepwiseFit)
+    register_model("nodensityfit", NoDensityFit)
     register_metric(MetricSpec("mean_gap", mean_gap, {}, description="test metric"))
     register_metric(MetricSpec("broken", broken, {"scale": 1.0}, description="test metric"))
 
 
 def uninstall():
-    for name in ("gaussfit", "slowfit", "crashfit", "mean_gap", "broken"):
+    for name in ("gaussfit", "slowfit", "crashfit", "divergefit", "markedfit", "stepfit",
+                 "nodensityfit", "mean_gap", "broken"):
         unregister(name)
 
 

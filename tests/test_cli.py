@@ -28,13 +28,14 @@ def test_list_shows_datasets_models_metrics(capsys):
     out = capsys.readouterr().out
     assert "ring" in out and "grid" in out and "gaussfit" in out
     assert "mode_coverage(threshold=3.0, min_count=1)" in out
-    assert "suites:   images, quick, toy2d" in out
+    assert "suites:   images, pacgan2d, quick, toy2d" in out
 
 
 def test_run_help_names_every_builtin_suite(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    assert "built-in suite name (images, quick, toy2d)" in " ".join(capsys.readouterr().out.split())
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "built-in suite name (images, pacgan2d, quick, toy2d)" in printed
 
 
 def test_run_then_report(tmp_path, capsys):
@@ -49,7 +50,9 @@ def test_run_then_report(tmp_path, capsys):
     assert "4 already done, 0 finished" in text and "report.md" in text
     assert main(["report", str(out), "--no-figures"]) == 0
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == 4 and (out / "report.md").is_file()
+    # 4 values, and the always-failing metric as 4 rows with a reason and no value
+    assert len(df[df["status"] == "ok"]) == 4 and len(df[df["status"] == "error"]) == 4
+    assert (out / "report.md").is_file()
     # failed runs give exit status 1
     assert main(["run", str(suite), "--out", str(out), "--only", "ring/bad/0"]) == 1
 
@@ -62,7 +65,7 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "models[0].kind: unknown model 'vea'; expected one of" in err
     assert main(["run", "no_such_suite", "--out", str(tmp_path / "o")]) == 2
-    assert "built-in suites: 'images', 'quick', 'toy2d'" in capsys.readouterr().err
+    assert "built-in suites: 'images', 'pacgan2d', 'quick', 'toy2d'" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 

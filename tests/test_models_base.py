@@ -11,7 +11,7 @@ from densitylab import distributions, models
 
 
 def test_registry_builds_every_model_with_a_json_config():
-    assert models.available() == ["flow", "gan", "vae"]
+    assert models.available() == ["diffusion", "flow", "gan", "vae"]
     for name in models.available():
         m = models.make(name, data_dim=2, hidden=[8], seed=0)
         assert isinstance(m, models.GenerativeModel) and m.name == name
@@ -26,8 +26,8 @@ def test_registry_builds_every_model_with_a_json_config():
 
 
 def test_make_rejects_unknown_names_and_hyperparameters():
-    with pytest.raises(ValueError, match="unknown model 'diffusion'"):
-        models.make("diffusion")
+    with pytest.raises(ValueError, match="unknown model 'autoregressive'"):
+        models.make("autoregressive")
     with pytest.raises(TypeError, match="'vae'"):
         models.make("vae", data_dim=2, widths=(3,))
 

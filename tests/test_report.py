@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import tomllib
 
+from densitylab import stats
 from densitylab.report import COLUMNS, summarize, write_report
 from densitylab.report.published import PUBLISHED, protocol_of
 from densitylab.suite import RunStore, parse_suite, run_suite
@@ -29,11 +30,19 @@ def test_csv_is_tidy_with_the_promised_columns(results):
     required = {"suite", "dataset", "model", "seed", "metric", "value", "run_id", "steps",
                 "device", "wall_s"}
     assert required <= set(df.columns) and list(df.columns) == COLUMNS
-    # one row per finished run x metric value: 4 ok runs, one working metric each
-    assert len(df) == 4 and set(df["metric"]) == {"mean_gap"}
+    # one row per run x metric value; failures are rows too, with an empty value and a reason
+    values = df[df["status"] == "ok"]
+    assert len(values) == 4 and set(values["metric"]) == {"mean_gap"}
+    broken = df[df["status"] == "error"]  # the metric that raises, on each of the 4 ok runs
+    assert len(broken) == 4 and set(broken["metric"]) == {"broken"}
+    assert broken["value"].isna().all() and broken["reason"].str.contains("always fails").all()
+    failed = df[df["status"] == "failed"]  # the 4 runs of model "bad": one row each
+    assert len(failed) == 4 and set(failed["model"]) == {"bad"} and failed["metric"].isna().all()
+    assert failed["reason"].str.contains("fake model asked to fail").all()
+    assert len(df) == 12 and not df["reference"].any()
     assert set(df["suite"]) == {"tiny"} and set(df["device"]) == {"cpu"}
     assert set(df["steps"]) == {4}
-    for row in df.itertuples():  # each value is the one in its run's record
+    for row in values.itertuples():  # each value is the one in its run's record
         rec = RunStore(out).load(row.run_id)
         assert rec["seed"] == row.seed
         assert math.isclose(rec["metrics"]["mean_gap"]["values"]["mean_gap"], row.value)
@@ -52,10 +61,12 @@ def test_markdown_has_tables_failures_and_figures(results):
     out, paths = results
     text = paths.markdown.read_text()
     df = pd.read_csv(paths.csv)
-    g = df[(df.dataset == "ring") & (df.model == "g")]["value"]
-    cell = f"{g.mean():.3g} ± {g.std(ddof=1) / math.sqrt(len(g)):.2g}"
-    assert f"| g | 2 | {cell} |" in text
-    assert "## Failed runs" in text and "fake model asked to fail" in text
+    g = df[(df.dataset == "ring") & (df.model == "g") & (df.status == "ok")]["value"]
+    iv = stats.bootstrap_interval(g.to_numpy(), seed=0)
+    cell = (f"| mean_gap | g | {g.mean():.3g} | {g.median():.3g} | [{iv.low:.3g}, "
+            f"{iv.high:.3g}] | 2 | 0 |")
+    assert cell in text
+    assert "## Failed and diverged runs" in text and "fake model asked to fail" in text
     assert "`broken` failed for ring / g" in text
     for fig in paths.figures:
         assert fig.is_file() and fig.stat().st_size > 1000
@@ -71,6 +82,9 @@ def test_protocol_detection_and_published_table(tmp_path):
     data["datasets"] = [{"name": "ring", "params": {"n_modes": 8, "std": 0.01}},
                         {"name": "grid", "params": {"std": 0.1}}]
     data["metrics"] = [{"name": "mode_coverage"}]
+    # the published budget (PacGAN: 400 epochs of 100,000 samples); the records are written
+    # below, nothing trains
+    data["train"].update(steps=400_000, batch_size=100)
     cfg = parse_suite(data)
     protocols = {r.dataset: protocol_of(r.config) for r in cfg.runs}
     assert protocols == {"ring": "ring", "grid": None}  # grid std 0.1 is not the protocol
@@ -194,7 +208,8 @@ def test_stacked_digits_report_grid_wording_and_mode_table(tmp_path):
            "(seeds 1)" in text
     assert "| gan | stacked 8x8 digits (26,000 samples per evaluation) | this run | 20 ± 20 | " \
            "3.1 |" in text
-    assert "3.1 (1 of 2 seeds)" in text  # the dataset table says how many seeds it averages
+    # the dataset table counts the undefined seed as a failure: one value, "1 of 2"
+    assert "| kl_modes | gan | 3.1 | 3.1 | n/a | 1 | 1 of 2 |" in text
     # 1,000 modes are drawn as a ranked curve of readable size, not 1,000 bars
     from densitylab.report.figures import mode_histograms
 
@@ -202,5 +217,10 @@ def test_stacked_digits_report_grid_wording_and_mode_table(tmp_path):
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "vae (910 of 1000 modes visited)" in legend and fig.get_figwidth() < 10
     df = pd.read_csv(paths.csv)
-    assert not df["value"].isna().any()
-    assert len(df[(df.model == "gan") & (df.metric == "kl_modes")]) == 1
+    # the undefined value is a row with an empty cell and its reason; every other row a value
+    undefined = df[df["status"] == "undefined"]
+    assert len(undefined) == 1 and undefined["value"].isna().all()
+    assert undefined.iloc[0]["metric"] == "kl_modes" and undefined.iloc[0]["seed"] == 1
+    assert undefined.iloc[0]["reason"] == "undefined: no high-quality sample"
+    assert not df[df["status"] == "ok"]["value"].isna().any()
+    assert len(df[(df.model == "gan") & (df.metric == "kl_modes")]) == 2

@@ -38,7 +38,8 @@ def _with(edit):
         (lambda d: d["train"].update(steps=0), ValueError,
          r"train\.steps: expected an integer >= 1"),
         (lambda d: d["train"].update(stpes=10), ValueError,
-         r"train\.stpes: unknown key; expected one of batch_size, lr, lr_schedule, steps"),
+         r"train\.stpes: unknown key; expected one of batch_size, eval_every, lr, lr_schedule, "
+         r"steps, train_size"),
         (lambda d: d["train"].update(lr_schedule="cosin"), ValueError,
          r"train\.lr_schedule: expected one of 'constant', 'cosine', got 'cosin'"),
         (lambda d: d["models"][0].update(train={"lr_schedule": "cosine"}), ValueError,

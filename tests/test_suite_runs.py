@@ -78,18 +78,21 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(tmp_path):
     assert _suite_fakes.CALLS["fit"] - before == 4  # only the 4 failed runs trained again
     assert sorted(result.skipped) == sorted(ok) and len(result.failed) == 4
     assert {rid: store.record_path(rid).stat().st_mtime_ns for rid in ok} == ok
-    # fix the failing model: the retried runs now finish, nothing else is recomputed
+    # fix the failing model: a changed configuration, so the folder is refused until --force
+    # moves the 4 stale failed records aside; the rest is not recomputed
     data["models"][1]["params"] = {"fail": False}
-    result = _run(data, tmp_path)
+    with pytest.raises(ValueError, match=r"models\.bad\.params\.fail \(True -> False\)"):
+        _run(data, tmp_path)
+    result = _run(data, tmp_path, force=True)
     assert len(result.ok) == 4 and len(result.skipped) == 4
+    assert len(list(result.moved_to.glob("runs/*.json"))) == 4
 
 
 def test_crash_mid_suite_then_resume(tmp_path):
     data = _tiny()
     data["models"] = [{"name": "c", "kind": "crashfit"}]
     _suite_fakes.CALLS["fit"] = 0
-    with pytest.raises(KeyboardInterrupt):
-        _run(data, tmp_path)
+    assert _run(data, tmp_path).interrupted
     store = RunStore(tmp_path)
     done = {r["run_id"]: store.record_path(r["run_id"]).stat().st_mtime_ns
             for r in store.records()}

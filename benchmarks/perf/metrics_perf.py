@@ -13,7 +13,12 @@ Figures (median of ``--repeats`` runs unless noted):
 * ``metrics.kl_knn`` at n = m = 100,000 against the bare scipy ``cKDTree`` builds and queries it
   needs (k = 1, all cores); n = m = 10^6 once;
 * ``metrics.mode_coverage`` on 10^6 samples of the 25-mode grid;
+* ``metrics.c2st`` with the MLP at n = m = 10,000 (2D, mean shift 1), on ``--threads`` threads;
+* ``metrics.sliced_wasserstein`` at n = m = 10^6 (2D, float32) with 128 projections;
+* ``metrics.energy_distance`` against ``metrics.mmd`` (RBF, median bandwidth) at n = m = 10,000;
 * with CUDA: MMD^2 at n = m = 10^6 on the GPU (float32), once after a warm-up call.
+
+``--only c2st,sliced_wasserstein,energy_vs_mmd`` runs a subset of the steps.
 
 The machine's load average at start and end is recorded: on a shared machine the timings of
 both sides of each comparison are affected alike, but absolute numbers are noisy.
@@ -163,6 +168,33 @@ def bench_modes(n: int, repeats: int) -> dict:
             "high_quality_fraction": res.high_quality_fraction}
 
 
+def bench_c2st(n: int, repeats: int) -> dict:
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) + [1.0, 0.0]
+    t, res = _timed(lambda: metrics.c2st(x, y), repeats)
+    return {"n": n, "classifier": "mlp", "folds": 5, "seconds": t, "accuracy": res.accuracy,
+            "bayes_accuracy": 0.6914624612740131}
+
+
+def bench_sliced_wasserstein(n: int, repeats: int) -> dict:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(n, 2, generator=gen)
+    y = torch.randn(n, 2, generator=gen) + torch.tensor([1.0, 0.5])
+    t, v = _timed(lambda: metrics.sliced_wasserstein(x, y, num_projections=128), repeats)
+    return {"n": n, "num_projections": 128, "dtype": "float32", "seconds": t, "value": v,
+            "analytic": 1.25 / 2}
+
+
+def bench_energy_vs_mmd(n: int, repeats: int) -> dict:
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(n, 2, generator=gen)
+    y = torch.randn(n, 2, generator=gen) + 0.1
+    t_e, e = _timed(lambda: metrics.energy_distance(x, y), repeats)
+    t_m, m = _timed(lambda: metrics.mmd(x, y), repeats)
+    return {"n": n, "dtype": "float32", "energy_distance_s": t_e, "mmd_s": t_m,
+            "energy_distance": e, "mmd": m}
+
+
 def bench_cuda_mmd(n: int) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(n, 2, generator=gen, device="cuda")
@@ -182,7 +214,11 @@ def main(argv=None) -> int:
                     default=ROOT / "results" / f"metrics-{socket.gethostname()}.json")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--only", help="comma-separated step names to run (default: all)")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     q = args.quick
     result = {
         "torch": torch.__version__,
@@ -201,9 +237,19 @@ def main(argv=None) -> int:
         ("kl_knn", lambda: bench_kl(20_000 if q else 100_000, args.repeats)),
         ("kl_knn_large", lambda: bench_kl_once(100_000 if q else 1_000_000)),
         ("mode_coverage", lambda: bench_modes(100_000 if q else 1_000_000, max(5, args.repeats))),
+        ("c2st", lambda: bench_c2st(2000 if q else 10_000, args.repeats)),
+        ("sliced_wasserstein",
+         lambda: bench_sliced_wasserstein(100_000 if q else 1_000_000, args.repeats)),
+        ("energy_vs_mmd", lambda: bench_energy_vs_mmd(2000 if q else 10_000, args.repeats)),
     ]
     if torch.cuda.is_available():
         steps.append(("cuda_mmd", lambda: bench_cuda_mmd(100_000 if q else 1_000_000)))
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {name for name, _ in steps}
+        if unknown:
+            ap.error(f"--only: unknown step(s) {', '.join(sorted(unknown))}")
+        steps = [(name, fn) for name, fn in steps if name in wanted]
     for name, fn in steps:
         print(f"[metrics_perf] {name} ...", file=sys.stderr, flush=True)
         result[name] = fn()

@@ -4,16 +4,26 @@ Two-sample: :func:`mmd`, :func:`mmd_test` (Gretton et al. 2012). Divergences: :f
 (Wang, Kulkarni and Verdu 2009), :func:`kl_mc`, :func:`entropy_knn` (Kozachenko and Leonenko
 1987). Modes: :func:`mode_coverage` (VEEGAN / PacGAN protocol). Fidelity: :func:`prdc`
 (Naeem et al. 2020), :func:`kid` (Binkowski et al. 2018), :func:`frechet_distance` (Heusel et
-al. 2017). Definitions and references: ``docs/metrics.md``.
+al. 2017). Likelihood of decoder models: :func:`ais_log_likelihood` (Neal 2001; Wu et al.
+2017). Classifier test: :func:`c2st` (Lopez-Paz and Oquab 2017). Transport and energy:
+:func:`sliced_wasserstein` (Bonneel et al. 2015), :func:`energy_distance` (Szekely and Rizzo
+2013). Definitions and references: ``docs/metrics.md``; the sanity battery every metric is
+run through: :mod:`densitylab.metrics.sanity`.
 """
 
+from .c2st import CLASSIFIERS, C2STResult, c2st
 from .divergence import KLEstimate, entropy_knn, kl_knn, kl_mc
 from .fidelity import KID, PRDC, frechet_distance, kid, prdc
 from .kernels import KERNELS, Kernel, make_kernel, median_bandwidth
+from .likelihood import AISResult, ais_log_likelihood
 from .mmd import ESTIMATORS, MMDTestResult, mmd, mmd_test
 from .modes import ModeCoverage, mode_coverage, mode_histogram_kl
+from .transport import energy_distance, sliced_wasserstein
 
 __all__ = [
+    "AISResult",
+    "C2STResult",
+    "CLASSIFIERS",
     "ESTIMATORS",
     "KERNELS",
     "KID",
@@ -22,6 +32,9 @@ __all__ = [
     "MMDTestResult",
     "ModeCoverage",
     "PRDC",
+    "ais_log_likelihood",
+    "c2st",
+    "energy_distance",
     "entropy_knn",
     "frechet_distance",
     "kid",
@@ -34,4 +47,5 @@ __all__ = [
     "mode_coverage",
     "mode_histogram_kl",
     "prdc",
+    "sliced_wasserstein",
 ]

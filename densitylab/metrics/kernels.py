@@ -32,6 +32,9 @@ __all__ = ["KERNELS", "Kernel", "make_kernel", "median_bandwidth"]
 KERNELS = ("rbf", "multi_rbf", "imq", "laplacian", "polynomial")
 DISTANCE_KERNELS = ("rbf", "multi_rbf", "imq", "laplacian")
 MULTI_RBF_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: ``k(x, y) = -||x - y||``: not positive definite, but its MMD^2 is the energy distance
+#: (Sejdinovic et al., Annals of Statistics 2013); used by :func:`energy_distance` only.
+ENERGY_KERNEL = "energy"
 
 
 def median_bandwidth(x, y=None, *, max_samples: int = 2000, seed: int = 0) -> float:
@@ -98,12 +101,14 @@ class Kernel:
     @property
     def is_distance_kernel(self) -> bool:
         """True when ``k(x, y)`` depends on ``||x - y||`` only (translation invariant)."""
-        return self.name in DISTANCE_KERNELS
+        return self.name in DISTANCE_KERNELS or self.name == ENERGY_KERNEL
 
     def diagonal_value(self) -> float | None:
         """``k(x, x)`` when it is the same for every x (distance kernels), else None."""
         if self.name == "multi_rbf":
             return float(len(self.bandwidths))
+        if self.name == ENERGY_KERNEL:
+            return 0.0
         return 1.0 if self.is_distance_kernel else None
 
     def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +150,8 @@ class Kernel:
         e.clamp_min_(0.0)  # squared distances
         if self_pairs:
             e.diagonal().zero_()
+        if name == ENERGY_KERNEL:
+            return e.sqrt_().neg_()
         if name == "imq":
             return e.mul_(1.0 / self.bandwidths[0] ** 2).add_(1.0).rsqrt_()
         out = torch.exp(e * (-0.5 / self.bandwidths[0] ** 2))

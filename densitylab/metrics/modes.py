@@ -117,6 +117,12 @@ def _resolve_centers(centers, std, device):
         if std is None:
             std = centers.isotropic_std if _is_isotropic(centers.stds) else centers.stds
     else:
+        if hasattr(centers, "sample") and not isinstance(centers, torch.Tensor):
+            raise ValueError(
+                f"centers: this target ({type(centers).__name__}) has no modes, so there is "
+                "nothing to cover; mode_coverage needs a Gaussian mixture "
+                "(distributions.ring(), distributions.grid() or a GaussianMixture), or an "
+                "array of mode centres with std")
         means = centers
         if std is None:
             raise ValueError("std is required when centers is an array (it is read from a mixture)")

@@ -1,5 +1,6 @@
 """Generative models under one interface: a Pyro VAE (explicit density, ELBO), a GAN (implicit
-density) and a normalising flow (exact density).
+density), a normalising flow (exact density) and a diffusion model (DDPM; density by the
+probability-flow ODE).
 
 Every model is an ``nn.Module`` with a training objective and has ``fit(data, steps,
 batch_size, lr, seed, device, callback, progress, lr_schedule, train_size)``, ``sample(n,
@@ -18,7 +19,7 @@ Settings for the 2D toy protocol (ring, grid), each run 3,000 steps of batch 256
 Example:
     >>> from densitylab import models
     >>> models.available()
-    ['flow', 'gan', 'vae']
+    ['diffusion', 'flow', 'gan', 'vae']
     >>> vae = models.make("vae", data_dim=2, hidden=[16], seed=0)
     >>> vae.has_density, models.make("gan", data_dim=2).has_density
     (True, False)
@@ -40,18 +41,20 @@ from pathlib import Path
 from .. import _registry
 from .base import GenerativeModel, History, NoDensityError
 from .batched import BatchedGAN, BatchedModel, BatchedVAE
+from .diffusion import Diffusion
 from .flow import Flow
 from .gan import GAN
 from .presets import PRESETS, Preset, available_presets, preset, preset_train_defaults
 from .vae import VAE
 
 __all__ = [
-    "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow",
+    "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow", "Diffusion",
     "BatchedModel", "BatchedGAN", "BatchedVAE", "make", "available", "load",
     "PRESETS", "Preset", "preset", "preset_train_defaults", "available_presets",
 ]
 
-_REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow}
+_REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow,
+                                               "diffusion": Diffusion}
 
 
 def available() -> list[str]:
@@ -60,7 +63,8 @@ def available() -> list[str]:
 
 
 def make(name: str, **hyperparameters) -> GenerativeModel:
-    """Build a model by name (``"vae"``, ``"gan"``, ``"flow"``) with keyword hyperparameters.
+    """Build a model by name (``"vae"``, ``"gan"``, ``"flow"``, ``"diffusion"``) with keyword
+    hyperparameters.
 
     Raises:
         ValueError: unknown name. TypeError: a hyperparameter the model does not take.

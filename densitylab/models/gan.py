@@ -212,7 +212,9 @@ class GAN(GenerativeModel):
         raise NoDensityError(
             "a GAN defines no density: it only maps noise to samples, so log_prob(x) does not "
             "exist. Compare it with sample-based metrics instead: metrics.mmd, metrics.kl_knn, "
-            "metrics.mode_coverage (check model.has_density first)"
+            "metrics.mode_coverage (check model.has_density first), or, under a Gaussian "
+            "observation model of std sigma, metrics.ais_log_likelihood(gan.generator, x, "
+            "latent_dim, sigma)"
         )
 
     def discriminate(self, x) -> torch.Tensor:

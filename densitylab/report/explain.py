@@ -90,6 +90,31 @@ def _mmd(params: dict[str, Any]) -> str:
             "a fresh target sample (Gretton et al. 2012)")
 
 
+def _c2st(name: str, params: dict[str, Any]) -> str | None:
+    what = {"c2st": "held-out accuracy of a classifier telling model samples from target "
+                    "samples (0.5: indistinguishable, 1: separable)",
+            "c2st_stderr": "binomial standard error of the C2ST accuracy",
+            "c2st_pvalue": "one-sided binomial p-value of the C2ST accuracy against 0.5"}.get(name)
+    if what is None:
+        return None
+    return (f"{what}; {params.get('classifier', 'mlp')} classifier, "
+            f"{params.get('folds', 5)}-fold (Lopez-Paz and Oquab 2017)")
+
+
+_TRANSPORT = {
+    "c2st": _c2st,
+    "sliced_wasserstein": lambda name, params: (
+        f"sliced Wasserstein SW_p^p, p = {params.get('p', 2.0):g}, "
+        f"{params.get('num_projections', 128)} random directions, between the model's samples "
+        "and a fresh target sample (Bonneel et al. 2015)") if name == "sliced_wasserstein"
+    else None,
+    "energy_distance": lambda name, params: (
+        f"squared energy distance ({params.get('estimator', 'biased')} estimator) between the "
+        "model's samples and a fresh target sample (Szekely and Rizzo 2013)")
+    if name == "energy_distance" else None,
+}
+
+
 def explain(name: str, group: str, params: dict[str, Any] | None = None) -> str | None:
     """One-line meaning of value ``name`` produced by suite metric ``group`` with ``params``.
 
@@ -110,6 +135,8 @@ def explain(name: str, group: str, params: dict[str, Any] | None = None) -> str 
         return _KL_MC.get(name)
     if group == "prdc" and name in _PRDC:
         return f"{_PRDC[name]}, on the raw points, k = {params.get('k', 5)} (Naeem et al. 2020)"
+    if group in _TRANSPORT:
+        return _TRANSPORT[group](name, params)
     if group == "feature_metrics":
         if name in _PRDC:
             return f"{_PRDC[name]}, in digit-classifier features, k = 5 (Naeem et al. 2020)"
@@ -126,11 +153,13 @@ def column_explanations(records: Iterable[dict[str, Any]], order: list[str]) -> 
     """
     meanings: dict[str, dict[str, list[str]]] = {}
     for r in records:
-        params = {m.get("name"): m.get("params", {})
+        params = {m.get("label", m.get("name")): m.get("params", {})
                   for m in r.get("config", {}).get("metrics", [])}
         for group, result in r.get("metrics", {}).items():
+            own = result.get("value_names", {})  # a labelled entry's renamed values
             for name in list(result.get("values", {})) + _undefined(result):
-                text = explain(name, group, params.get(group))
+                text = explain(own.get(name, name), result.get("metric", group),
+                               params.get(group))
                 if text is None:
                     continue
                 datasets = meanings.setdefault(name, {}).setdefault(text, [])

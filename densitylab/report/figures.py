@@ -2,19 +2,24 @@
 
 * ``samples.png``: each model's samples over the target's mode centres, one panel per
   (dataset, model): the picture of a VAE's blur against a GAN's collapse.
+* ``samples_flagged.png``: a small panel per diverged or collapsed seed (any seed, not only
+  the first), so that a seed that failed is seen rather than averaged away.
 * ``samples_<dataset>.png`` (image datasets): a grid of real images beside a grid of each
   model's samples: the picture of a VAE's blur against a GAN's sharpness. One channel is drawn
   in grey; three channels (stacked digits) as a colour image, one digit per colour channel.
 * ``density.png``: log-density contours of the models with a density (VAE, flow).
-* ``metrics_<dataset>.png``: bars of each metric per model with standard-error intervals over
-  seeds.
+* ``metrics_<dataset>.png``: each seed's value, the mean with its 95 % bootstrap interval over
+  seeds, failures as "k of n", and the reference rows (oracle, noise) as horizontal bands. Each
+  panel says whether higher or lower is better; a model without a density is marked "no density"
+  in the likelihood panels, and the target's own log-likelihood is a reference line, not a panel.
 * ``modes_<dataset>.png``: how many samples each mode received (mean over seeds).
-* ``training_<dataset>.png``: training losses per model and seed.
+* ``curves_<dataset>.png``: metric values against the training step (suites with
+  ``eval_every``), one colour per model, one line per seed.
+* ``training_<dataset>.png``: training losses per model, one colour per seed.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +30,31 @@ from matplotlib.figure import Figure
 
 from ..suite import registry
 from ..suite.store import RunStore
+from .naming import ordered_metrics as _ordered
+from .naming import slug as _slug
 
 __all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
-           "density_figure", "metric_bars", "mode_histograms", "training_curves"]
+           "density_figure", "metric_bars", "mode_histograms", "training_curves",
+           "metric_curves", "DIRECTION"]
+
+#: Which way is better for each metric value, as the metric panels say it.
+DIRECTION = {
+    "modes_covered": "higher is better", "high_quality_fraction": "higher is better",
+    "kl_modes": "lower is better", "mmd": "lower is better",
+    "kl_knn_model_target": "lower is better", "kl_knn_target_model": "lower is better",
+    "heldout_loglik": "higher is better", "heldout_elbo": "higher is better",
+    "kl_mc_target_model": "lower is better", "sliced_wasserstein": "lower is better",
+    "energy_distance": "lower is better",
+    "precision": "higher is better", "recall": "higher is better",
+    "density": "1 = as the target", "coverage": "higher is better",
+    "kid_mean": "lower is better", "frechet_distance": "lower is better",
+    "confidence_fake": "higher is better",
+}
+#: Values drawn as reference lines in another value's panel, not as bars of their own.
+_REFERENCE_LINES = {"target_loglik": ("heldout_loglik", "target's own"),
+                    "kl_mc_stderr": (None, None)}
+#: Metric groups that need a model density: a model without one gets a visible mark.
+_DENSITY_GROUPS = ("log_likelihood", "kl_mc")
 
 _MAX_POINTS = 2500  # points drawn per scatter panel
 _GRID_SIDE = 8  # image grids show up to 8 x 8 images
@@ -48,6 +75,7 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
     paths: list[Path] = []
     first = _first_seed(ok)
     for name, fig in (("samples", samples_figure(first, store)),
+                      ("samples_flagged", flagged_samples_figure(records, store)),
                       ("density", density_figure(first, store))):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
@@ -57,13 +85,26 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
         for name, fig in (
             (f"samples_{slug}", image_grid_figure([r for r in first if r["dataset"] == dataset],
                                                   store, dataset)),
-            (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset)),
+            (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
+                                            no_density=_without_density(runs))),
             (f"modes_{slug}", mode_histograms(runs, dataset)),
+            (f"curves_{slug}", metric_curves(runs, dataset)),
             (f"training_{slug}", training_curves(runs, dataset)),
         ):
             if fig is not None:
                 paths.append(_save(fig, fig_dir / f"{name}.png"))
     return paths
+
+
+def _without_density(records: list[dict[str, Any]]) -> list[str]:
+    """Models whose density metrics were skipped (no density): marked in the metric panels."""
+    out = []
+    for r in records:
+        metrics = r.get("metrics", {})
+        if any("skipped" in metrics.get(g, {}) for g in _DENSITY_GROUPS) \
+                and r["model"] not in out:
+            out.append(r["model"])
+    return out
 
 
 def _first_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,6 +143,14 @@ def _dataset_by_model_axes(panels, cell_width: float, cell_height: float):
     return fig, axis_of
 
 
+def _name(record: dict[str, Any]) -> str:
+    """A run's model name, marked when it is a reference row (oracle, noise)."""
+    from ..suite.references import is_reference
+    from .sections import model_label
+
+    return model_label(record["model"], is_reference(record))
+
+
 def _target(record: dict[str, Any]):
     ds = record["config"]["dataset"]
     try:
@@ -132,13 +181,59 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
             mu = target.means.cpu().numpy()
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=20, c="C3", linewidths=1,
                        label="mode centres")
-        ax.set_title(f"{r['dataset']} / {r['model']} (seed {r['seed']})", fontsize=8)
+        ax.set_title(f"{r['dataset']} / {_name(r)} (seed {r['seed']})", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     # one legend below the panels: inside a panel it hides the modes in its corner
     handles, labels = axis_of(panels[0][0]).get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
                markerscale=3, frameon=False)
+    return fig
+
+
+def flagged_seed(record: dict[str, Any]) -> str | None:
+    """Why a run's samples deserve their own panel: ``"diverged"``, ``"collapsed: k of K
+    modes"`` (at most half the target's modes covered), or None."""
+    from .table import run_status
+
+    if run_status(record) == "diverged":
+        return "diverged"
+    values = record.get("metrics", {}).get("mode_coverage", {}).get("values", {})
+    covered, total = values.get("modes_covered"), values.get("num_modes")
+    if covered is not None and total and covered <= total / 2:
+        return f"collapsed: {covered:g} of {total:g} modes"
+    return None
+
+
+def flagged_samples_figure(records: list[dict[str, Any]], store: RunStore,
+                           limit: int = 24) -> Figure | None:
+    """A small panel of samples for each diverged or collapsed seed (see :func:`flagged_seed`),
+    over a faint target sample, so that no such seed hides behind a mean; at most ``limit``."""
+    panels = []
+    for r in records:
+        why = flagged_seed(r)
+        arrays = store.load_samples(r["run_id"]) if why else None
+        if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 2 \
+                and arrays["samples"].shape[1] == 2:
+            panels.append((r, why, arrays["samples"][:_MAX_POINTS]))
+    if not panels:
+        return None
+    panels = panels[:limit]
+    cols = min(6, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(1.9 * cols, 2.0 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    for ax, (r, why, pts) in zip(axes, panels, strict=False):
+        target = _target(r)
+        if target is not None:
+            ref = target.sample(len(pts), seed=_REAL_SEED).cpu().numpy()
+            ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.8", linewidths=0)
+        ax.scatter(pts[:, 0], pts[:, 1], s=1, c="C3", alpha=0.5, linewidths=0)
+        ax.set_title(f"{r['dataset']} / {r['model']} seed {r['seed']}\n{why}", fontsize=6)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=5)
     return fig
 
 
@@ -184,7 +279,7 @@ def image_grid_figure(records: list[dict[str, Any]], store: RunStore,
         arrays = store.load_samples(r["run_id"])
         if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 4 \
                 and arrays["samples"].shape[1] in (1, 3):
-            panels.append((f"{r['model']} (seed {r['seed']})", arrays["samples"]))
+            panels.append((f"{_name(r)} (seed {r['seed']})", arrays["samples"]))
     if not panels:
         return None
     n = min(len(panels[0][1]), _GRID_SIDE * _GRID_SIDE)
@@ -228,38 +323,115 @@ def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         if target is not None and hasattr(target, "means"):
             mu = target.means.cpu().numpy()
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=15, c="w", linewidths=1)
-        ax.set_title(f"log density: {r['dataset']} / {r['model']}", fontsize=8)
+        ax.set_title(f"log density: {r['dataset']} / {_name(r)}", fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
     return fig
 
 
-def metric_bars(table: pd.DataFrame, dataset: str) -> Figure | None:
-    """One panel per metric value: bars per model, standard-error intervals over seeds."""
-    import seaborn as sns
+def metric_bars(table: pd.DataFrame, dataset: str, *,
+                no_density: list[str] | None = None) -> Figure | None:
+    """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
+    interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
+    under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
+    mean as a dashed line, their interval as the band), or a note at the panel's edge when a
+    reference lies far off the models' scale.
+
+    ``table`` is a tidy results table of one dataset; rows with a ``status`` other than ``ok``
+    count as failures. Each panel's title says which way is better (:data:`DIRECTION`); the
+    target's own log-likelihood is a dashed line in the held-out log-likelihood panel; the models
+    in ``no_density`` are marked "no density" in the panels of metrics that need a density.
+    """
+    from .inference import cell_summary
 
     if table.empty:
         return None
-    from .markdown import _ordered
-
-    metrics = _ordered(table["metric"])  # the order of the report's tables
+    cells = cell_summary(table)
+    ok = table[table["status"].fillna("ok") == "ok"] if "status" in table else table
+    lines = {m: ok[ok["metric"] == m]["value"].mean() for m in _REFERENCE_LINES
+             if m in set(ok["metric"])}
+    metrics = [m for m in _ordered(m for m in ok["metric"] if isinstance(m, str) and m)
+               if m not in _REFERENCE_LINES]
+    if not metrics:
+        return None
     cols = min(4, len(metrics))
     rows = -(-len(metrics) // cols)
-    fig = Figure(figsize=(max(4.5, 3.0 * cols), 2.6 * rows), layout="constrained")
+    fig = Figure(figsize=(max(4.5, 3.2 * cols), 2.9 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
+    rng = np.random.default_rng(0)  # jitter of the seed dots
     for ax, metric in zip(axes, metrics, strict=False):
-        sub = table[table["metric"] == metric]
-        sns.barplot(data=sub, x="model", y="value", hue="model", errorbar="se", ax=ax,
-                    legend=False, capsize=0.2)
-        sns.stripplot(data=sub, x="model", y="value", color="k", size=3, ax=ax)
-        ax.set_title(metric, fontsize=9)
+        mcells = cells[cells["metric"] == metric]
+        models = mcells[~mcells["reference"]]
+        labels = []
+        for i, r in enumerate(models.itertuples()):
+            vals = ok[(ok["model"] == r.model) & (ok["metric"] == metric)]["value"].to_numpy()
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(vals)), vals, s=9, c="k", alpha=0.6,
+                       linewidths=0, zorder=3)
+            if r.n:
+                low = r.low if np.isfinite(r.low) else r.mean
+                high = r.high if np.isfinite(r.high) else r.mean
+                ax.errorbar(i + 0.3, r.mean, yerr=[[r.mean - low], [high - r.mean]], fmt="o",
+                            color=f"C{i}", ms=5, capsize=4, lw=1.5, zorder=4)
+            labels.append(r.model + (f"\n{r.failures} of {r.seeds} failed" if r.failures
+                                     else ""))
+        if ok[ok["metric"] == metric]["group"].isin(_DENSITY_GROUPS).any():
+            for model in no_density or []:
+                if model not in set(models["model"]):
+                    ax.text(len(labels), 0.5, "no density", transform=ax.get_xaxis_transform(),
+                            ha="center", va="center", fontsize=7, color="0.4", rotation=90)
+                    labels.append(model)
+        for ref, (panel, label) in _REFERENCE_LINES.items():
+            if panel == metric and ref in lines:
+                ax.axhline(lines[ref], color="C3", ls="--", lw=1, label=label)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlim(-0.6, max(len(labels) - 0.4, 0.6))
+        _reference_bands(ax, mcells[mcells["reference"]], models)
+        direction = DIRECTION.get(metric)
+        ax.set_title(metric + (f"\n({direction})" if direction else ""), fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{dataset}: mean over seeds ± standard error", fontsize=10)
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=7,
+                   frameon=False)
+    fig.suptitle(f"{dataset}: each seed (dots), mean and 95 % bootstrap interval over seeds",
+                 fontsize=10)
     return fig
+
+
+def _reference_bands(ax, refs: pd.DataFrame, models: pd.DataFrame) -> None:
+    """Draw each reference row as a band (interval) with a dashed line (mean), or, when it is
+    far off the models' scale, as a note at the top or bottom of the panel."""
+    spans = [v for v in np.concatenate([models["low"], models["high"], models["mean"]])
+             if np.isfinite(v)]
+    lo, hi = (min(spans), max(spans)) if spans else (np.nan, np.nan)
+    width = max(hi - lo, 1e-12 + 1e-3 * abs(hi)) if spans else np.nan
+    notes = []
+    for j, r in enumerate(refs.itertuples()):
+        if not np.isfinite(r.mean):
+            continue
+        colour = ("0.35", "C3", "C4")[j % 3]
+        label = f"{r.model} (reference)"
+        if spans and not (lo - 3 * width <= r.mean <= hi + 3 * width):
+            notes.append((r.mean > hi, f"{label}: {r.mean:.3g}"))
+            continue
+        if np.isfinite(r.low) and np.isfinite(r.high):
+            ax.axhspan(r.low, r.high, color=colour, alpha=0.15, lw=0, zorder=1)
+        ax.axhline(r.mean, color=colour, ls="--", lw=1, zorder=2, label=label)
+    for k, (above, text) in enumerate(notes):
+        ax.annotate(text + (" (above)" if above else " (below)"), xy=(0.02, 0.97 - 0.08 * k
+                                                                         if above else
+                                                                         0.03 + 0.08 * k),
+                    xycoords="axes fraction", va="top" if above else "bottom", fontsize=6,
+                    color="0.3")
 
 
 def mode_histograms(records: list[dict[str, Any]], dataset: str) -> Figure | None:
@@ -327,7 +499,8 @@ def _ranked_modes(df: pd.DataFrame, models: list[str], n_modes: int, dataset: st
 
 
 def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
-    """Training losses against step, one panel per model, one line per (loss, seed)."""
+    """Training losses against step: one panel per model, one colour per seed (legend), one
+    line style per loss (a GAN has two)."""
     import seaborn as sns
 
     rows = []
@@ -342,14 +515,54 @@ def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | Non
     fig = Figure(figsize=(3.2 * len(models), 2.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)).reshape(-1)
     for ax, model in zip(axes, models, strict=True):
-        sub = df[df["model"] == model]
-        sns.lineplot(data=sub, x="step", y="value", hue="loss", units="seed", estimator=None,
-                     lw=0.8, ax=ax)
+        sub = df[df["model"] == model].assign(seed=lambda d: "seed " + d["seed"].astype(str))
+        several = sub["loss"].nunique() > 1
+        sns.lineplot(data=sub, x="step", y="value", hue="seed",
+                     style="loss" if several else None, estimator=None, lw=0.8, ax=ax)
         clipped = _clip_early_spike(ax, sub)
         ax.set_title(f"{dataset} / {model}" + (" (first steps off the scale)" if clipped else ""),
                      fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.set_ylabel("training loss" + ("" if several else f" ({sub['loss'].iloc[0]})"),
+                      fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
+    return fig
+
+
+def metric_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+    """Metric values against the training step, from the ``curves`` that ``eval_every`` stores:
+    one panel per metric value, one colour per model, one line per seed. None without curves."""
+    import seaborn as sns
+
+    rows = []
+    for r in records:
+        curves = r.get("curves") or {}
+        for name, values in curves.get("values", {}).items():
+            rows += [{"model": r["model"], "seed": r["seed"], "metric": name, "step": st,
+                      "value": v} for st, v in zip(curves.get("step", []), values, strict=True)]
+    if not rows:
+        return None
+
+    df = pd.DataFrame(rows)
+    metrics = [m for m in _ordered(df["metric"]) if m not in _REFERENCE_LINES]
+    cols = min(3, len(metrics))
+    nrows = -(-len(metrics) // cols)
+    fig = Figure(figsize=(3.4 * cols, 2.6 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).reshape(-1)
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes, metrics, strict=False):
+        sub = df[df["metric"] == metric]
+        sns.lineplot(data=sub, x="step", y="value", hue="model", units="seed", estimator=None,
+                     lw=0.9, marker="o", markersize=2.5, ax=ax)
+        direction = DIRECTION.get(metric)
+        ax.set_title(metric + (f" ({direction})" if direction else ""), fontsize=8)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{dataset}: metrics during training (one line per seed)", fontsize=10)
     return fig
 
 
@@ -379,7 +592,3 @@ def _save(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))

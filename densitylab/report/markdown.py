@@ -12,22 +12,30 @@ from typing import Any
 import pandas as pd
 
 from .explain import column_explanations
+from .inference import cell_summary
+from .naming import METRIC_ORDER
+from .naming import ordered_metrics as _ordered
+from .naming import slug as _slug
 from .published import (
     CITATIONS,
+    PUBLISHED_TRAINING_SAMPLES,
     STACKED_CITATIONS,
     STACKED_MNIST,
     STACKED_PROTOCOL_SAMPLES,
+    PublishedCell,
+    budget_mismatch,
+    format_check,
     protocol_of,
     published_for,
+    published_setup,
+    training_samples,
 )
+from .sections import CELLS_NOTE, cells_table, model_label, tests_section
 from .table import summarize
 
 __all__ = ["render_report", "METRIC_ORDER"]
 
 #: Order of metric columns in the tables; others follow in the order they appear.
-METRIC_ORDER = ["modes_covered", "high_quality_fraction", "kl_modes", "mmd",
-                "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik", "target_loglik",
-                "kl_mc_target_model", "precision", "recall", "density", "coverage"]
 
 def _fmt(mean: float, se: float, n: int, seeds: int | None = None) -> str:
     if not math.isfinite(mean):
@@ -40,27 +48,14 @@ def _fmt(mean: float, se: float, n: int, seeds: int | None = None) -> str:
     return text
 
 
-def _ordered(metrics) -> list[str]:
-    seen = list(dict.fromkeys(metrics))
-    return [m for m in METRIC_ORDER if m in seen] + [m for m in seen if m not in METRIC_ORDER
-                                                      and m != "num_modes"]
+def _references(table: pd.DataFrame) -> set[str]:
+    """Names of the reference rows (oracle, noise) in ``table``."""
+    if "reference" not in table.columns:
+        return set()
+    return set(table.loc[table["reference"].fillna(False).astype(bool), "model"])
 
 
-def _dataset_table(summary: pd.DataFrame) -> str:
-    metrics = _ordered(summary["metric"])
-    models = list(dict.fromkeys(summary["model"]))
-    seeds = summary.groupby("model")["n"].max().to_dict()
-    cell = {(r.model, r.metric): _fmt(r.mean, r.se, r.n, seeds[r.model])
-            for r in summary.itertuples()}
-    lines = ["| model | seeds | " + " | ".join(metrics) + " |",
-             "|---|---|" + "---|" * len(metrics)]
-    for m in models:
-        lines.append(f"| {m} | {seeds.get(m, 0)} | "
-                     + " | ".join(cell.get((m, k), "") for k in metrics) + " |")
-    return "\n".join(lines)
-
-
-def _published_table(summary: pd.DataFrame, protocol: str) -> str:
+def _published_table(summary: pd.DataFrame, protocol: str, refs: set[str]) -> str:
     def ours(model: str, metric: str, scale: float = 1.0) -> str:
         row = summary[(summary["model"] == model) & (summary["metric"] == metric)]
         if row.empty:
@@ -76,7 +71,8 @@ def _published_table(summary: pd.DataFrame, protocol: str) -> str:
     lines = ["| model | source | modes | high-quality % | KL of mode histogram |",
              "|---|---|---|---|---|"]
     for model in dict.fromkeys(summary["model"]):
-        lines.append(f"| {model} | this run | {ours(model, 'modes_covered')} | "
+        lines.append(f"| {model_label(model, model in refs)} | this run | "
+                     f"{ours(model, 'modes_covered')} | "
                      f"{ours(model, 'high_quality_fraction', 100.0)} | "
                      f"{ours(model, 'kl_modes')} |")
     for r in published_for(protocol):
@@ -86,7 +82,8 @@ def _published_table(summary: pd.DataFrame, protocol: str) -> str:
     return "\n".join(lines)
 
 
-def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]]) -> list[str]:
+def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]],
+                   refs: set[str]) -> list[str]:
     """Our stacked-digit mode counts beside the published stacked-MNIST ones, labelled apart."""
     sizes = sorted({int(r["config"].get("eval_samples", 0)) for r in records})
     thresholds = {(m.get("params") or {}).get("threshold") for r in records
@@ -117,7 +114,8 @@ def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]]) -> list
         "|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(summary["model"]):
-        lines.append(f"| {model} | stacked 8x8 digits ({ours_note}) | this run | "
+        lines.append(f"| {model_label(model, model in refs)} | stacked 8x8 digits "
+                     f"({ours_note}) | this run | "
                      f"{ours(model, 'modes_covered')} | {ours(model, 'kl_modes')} |")
     for r in STACKED_MNIST:
         lines.append(f"| {r.model} | stacked MNIST 28x28 | {r.source} | "
@@ -131,29 +129,38 @@ def _has_stacked_modes(records: list[dict[str, Any]]) -> bool:
 
 def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any]],
                   table: pd.DataFrame, failed: pd.DataFrame, figures: list[Path],
-                  out_dir: Path) -> str:
-    """The report as Markdown text (figure links relative to ``out_dir``)."""
+                  out_dir: Path, stale: list[dict[str, Any]] | None = None,
+                  published: list[PublishedCell] | None = None) -> str:
+    """The report as Markdown text (figure links relative to ``out_dir``).
+
+    ``stale``: records in the folder from another configuration; listed, never averaged.
+    ``published``: our runs against the published cells they follow
+    (:func:`densitylab.report.published.check_records`), one check table per dataset.
+    """
     ok = [r for r in records if r.get("status") == "ok"]
     suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
     lines = [f"# densitylab report: {', '.join(suites)}", ""]
-    if suite_info and suite_info.get("description"):
-        lines += [suite_info["description"], ""]
+    lines += _what_this_suite_is(suite_info, records)
     devices = Counter(str(r.get("device")) for r in ok)
     versions = ok[0].get("versions", {}) if ok else {}
     total_s = sum(float(r.get("wall_s") or 0) for r in ok)
+    diverged = int((failed["status"] == "diverged").sum()) if "status" in failed else 0
     lines += [
-        f"- runs: {len(ok)} finished, {len(failed)} failed"
+        f"- runs: {len(ok)} finished, {diverged} diverged, {len(failed) - diverged} failed "
+        "(diverged and failed runs are not in the means)"
         + (f" (suite file: `{suite_info['source']}`)" if suite_info and suite_info.get("source")
            else ""),
         "- devices: " + ", ".join(f"{d} ({n} runs)" for d, n in devices.items()),
         f"- compute: {total_s:.1f} s of run time in total",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         "",
-        "Cells are the mean over seeds ± its standard error (sample standard deviation / "
-        "sqrt(seeds)). Metric definitions: see the metrics reference (`docs/metrics.md`).",
+        CELLS_NOTE + " Metric definitions: see the metrics reference (`docs/metrics.md`); how to "
+        "read intervals, failures and tests: the user guide (`docs/user-guide.md`).",
         "",
     ]
     summary = summarize(table)
+    cells = cell_summary(table)
+    refs = _references(table)
     fig_names = {p.name: p for p in figures}
     for dataset in dict.fromkeys(r["dataset"] for r in ok):
         sub = summary[summary["dataset"] == dataset]
@@ -161,9 +168,20 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
         if sub.empty:
             lines += ["No metric values for this dataset.", ""]
             continue
-        lines += [_dataset_table(sub), ""]
+        sub_cells = cells[cells["dataset"] == dataset]
+        lines += [cells_table(sub_cells, _ordered(sub_cells["metric"])), ""]
+        lines += _collapse_counts([r for r in ok if r["dataset"] == dataset])
         protocols = {protocol_of(r["config"]) for r in ok if r["dataset"] == dataset}
-        if len(protocols) == 1 and (protocol := protocols.pop()) is not None:
+        mismatch = budget_mismatch([r["config"] for r in ok if r["dataset"] == dataset])
+        if len(protocols) == 1 and (protocol := next(iter(protocols))) is not None and mismatch:
+            lines += [
+                f"Published numbers on this protocol ({protocol}: same target, 2,500 samples, "
+                "3-std high quality) are not set beside these runs: " + mismatch + ". They are "
+                "in the papers' Table 1 (" + "; ".join(CITATIONS.values()) + ") and in the "
+                "project's comparative analysis (`docs/comparative-analysis.md`), which compares "
+                "at a matched setup.", "",
+            ]
+        elif len(protocols) == 1 and (protocol := protocols.pop()) is not None:
             lines += [
                 f"### Published results on the same protocol ({protocol})", "",
                 "Same target, 2,500 samples, high quality = within 3 standard deviations of "
@@ -171,29 +189,41 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                 + "; ".join(f"{k}: {v}" for k, v in CITATIONS.items())
                 + ". VEEGAN reports 5 trials without errors; PacGAN mean ± s.e. over 10 trials. "
                 "The match is in the target and the evaluation; architectures and training "
-                "budgets are the papers' own and may differ from this suite's.",
+                "budgets are the papers' own and may differ from this suite's. Here, as in the "
+                "papers, cells are mean ± standard error over seeds.",
                 "",
-                _published_table(sub, protocol), "",
+                _published_table(sub, protocol, refs), "",
             ]
+        lines += _published_check_table([c for c in published or [] if c.dataset == dataset],
+                                        [r for r in ok if r["dataset"] == dataset])
         runs = [r for r in ok if r["dataset"] == dataset]
         if _has_stacked_modes(runs):
-            lines += _stacked_table(sub, runs)
+            lines += _stacked_table(sub, runs, refs)
         for stem, caption in (("samples", "Real images (left) and each model's samples, first "
                                "seed: blur against sharpness"),
-                              ("metrics", "Metrics per model (bars: standard error over "
-                               "seeds; dots: single seeds)"),
+                              ("metrics", "Metrics per model: each seed (dots), the mean "
+                               "with its 95 % bootstrap interval, failures as k of n, reference "
+                               "rows as bands (dashed: their mean)"),
                               ("modes", "Samples per mode (dashed: uniform)"),
-                              ("training", "Training losses")):
+                              ("curves", "Metrics during training (eval_every): one line per "
+                               "seed on the same fixed evaluation sample"),
+                              ("training", "Training losses per seed")):
             name = f"{stem}_{_slug(dataset)}.png"
             if name in fig_names:
                 lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
-    for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey) "
-                           "and the mode centres (red crosses), first seed"),
+    with_modes = any(_has_modes(r) for r in ok)
+    for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey)"
+                           + (" and, for targets with modes, the mode centres (red crosses)"
+                              if with_modes else "") + ", first seed"),
+                          ("samples_flagged.png", "Diverged or collapsed seeds (at most half "
+                           "of the modes covered), every seed: samples (red) over a target "
+                           "sample (grey)"),
                           ("density.png", "Model log-density, first seed")):
         if name in fig_names:
             lines += [f"## {caption.split(',')[0]}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
-    order = _ordered(METRIC_ORDER + (list(table["metric"]) if not table.empty else []))
+    lines += tests_section(table)
+    order = _ordered(METRIC_ORDER + [m for m in table["metric"] if isinstance(m, str) and m])
     explained = column_explanations(ok, order)
     if explained:
         lines += ["## Reading the columns", ""] + explained + [""]
@@ -201,13 +231,130 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
     if notes:
         lines += ["## Metrics not computed or undefined", ""] + notes + [""]
     if len(failed):
-        lines += ["## Failed runs", "", "They are retried when the suite is run again.", "",
-                  "| dataset | model | seed | run id | error |", "|---|---|---|---|---|"]
+        lines += ["## Failed and diverged runs", "",
+                  "Counted as failures and left out of every mean. Failed runs are retried when "
+                  "the suite is run again; a diverged run (non-finite training loss) would "
+                  "diverge again from the same seed and is not.", "",
+                  "| dataset | model | seed | run id | status | error |",
+                  "|---|---|---|---|---|---|"]
         for r in failed.itertuples():
             err = str(r.error).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | {err} |")
+            status = getattr(r, "status", "failed")
+            lines.append(f"| {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | {status} | "
+                         f"{err} |")
+        lines.append("")
+    if stale:
+        lines += ["## Stale records (another configuration)", "",
+                  f"{len(stale)} record(s) in `runs/` are not runs of this suite (another suite "
+                  "or an earlier version of its settings); they are in no table or figure. "
+                  "`densitylab run --force` moves them to `stale/`.", "",
+                  "| suite | dataset | model | seed | run id | status |",
+                  "|---|---|---|---|---|---|"]
+        for r in stale:
+            lines.append(f"| {r.get('suite')} | {r.get('dataset')} | {r.get('model')} | "
+                         f"{r.get('seed')} | `{r['run_id']}` | {r.get('status')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _published_check_table(cells: list[PublishedCell],
+                           records: list[dict[str, Any]]) -> list[str]:
+    """Ours against each PacGAN Table 1 cell, for models trained with the published setup."""
+    if not cells:
+        return []
+    budgets = {}
+    for r in records:
+        setup = published_setup(r["config"].get("model", {}), r["config"].get("train", {}))
+        if setup is not None:
+            budgets[str(r.get("model"))] = setup.budget
+    names = {"modes_covered": "modes", "high_quality_fraction": "high-quality %",
+             "kl_modes": "KL of mode histogram"}
+    lines = [
+        "### Check against PacGAN Table 1 (the published setup)", "",
+        "These models use PacGAN's published architecture and optimiser (the `pacgan2d` preset), "
+        "so each published cell (" + CITATIONS["PacGAN"] + "; mean ± s.e. over 10 trials) is "
+        "set against ours (mean ± s.e. over our seeds). A cell is within when |ours − published| "
+        "≤ 2 × sqrt(s.e.² + s.e.²). Training budget against the published one: "
+        + "; ".join(f"{m}: {b}" for m, b in budgets.items()) + ".", "",
+        "| model | published row | metric | ours (seeds) | published | difference | "
+        "combined s.e. | within 2 s.e. |",
+        "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        within = "n/a" if c.within is None else ("yes" if c.within else "no")
+        lines.append(f"| {c.model} | {c.published_model} | {names.get(c.metric, c.metric)} | "
+                     f"{c.ours:.3g} ± {c.ours_se:.2g} ({c.n}) | {c.published:g} ± "
+                     f"{c.published_se:g} | {c.difference:+.3g} | {c.combined_se:.2g} | "
+                     f"{within} |")
+    return lines + ["", format_check(cells) + ".", ""]
+
+
+def _has_modes(record: dict[str, Any]) -> bool:
+    return any("values" in res for name, res in record.get("metrics", {}).items()
+               if name == "mode_coverage")
+
+
+def _what_this_suite_is(info: dict[str, Any] | None, records: list[dict[str, Any]]) -> list[str]:
+    """The report's opening: what was run, at which budget, and what such a run can show."""
+    from ..suite.references import is_reference
+
+    info = info or {}
+    records = [r for r in records if not is_reference(r)]  # the oracle and noise do not train
+    lines = ["## What this suite is", ""]
+    if info.get("description"):
+        lines += [info["description"], ""]
+    seeds = sorted({r.get("seed") for r in records})
+    budgets: dict[str, set[tuple[int, int]]] = {}
+    for r in records:
+        train = r.get("config", {}).get("train", {})
+        budgets.setdefault(str(r.get("model")), set()).add(
+            (int(train.get("steps", 0)), int(train.get("batch_size", 0))))
+    eval_sizes = sorted({r.get("config", {}).get("eval_samples") for r in records} - {None})
+    lines.append(f"- seeds: {len(seeds)} ({', '.join(map(str, seeds))}); evaluation samples per "
+                 f"run: {', '.join(f'{n:,}' for n in eval_sizes)}")
+    for model, sizes in budgets.items():
+        text = "; ".join(f"{st:,} steps of {bs:,} samples ({st * bs:,} samples seen)"
+                         for st, bs in sorted(sizes))
+        lines.append(f"- {model}: {text}")
+    least = min((training_samples(r.get("config", {})) for r in records),
+                default=PUBLISHED_TRAINING_SAMPLES)
+    lines.append("")
+    can = ["which model covers the modes and which puts its samples on them (blur against "
+           "sharpness), and how often a seed collapses (counted per seed below each table)"]
+    cannot = []
+    if len(seeds) < 5:
+        cannot.append(f"differences between models smaller than the seed-to-seed spread: with "
+                      f"{len(seeds)} seed(s) the intervals are wide and only large differences "
+                      "hold (see \"Which differences hold\")")
+    if least < PUBLISHED_TRAINING_SAMPLES:
+        cannot.append(f"the published numbers: the shortest training here saw {least:,} "
+                      f"samples, {100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "
+                      f"{PUBLISHED_TRAINING_SAMPLES:,} behind them")
+    lines.append("It can show " + "; ".join(can) + ".")
+    if cannot:
+        lines.append("It cannot show " + "; nor ".join(cannot) + ".")
+    return lines + [""]
+
+
+def _collapse_counts(records: list[dict[str, Any]]) -> list[str]:
+    """Per model: in how many seeds every mode was covered, and each seed's count (so that a
+    collapsed seed is counted, not hidden in a mean +- standard error)."""
+    per_model: dict[str, list[tuple[int, int, int]]] = {}
+    for r in records:
+        values = r.get("metrics", {}).get("mode_coverage", {}).get("values")
+        if values and "num_modes" in values:
+            per_model.setdefault(r["model"], []).append(
+                (int(r["seed"]), int(values["modes_covered"]), int(values["num_modes"])))
+    if not per_model:
+        return []
+    lines = ["Modes covered per seed (a seed that misses modes is a collapse, counted here "
+             "rather than averaged away):", ""]
+    for model, seeds in per_model.items():
+        seeds.sort()
+        total = seeds[0][2]
+        full = sum(m == total for _, m, _ in seeds)
+        lines.append(f"- {model}: all {total} modes in {full} of {len(seeds)} seeds ("
+                     + ", ".join(f"seed {s}: {m}" for s, m, _ in seeds) + ")")
+    return lines + [""]
 
 
 def _metric_notes(records: list[dict[str, Any]]) -> list[str]:
@@ -226,9 +373,3 @@ def _metric_notes(records: list[dict[str, Any]]) -> list[str]:
                            f"{r['model']}")
                     notes.setdefault(key, set()).add(str(r["seed"]))
     return [k + (f" (seeds {', '.join(sorted(v))})" if v else "") for k, v in notes.items()]
-
-
-def _slug(name: str) -> str:
-    from .figures import _slug as slug
-
-    return slug(name)

@@ -17,11 +17,15 @@ standard deviations of its nearest mode; a mode is covered by at least one high-
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for",
+           "PublishedSetup", "published_setup", "PublishedCell", "published_check",
+           "check_records", "format_check",
+           "PUBLISHED_TRAINING_SAMPLES", "training_samples", "budget_mismatch",
            "StackedRow", "STACKED_MNIST", "STACKED_CITATIONS", "STACKED_PROTOCOL_SAMPLES"]
 
 CITATIONS = {
@@ -102,9 +106,172 @@ def protocol_of(config: dict[str, Any]) -> str | None:
     return None
 
 
+#: Training samples behind the published 2D numbers: PacGAN trains 400 epochs over a training
+#: set of 100,000 samples (the authors' config.py), i.e. 40 million samples seen per model.
+PUBLISHED_TRAINING_SAMPLES = 400 * 100_000
+
+
+def training_samples(config: dict[str, Any]) -> int:
+    """Samples a run's training saw: ``steps * batch_size`` of its resolved ``train``."""
+    train = config.get("train", {})
+    return int(train.get("steps", 0)) * int(train.get("batch_size", 0))
+
+
+def budget_mismatch(configs: list[dict[str, Any]]) -> str | None:
+    """None when every run trained on at least the published budget
+    (:data:`PUBLISHED_TRAINING_SAMPLES`), else why its numbers cannot be set beside ours."""
+    least = min(training_samples(c) for c in configs)
+    if least >= PUBLISHED_TRAINING_SAMPLES:
+        return None
+    return (f"these runs trained on {least:,} samples (steps x batch size) or more, "
+            f"{100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "
+            f"{PUBLISHED_TRAINING_SAMPLES:,} behind the published numbers (PacGAN: 400 epochs "
+            "of 100,000 samples), with other architectures")
+
+
 def published_for(dataset: str) -> list[PublishedRow]:
     """The published rows for ``"ring"`` or ``"grid"``."""
     return [r for r in PUBLISHED if r.dataset == dataset]
+
+
+# ---------------------------------------------------------------- the published setup as a check
+
+#: PacGAN's published 2D architecture (the ``pacgan2d`` preset), key by key as a resolved config.
+_PACGAN2D_ARCH = {"latent_dim": 2, "g_hidden": [400] * 4, "d_hidden": [200] * 3,
+                  "g_norm": "batch", "d_activation": "maxout", "maxout_pieces": 5,
+                  "betas": [0.8, 0.999], "init_std": 0.02, "loss": "non_saturating"}
+#: The published budget: lr 1e-4, 100 packed examples a step, 100,000 points, 400 epochs.
+_PACGAN2D_BUDGET = {"lr": 1e-4, "train_size": 100_000, "steps": 400_000}
+#: Headline metrics of PacGAN's Table 1: (our value name, published field, scale to ours).
+_CHECKED = (("modes_covered", "modes", 1.0), ("high_quality_fraction", "high_quality_pct", 100.0),
+            ("kl_modes", "kl_modes", 1.0))
+
+
+@dataclass(frozen=True)
+class PublishedSetup:
+    """A run's model matched to a published row: ``model`` is the row's name (``"PacGAN2"``);
+    ``budget_matches`` tells whether training followed the published budget, and ``budget``
+    says how it differs when it does not."""
+
+    model: str
+    budget_matches: bool
+    budget: str
+
+
+def published_setup(model: dict[str, Any], train: dict[str, Any]) -> PublishedSetup | None:
+    """The PacGAN Table 1 row a run's resolved model and train configs follow, or None.
+
+    A run matches when its model is a GAN with PacGAN's published 2D architecture (the
+    ``pacgan2d`` preset: 4 x 400 batch-norm generator, 3 x 200 maxout discriminator with 5 pieces,
+    N(0, 0.02^2) weights, Adam betas (0.8, 0.999)); packing degree m names the row (``"GAN"`` for
+    m = 1, ``"PacGAN<m>"`` otherwise). The budget matches at lr 1e-4, a fixed set of 100,000
+    points and 400,000 steps (400 epochs of 1,000 steps).
+    """
+    if model.get("kind") != "gan":
+        return None
+    params = model.get("params", {})
+    for key, value in _PACGAN2D_ARCH.items():
+        got = params.get(key)
+        if isinstance(value, list):
+            if got is None or [float(v) for v in got] != [float(v) for v in value]:
+                return None
+        elif isinstance(value, float):
+            if got is None or not math.isclose(float(got), value):
+                return None
+        elif got != value:
+            return None
+    pack = int(params.get("pack", 1))
+    name = "GAN" if pack == 1 else f"PacGAN{pack}"
+    differs = []
+    for key, value in _PACGAN2D_BUDGET.items():
+        got = train.get(key)
+        if got is None or not math.isclose(float(got), float(value)):
+            differs.append(f"{key} {got if got is not None else 'unset'} (published {value:g})")
+    return PublishedSetup(name, not differs, "; ".join(differs) or "as published")
+
+
+@dataclass(frozen=True)
+class PublishedCell:
+    """One published cell beside ours: ``difference = ours - published`` and its combined
+    standard error ``sqrt(ours_se^2 + published_se^2)``; ``within`` is True when
+    ``|difference| <= 2 combined_se`` (None when a standard error is missing)."""
+
+    dataset: str
+    model: str
+    published_model: str
+    metric: str
+    ours: float
+    ours_se: float
+    n: int
+    published: float
+    published_se: float
+    difference: float
+    combined_se: float
+    within: bool | None
+
+
+def published_check(summary, setups: dict[str, PublishedSetup],
+                    protocols: dict[str, str]) -> list[PublishedCell]:
+    """Our mean +- s.e. over seeds against every PacGAN Table 1 cell our runs follow.
+
+    ``summary`` has columns ``dataset, model, metric, mean, se, n`` (one row per cell; ``se`` is
+    the sample standard deviation over seeds / sqrt(n), as PacGAN reports); ``setups`` maps our
+    model names to :func:`published_setup`; ``protocols`` maps our dataset labels to
+    :func:`protocol_of` (``"ring"`` or ``"grid"``; datasets off the protocol are left out).
+    High-quality fractions are compared in percent.
+    A cell is "within" when the difference is at most twice the combined standard error.
+    """
+    cells: list[PublishedCell] = []
+    for row in PUBLISHED:
+        if row.source != "PacGAN":
+            continue
+        labels = [label for label, protocol in protocols.items() if protocol == row.dataset]
+        for label, (ours_name, setup) in itertools.product(labels, setups.items()):
+            if setup.model != row.model:
+                continue
+            for metric, field_name, scale in _CHECKED:
+                hit = summary[(summary["dataset"] == label) & (summary["model"] == ours_name)
+                              & (summary["metric"] == metric)]
+                if hit.empty:
+                    continue
+                mean = float(hit.iloc[0]["mean"]) * scale
+                se = float(hit.iloc[0]["se"]) * scale
+                pub = float(getattr(row, field_name))
+                pub_se = float(getattr(row, field_name + "_se"))
+                combined = math.sqrt(se**2 + pub_se**2)
+                diff = mean - pub
+                within = None if not math.isfinite(combined) else abs(diff) <= 2 * combined
+                cells.append(PublishedCell(label, ours_name, row.model, metric, mean, se,
+                                           int(hit.iloc[0]["n"]), pub, pub_se, diff, combined,
+                                           within))
+    return cells
+
+
+def check_records(records: list[dict[str, Any]], summary) -> list[PublishedCell]:
+    """:func:`published_check` for a suite's run records: the datasets on the published protocol
+    (:func:`protocol_of`) and the models with PacGAN's published setup (:func:`published_setup`),
+    scored from ``summary`` (:func:`densitylab.report.table.summarize` of the same runs)."""
+    protocols: dict[str, str] = {}
+    setups: dict[str, PublishedSetup] = {}
+    for rec in records:
+        cfg = rec.get("config", {})
+        protocol = protocol_of(cfg)
+        if protocol is None:
+            continue
+        setup = published_setup(cfg.get("model", {}), cfg.get("train", {}))
+        if setup is not None:
+            protocols[str(rec.get("dataset"))] = protocol
+            setups[str(rec.get("model"))] = setup
+    return published_check(summary, setups, protocols) if setups else []
+
+
+def format_check(cells: list[PublishedCell]) -> str:
+    """One line: how many published cells our runs reproduce within 2 combined s.e."""
+    judged = [c for c in cells if c.within is not None]
+    within = sum(bool(c.within) for c in judged)
+    return (f"published PacGAN Table 1 cells within 2 combined s.e.: {within} of {len(judged)}"
+            + (f" ({len(cells) - len(judged)} without a standard error)"
+               if len(judged) < len(cells) else ""))
 
 
 # ---------------------------------------------------------------- stacked MNIST

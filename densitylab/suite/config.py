@@ -36,6 +36,7 @@ from typing import Any
 
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
+from .references import reference_models
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,6 +45,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "SuiteConfig",
+    "SuiteConfigError",
     "RunSpec",
     "TRAIN_DEFAULTS",
     "LR_SCHEDULES",
@@ -61,10 +63,68 @@ __all__ = [
 TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None,
                                   "lr_schedule": "constant"}
 
+#: Optional training settings: written into a run's ``train`` only when a suite sets them, so
+#: the ids of suites that do not use them stay what they were. ``train_size``: a finite training
+#: set of that many points drawn once per seed (``fit(train_size=...)``); ``eval_every``: score
+#: the run's metrics every so many steps on a fixed evaluation sample (the record's ``curves``).
+TRAIN_OPTIONAL = ("train_size", "eval_every")
+
 _SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
-               "density_grid", "plugins", "batch_seeds", "threads"}
+               "density_grid", "plugins", "batch_seeds", "threads", "references", "eval_every"}
 _TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
 _DEVICES = ("auto", "cpu", "cuda")
+
+
+class SuiteConfigError(ValueError, TypeError):
+    """Every error found in a suite file, one per line (``errors`` holds them as a list).
+
+    It is both a ValueError and a TypeError, so code that catches either for one bad key still
+    catches it when a file has several.
+    """
+
+    def __init__(self, errors: list[str], source: str | None = None):
+        self.errors = list(errors)
+        self.source = source
+        head = (f"{source}: " if source else "") + (
+            f"{len(errors)} errors in the suite:" if len(errors) > 1 else "")
+        text = "\n  ".join([head, *errors]) if len(errors) > 1 else head + errors[0]
+        super().__init__(text)
+
+
+class _Errors:
+    """Collects the errors of a suite file, so that all of them are reported at once.
+
+    ``with errors:`` runs a block and records a TypeError/ValueError it raises (the block stops,
+    the caller carries on with the next key); ``errors.value(fn, fallback)`` does the same for one
+    call and returns ``fallback`` when it failed.
+    """
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if isinstance(err, SuiteConfigError):
+            self.messages.extend(err.errors)
+            return True
+        if isinstance(err, TypeError | ValueError):
+            self.messages.append(str(err))
+            return True
+        return False
+
+    def value(self, fn, fallback):
+        with self:
+            return fn()
+        return fallback
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def raise_if_any(self, source: str | None) -> None:
+        if self.messages:
+            raise SuiteConfigError(list(dict.fromkeys(self.messages)), source)
 
 
 @dataclass(frozen=True)
@@ -78,6 +138,8 @@ class RunSpec:
     config: dict[str, Any]
     device: str = "auto"
     threads: int | None = None  # torch threads for this run; None: leave torch's setting
+    #: The suite file's folder, searched first for ``plugins`` (not part of the run id).
+    plugin_dir: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -93,7 +155,7 @@ class RunSpec:
         """Plain-data form (what is sent to worker processes and Dask workers)."""
         return {"suite": self.suite, "dataset": self.dataset, "model": self.model,
                 "seed": self.seed, "config": self.config, "device": self.device,
-                "threads": self.threads}
+                "threads": self.threads, "plugin_dir": self.plugin_dir}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -123,6 +185,23 @@ class SuiteConfig:
     #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
     #: computed, not what: it is not part of the run ids.
     batch_seeds: bool = False
+
+    def run_ids(self) -> list[str]:
+        """The ids of every run of the suite, in order."""
+        return [r.run_id for r in self.runs]
+
+    def settings(self) -> dict[str, Any]:
+        """What the suite computes, as plain data: compared key by key when a results folder
+        written by another configuration is reused (device, threads and ``batch_seeds`` say how,
+        not what, and are left out)."""
+        return {"name": self.name, "seeds": list(self.seeds), "eval_samples": self.eval_samples,
+                "save_samples": self.save_samples, "density_grid": self.density_grid,
+                "train": self.train,
+                "datasets": {d["label"]: {"name": d["name"], "params": d["params"]}
+                             for d in self.datasets},
+                "models": {m["label"]: {k: v for k, v in m.items() if k != "label"}
+                           for m in self.models},
+                "metrics": {m.get("label", m["name"]): m["params"] for m in self.metrics}}
 
 
 def version_key() -> str:
@@ -166,41 +245,70 @@ def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from err
-    return parse_suite(data, default_name=path.stem, device=device, source=str(path))
+    return parse_suite(data, default_name=path.stem, device=device, source=str(path),
+                       base_dir=path.resolve().parent)
 
 
 def parse_suite(
     data: dict[str, Any], *, default_name: str = "suite", device: str | None = None,
-    source: str | None = None,
+    source: str | None = None, base_dir: str | Path | None = None,
 ) -> SuiteConfig:
-    """Validate a suite given as a dict (the parsed TOML) and expand it into runs."""
-    _check_table(data, "suite file")
-    _check_keys(data, "", _TOP_KEYS)
-    suite = data.get("suite", {})
-    _check_table(suite, "suite")
-    _check_keys(suite, "suite.", _SUITE_KEYS)
+    """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
 
-    name = _get(suite, "suite.name", str, default_name)
-    description = _get(suite, "suite.description", str, "")
-    dev = _get(suite, "suite.device", str, "auto") if device is None else device
-    if dev not in _DEVICES and not dev.startswith("cuda:"):
-        raise ValueError(f"suite.device: expected one of {', '.join(map(repr, _DEVICES))}, "
-                         f"got {dev!r}")
-    seeds = _seeds(suite.get("seeds", [0]))
-    eval_samples = _positive_int(suite.get("eval_samples", 2500), "suite.eval_samples")
-    save_samples = _get(suite, "suite.save_samples", bool, True)
-    density_grid = _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0)
-    plugins = _plugins(suite.get("plugins", []))
+    Every key is checked, then the constraints between keys (each metric's minimum sample size
+    against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
+    ``batch_size``), before anything is trained; all the errors found are raised together as one
+    :class:`SuiteConfigError`. ``base_dir`` (the suite file's folder) is searched first for
+    plugin modules.
+    """
+    _check_table(data, "suite file")
+    errs = _Errors()
+    with errs:
+        _check_keys(data, "", _TOP_KEYS)
+    suite = data.get("suite", {})
+    if not isinstance(suite, dict):
+        errs.add(f"suite: expected a table, got {type(suite).__name__} {suite!r}")
+        suite = {}
+    with errs:
+        _check_keys(suite, "suite.", _SUITE_KEYS)
+
+    name = errs.value(lambda: _get(suite, "suite.name", str, default_name), default_name)
+    description = errs.value(lambda: _get(suite, "suite.description", str, ""), "")
+    dev = errs.value(lambda: _device(suite, device), "cpu")
+    seeds = errs.value(lambda: _seeds(suite.get("seeds", [0])), (0,))
+    eval_samples = errs.value(
+        lambda: _positive_int(suite.get("eval_samples", 2500), "suite.eval_samples"), None)
+    save_samples = errs.value(lambda: _get(suite, "suite.save_samples", bool, True), True)
+    density_grid = errs.value(
+        lambda: _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0),
+        64)
+    plugin_dir = str(base_dir) if base_dir is not None else None
+    plugins = errs.value(lambda: _plugins(suite.get("plugins", []), plugin_dir), [])
     threads = suite.get("threads")
     if threads is not None:
-        threads = _positive_int(threads, "suite.threads")
-    batch_seeds = _get(suite, "suite.batch_seeds", bool, False)
+        threads = errs.value(lambda: _positive_int(threads, "suite.threads"), None)
+    batch_seeds = errs.value(lambda: _get(suite, "suite.batch_seeds", bool, False), False)
 
-    train = _train(data.get("train", {}), "train", dict(TRAIN_DEFAULTS))
-    datasets, shapes = _datasets(_array(data, "datasets"))
-    models = _models(_array(data, "models"), train)
-    resolved = _resolve_models(models, datasets, shapes)
-    metrics = _metrics(_array(data, "metrics"))
+    base_train = dict(TRAIN_DEFAULTS)
+    if "eval_every" in suite:  # [suite] eval_every is the default of [train] eval_every
+        base_train["eval_every"] = errs.value(
+            lambda: _positive_int(suite["eval_every"], "suite.eval_every"), None)
+    train = errs.value(lambda: _train(data.get("train", {}), "train", base_train), base_train)
+    datasets, shapes = _datasets(errs.value(lambda: _array(data, "datasets"), []), errs)
+    models = _models(errs.value(lambda: _array(data, "models"), []), train, errs,
+                     written_train=data.get("train", {}), base_train=base_train)
+    if errs.value(lambda: _get(suite, "suite.references", bool, False), False):
+        # the oracle and noise rows, shown first
+        models = errs.value(lambda: reference_models(models, train), []) + models
+    resolved = _resolve_models(models, datasets, shapes, errs)
+    metrics = _metrics(errs.value(lambda: _array(data, "metrics"), []), errs)
+    if eval_samples is not None:
+        _check_sample_sizes(metrics, eval_samples, errs)
+    _check_train(train, "train", errs)
+    for m in models:
+        if m["train"] != train:
+            _check_train(m["train"], f"{m['key']}.train", errs)
+    errs.raise_if_any(source)
     version = version_key()
 
     runs = []
@@ -210,7 +318,8 @@ def parse_suite(
             for seed in seeds:
                 cfg = {
                     "dataset": {"label": ds["label"], "name": ds["name"], "params": ds["params"]},
-                    "model": {"label": m["label"], "kind": m["kind"], "params": params},
+                    "model": {"label": m["label"], "kind": m["kind"], "params": params,
+                              **({"sample": m["sample"]} if "sample" in m else {})},
                     "train": model_train,
                     "seed": seed,
                     "eval_samples": eval_samples,
@@ -221,7 +330,10 @@ def parse_suite(
                 }
                 if plugins:
                     cfg["plugins"] = plugins
-                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev, threads))
+                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev, threads,
+                                    plugin_dir if plugins else None))
+    for m in models:
+        m.pop("key", None)
     return SuiteConfig(
         name=name, device=dev, seeds=seeds, eval_samples=eval_samples, train=train,
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
@@ -230,26 +342,81 @@ def parse_suite(
     )
 
 
+def _device(suite: dict[str, Any], override: str | None) -> str:
+    dev = _get(suite, "suite.device", str, "auto") if override is None else override
+    if dev not in _DEVICES and not (dev.startswith("cuda:") and dev[5:].isdigit()):
+        raise ValueError(f"suite.device: expected one of {', '.join(map(repr, _DEVICES))} or "
+                         f"'cuda:N', got {dev!r}")
+    return dev
+
+
+def _check_sample_sizes(metrics: list[dict[str, Any]], eval_samples: int, errs: _Errors) -> None:
+    """Each metric's smallest evaluation sample (``MetricSpec.min_samples``) against
+    ``eval_samples``: a metric that cannot be computed on so few points fails now, not inside
+    every run after training."""
+    for i, m in enumerate(metrics):
+        spec = registry.get_metric(m["name"])
+        if spec.min_samples is None:
+            continue
+        with errs:
+            need = int(spec.min_samples(**m["params"]))
+            if eval_samples < need:
+                raise ValueError(
+                    f"suite.eval_samples: {eval_samples} is too few for metrics[{i}] "
+                    f"({m['name']} with {_params_text(m['params'])}), which needs at least "
+                    f"{need} samples; raise eval_samples to {need} or more")
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "its defaults"
+
+
+def _check_train(train: dict[str, Any], key: str, errs: _Errors) -> None:
+    """Constraints between training keys: ``eval_every <= steps``, ``train_size >= batch_size``."""
+    every, steps = train.get("eval_every"), train.get("steps")
+    if every is not None and steps is not None and every > steps:
+        errs.add(f"{key}.eval_every: {every} is more than steps ({steps}), so the metrics "
+                 f"would never be scored during training; expected at most {steps}")
+    size, batch = train.get("train_size"), train.get("batch_size")
+    if size is not None and batch is not None and size < batch:
+        errs.add(f"{key}.train_size: {size} is smaller than batch_size ({batch}); expected a "
+                 f"training set of at least one batch")
+
+
 # ---------------------------------------------------------------- sections
 
 
-def _plugins(value: Any) -> list[str]:
+def _plugins(value: Any, base_dir: str | None) -> list[str]:
     """Modules to import (in this process and in every worker) before a run is built.
 
     A plugin registers its own models, datasets or metrics with :mod:`densitylab.suite.registry`
-    when imported, which makes them usable by name in the rest of the suite.
+    when imported, which makes them usable by name in the rest of the suite. Modules are looked
+    up in the suite file's folder first, then on ``sys.path``.
     """
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"suite.plugins: expected an array of module names, got {value!r}")
+    errors = []
     for i, module in enumerate(value):
         try:
-            importlib.import_module(module)
+            import_plugin(module, base_dir)
         except ImportError as err:
-            raise ValueError(f"suite.plugins[{i}]: cannot import {module!r}: {err}") from err
+            where = f"the suite's folder {base_dir}, then sys.path" if base_dir else "sys.path"
+            errors.append(f"suite.plugins[{i}]: cannot import {module!r} (looked in {where}): "
+                          f"{err}")
+    if errors:
+        raise SuiteConfigError(errors)
     return list(value)
 
 
-def _datasets(items: list[Any]) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+def import_plugin(module: str, base_dir: str | None = None):
+    """Import the plugin ``module``, searching ``base_dir`` (the suite file's folder) first."""
+    if base_dir is not None and base_dir not in sys.path:
+        sys.path.insert(0, base_dir)
+    return importlib.import_module(module)
+
+
+def _datasets(items: list[Any], errs: _Errors
+              ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
     """Validated datasets with resolved parameters, and each one's data shape by label.
 
     Each dataset is built once: a mistyped parameter fails now, and ``target.params`` gives the
@@ -259,24 +426,26 @@ def _datasets(items: list[Any]) -> tuple[list[dict[str, Any]], dict[str, tuple[i
     out, labels, shapes = [], set(), {}
     for i, item in enumerate(items):
         key = f"datasets[{i}]"
-        _check_table(item, key)
-        _check_keys(item, f"{key}.", {"name", "label", "params"})
-        name = _required(item, key, "name", str)
-        if name not in known:
-            raise ValueError(f"{key}.name: unknown dataset {name!r}; expected one of "
-                             f"{', '.join(map(repr, known))}")
-        params = _params(item, key)
-        label = _get(item, f"{key}.label", str, name)
-        _unique(label, labels, f"{key}.label")
-        try:
-            target = registry.make_dataset(name, params)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{key}.params: {err}") from err
-        resolved = getattr(target, "params", None)
-        if isinstance(resolved, dict):
-            params = {**params, **resolved}
-        shapes[label] = _data_shape(target)
-        out.append({"label": label, "name": name, "params": _jsonable(params, f"{key}.params")})
+        with errs:
+            _check_table(item, key)
+            _check_keys(item, f"{key}.", {"name", "label", "params", "curves"})
+            name = _required(item, key, "name", str)
+            if name not in known:
+                raise ValueError(f"{key}.name: unknown dataset {name!r}; expected one of "
+                                 f"{', '.join(map(repr, known))}")
+            params = _params(item, key)
+            label = _get(item, f"{key}.label", str, name)
+            _unique(label, labels, f"{key}.label")
+            try:
+                target = registry.make_dataset(name, params)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{key}.params: {err}") from err
+            resolved = getattr(target, "params", None)
+            if isinstance(resolved, dict):
+                params = {**params, **resolved}
+            shapes[label] = _data_shape(target)
+            out.append({"label": label, "name": name,
+                        "params": _jsonable(params, f"{key}.params")})
     return out, shapes
 
 
@@ -285,23 +454,51 @@ def _data_shape(target) -> tuple[int, ...]:
     return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 
 
-def _models(items: list[Any], train: dict[str, Any]) -> list[dict[str, Any]]:
+def _models(items: list[Any], train: dict[str, Any], errs: _Errors, *,
+            written_train: Any = None, base_train: dict[str, Any] | None = None
+            ) -> list[dict[str, Any]]:
+    """Validated ``[[models]]`` entries. A model named by ``preset`` trains with the preset's
+    published ``fit`` options (``models.preset_train_defaults``) under the keys the suite's
+    ``[train]`` writes, under the model's own ``train``."""
     known = registry.model_names()
     out, labels = [], set()
     for i, item in enumerate(items):
         key = f"models[{i}]"
-        _check_table(item, key)
-        _check_keys(item, f"{key}.", {"name", "kind", "params", "train"})
-        label = _required(item, key, "name", str)
-        kind = _get(item, f"{key}.kind", str, label)
-        if kind not in known:
-            expected = ", ".join(map(repr, known)) if known else "(no models installed)"
-            raise ValueError(f"{key}.kind: unknown model {kind!r}; expected one of {expected}")
-        _unique(label, labels, f"{key}.name")
-        params = _params(item, key)
-        model_train = _train(item.get("train", {}), f"{key}.train", dict(train))
-        out.append({"label": label, "kind": kind, "params": params, "train": model_train,
-                    "key": key})
+        with errs:
+            _check_table(item, key)
+            _check_keys(item, f"{key}.", {"name", "kind", "preset", "params", "train",
+                                          "sample"})
+            label = _required(item, key, "name", str)
+            preset = _get(item, f"{key}.preset", str, None)
+            if preset is not None:
+                presets = registry.preset_names()
+                if preset not in presets:
+                    expected = ", ".join(map(repr, presets)) if presets else "(none installed)"
+                    raise ValueError(f"{key}.preset: unknown preset {preset!r}; expected one of "
+                                     f"{expected}")
+            kind = _get(item, f"{key}.kind", str, None if preset else label)
+            if kind is not None and kind not in known:
+                expected = ", ".join(map(repr, known)) if known else "(no models installed)"
+                raise ValueError(f"{key}.kind: unknown model {kind!r}; expected one of "
+                                 f"{expected}")
+            _unique(label, labels, f"{key}.name")
+            params = _params(item, key)
+            base = train
+            if preset is not None:
+                published = {k: v for k, v in registry.preset_train(preset, params).items()
+                             if k in TRAIN_DEFAULTS or k in TRAIN_OPTIONAL}
+                written = written_train if isinstance(written_train, dict) else {}
+                base = _train(written, "train", {**(base_train or TRAIN_DEFAULTS), **published})
+            model_train = _train(item.get("train", {}), f"{key}.train", dict(base))
+            entry = {"label": label, "kind": kind, "params": params, "train": model_train,
+                     "key": key}
+            if preset is not None:
+                entry["preset"] = preset
+            sample = item.get("sample", {})
+            _check_table(sample, f"{key}.sample")
+            if sample:  # written into the run only when set, so other run ids stay
+                entry["sample"] = dict(sample)
+            out.append(entry)
     return out
 
 
@@ -310,25 +507,43 @@ _FILLED_IN = ("data_dim", "data_shape", "seed")
 
 
 def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]],
-                    shapes: dict[str, tuple[int, ...]]):
+                    shapes: dict[str, tuple[int, ...]], errs: _Errors):
     """``{(dataset label, model label): (resolved params, resolved train)}``.
 
     Each model is built once per dataset (untrained, weight seed 0): a mistyped or unsuitable
     hyperparameter fails now, naming the model and the dataset, and the built model's ``config``
-    gives its hyperparameters with the defaults filled in.
+    gives its hyperparameters with the defaults filled in. A model named by ``preset`` is built
+    from the preset with its ``params`` overriding the preset's key by key; what enters the run
+    id is the resolved hyperparameters, the same whether written out or taken from a preset.
     """
     out = {}
     for m in models:
-        key, kind = m.pop("key"), m["kind"]
+        key = m["key"]
         for ds in datasets:
             where = f"{key}.params (on dataset {ds['label']!r})"
-            try:
-                model = registry.make_model(kind, m["params"], data_shape=shapes[ds["label"]],
-                                            seed=0)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{where}: {err}") from err
-            params = _jsonable(_resolved_params(kind, model, m["params"]), where)
-            out[ds["label"], m["label"]] = (params, _resolved_train(model, kind, m["train"], key))
+            with errs:
+                try:
+                    if "preset" in m:
+                        kind, model = registry.make_preset(
+                            m["preset"], m["params"], data_shape=shapes[ds["label"]], seed=0)
+                        if m["kind"] is not None and m["kind"] != kind:
+                            raise ValueError(f"preset {m['preset']!r} is a {kind!r} model, but "
+                                             f"kind = {m['kind']!r}; drop kind or make it match")
+                        m["kind"] = kind
+                    else:
+                        model = registry.make_model(m["kind"], m["params"],
+                                                    data_shape=shapes[ds["label"]], seed=0)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"{where}: {err}") from err
+                kind = m["kind"]
+                for option in m.get("sample", {}):
+                    if not _takes(model.sample, option):
+                        raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
+                                         f"without such an option (its sample takes no "
+                                         f"{option!r})")
+                params = _jsonable(_resolved_params(kind, model, m["params"]), where)
+                out[ds["label"], m["label"]] = (params,
+                                                _resolved_train(model, kind, m["train"], key))
     return out
 
 
@@ -371,6 +586,12 @@ def _resolved_train(model, kind: str, train: dict[str, Any], key: str) -> dict[s
         raise ValueError(f"{key}.train.lr_schedule: model kind {kind!r} has no learning-rate "
                          f"schedule (its fit takes no lr_schedule); expected 'constant', got "
                          f"{out['lr_schedule']!r}")
+    if out.get("train_size") is not None and not _takes(model.fit, "train_size"):
+        raise ValueError(f"{key}.train.train_size: model kind {kind!r} cannot train on a finite "
+                         f"training set (its fit takes no train_size); remove train_size")
+    if out.get("eval_every") is not None and not _takes(model.fit, "callback"):
+        raise ValueError(f"{key}.train.eval_every: model kind {kind!r} cannot be scored during "
+                         f"training (its fit takes no callback); remove eval_every")
     return out
 
 
@@ -391,42 +612,67 @@ def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
         raise TypeError(f"{key}: resolved parameters are not plain data ({err})") from err
 
 
-def _metrics(items: list[Any]) -> list[dict[str, Any]]:
+def _metrics(items: list[Any], errs: _Errors) -> list[dict[str, Any]]:
+    """Validated metric entries ``{"name", "params"}`` plus ``"label"`` when it is not the name.
+
+    The label (default: the name) is the metric's name in results and reports, so one metric
+    can appear twice with different parameters; a label used twice is an error. An entry
+    without a label resolves exactly as before labels existed, so its run ids are unchanged.
+    ``curves = false`` leaves a costly metric out of the ``eval_every`` curves (it is still
+    scored at the end); it is written into the entry only when false, for the same reason.
+    """
     known = registry.metric_names()
-    out, names = [], set()
+    out, labels = [], set()
     for i, item in enumerate(items):
         key = f"metrics[{i}]"
-        _check_table(item, key)
-        _check_keys(item, f"{key}.", {"name", "params"})
-        name = _required(item, key, "name", str)
-        if name not in known:
-            raise ValueError(f"{key}.name: unknown metric {name!r}; expected one of "
-                             f"{', '.join(map(repr, known))}")
-        _unique(name, names, f"{key}.name")
-        spec = registry.get_metric(name)
-        params = _params(item, key)
-        _check_keys(params, f"{key}.params.", set(spec.defaults))
-        for pname, value in params.items():
-            default = spec.defaults[pname]
-            if default is not None and not _same_kind(value, default):
-                raise TypeError(f"{key}.params.{pname}: expected {_kind_name(default)}, "
-                                f"got {type(value).__name__} {value!r}")
-            if isinstance(default, float) and isinstance(value, int):
-                params[pname] = float(value)  # 3 and 3.0 are one setting, so one run id
-        params = {**spec.defaults, **params}
-        if spec.check is not None:
-            try:
-                spec.check(**params)
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"{key}.params: {err}") from err
-        out.append({"name": name, "params": params})
+        with errs:
+            _check_table(item, key)
+            _check_keys(item, f"{key}.", {"name", "label", "params", "curves"})
+            name = _required(item, key, "name", str)
+            if name not in known:
+                raise ValueError(f"{key}.name: unknown metric {name!r}; expected one of "
+                                 f"{', '.join(map(repr, known))}")
+            label = _get(item, f"{key}.label", str, name)
+            if not label:
+                raise ValueError(f"{key}.label: expected a non-empty string")
+            _unique(label, labels, f"{key}.label" if "label" in item else f"{key}.name")
+            spec = registry.get_metric(name)
+            params = _params(item, key)
+            _check_keys(params, f"{key}.params.", set(spec.defaults))
+            bad = []
+            for pname, value in params.items():
+                default = spec.defaults[pname]
+                if default is not None and not _same_kind(value, default):
+                    bad.append(f"{key}.params.{pname}: expected {_kind_name(default)}, "
+                               f"got {type(value).__name__} {value!r}")
+                elif isinstance(default, float) and isinstance(value, int):
+                    params[pname] = float(value)  # 3 and 3.0 are one setting, so one run id
+            if bad:
+                raise SuiteConfigError(bad)
+            params = {**spec.defaults, **params}
+            if spec.check is not None:
+                try:
+                    spec.check(**params)
+                except (TypeError, ValueError) as err:
+                    raise type(err)(f"{key}.params: {err}") from err
+            entry = {"name": name, "params": params}
+            if label != name:
+                entry["label"] = label
+            if not _get(item, f"{key}.curves", bool, True):
+                entry["curves"] = False
+            out.append(entry)
     return out
 
 
 def _train(table: Any, key: str, base: dict[str, Any]) -> dict[str, Any]:
     _check_table(table, key)
-    _check_keys(table, f"{key}.", set(TRAIN_DEFAULTS))
+    _check_keys(table, f"{key}.", set(TRAIN_DEFAULTS) | set(TRAIN_OPTIONAL))
     out = dict(base)
+    for name in TRAIN_OPTIONAL:
+        if name in table:
+            out[name] = _positive_int(table[name], f"{key}.{name}")
+        if out.get(name, 0) is None:
+            del out[name]
     if "steps" in table:
         out["steps"] = _positive_int(table["steps"], f"{key}.steps")
     if "batch_size" in table:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from .. import distributions
+from .metric_adapters import BUILTIN_METRICS, MetricSpec
+from .references import REFERENCE_KINDS, make_reference
 
 __all__ = [
     "MetricSpec",
@@ -29,6 +32,10 @@ __all__ = [
     "register_dataset",
     "register_model",
     "register_metric",
+    "register_preset",
+    "preset_names",
+    "make_preset",
+    "preset_train",
     "unregister",
 ]
 
@@ -36,28 +43,12 @@ __all__ = [
 IMAGE_DATASETS = ("blobs", "digits", "stacked_digits")
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A suite metric: ``fn(context, **params) -> {value_name: float}``.
-
-    ``defaults`` lists every parameter the metric takes (with its default), so that a suite's
-    metric table is validated key by key and the resolved parameters enter the run id.
-    ``applies(context)`` returns None when the metric applies, else the reason it is skipped.
-    ``check(**params)``, when given, validates the resolved parameters when the suite is loaded
-    (raising TypeError/ValueError naming the parameter), so a bad value fails before training.
-    """
-
-    name: str
-    fn: Callable[..., dict[str, float]]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    applies: Callable[[Any], str | None] = lambda context: None
-    description: str = ""
-    check: Callable[..., None] | None = None
 
 
 _EXTRA_DATASETS: dict[str, Callable[..., Any]] = {}
 _EXTRA_MODELS: dict[str, Callable[..., Any]] = {}
 _METRICS: dict[str, MetricSpec] = {}
+_EXTRA_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def _optional_module(name: str):
@@ -72,8 +63,6 @@ def _optional_module(name: str):
 
 def dataset_names() -> list[str]:
     """Every dataset name a suite may use."""
-    from densitylab import distributions
-
     names = set(distributions.available()) | set(_EXTRA_DATASETS)
     images = _optional_module("images")
     if images is not None and hasattr(images, "available"):
@@ -83,7 +72,7 @@ def dataset_names() -> list[str]:
 
 def model_names() -> list[str]:
     """Every model kind a suite may use (``densitylab.models.available()`` plus registered ones)."""
-    names = set(_EXTRA_MODELS)
+    names = set(_EXTRA_MODELS) | set(REFERENCE_KINDS)
     models = _optional_module("models")
     if models is not None and hasattr(models, "available"):
         names |= set(models.available())
@@ -105,8 +94,6 @@ def make_dataset(name: str, params: dict[str, Any]):
         if images is None:
             raise ValueError(f"unknown dataset {name!r}: densitylab.images is not installed")
         return images.make(name, **params)
-    from densitylab import distributions
-
     return distributions.make(name, **params)
 
 
@@ -122,16 +109,72 @@ def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...]
     if kind in _EXTRA_MODELS:
         factory = _EXTRA_MODELS[kind]
         return factory(**_accepted(factory, extra), **params)
+    if kind in REFERENCE_KINDS:
+        return make_reference(kind, **extra, **params)
     models = _optional_module("models")
     if models is None:
         raise ValueError(f"unknown model {kind!r}: densitylab.models is not installed")
     return models.make(kind, **extra, **params)
 
 
+def preset_names() -> list[str]:
+    """Every model preset a suite's ``[[models]]`` table may name with ``preset = "NAME"``:
+    ``densitylab.models.PRESETS`` plus presets registered with :func:`register_preset`."""
+    names = set(_EXTRA_PRESETS)
+    models = _optional_module("models")
+    presets = getattr(models, "PRESETS", None) if models is not None else None
+    if isinstance(presets, dict):
+        names |= set(presets)
+    return sorted(names)
+
+
+def make_preset(name: str, params: dict[str, Any], *, data_shape: tuple[int, ...],
+                seed: int | None = None) -> tuple[str, Any]:
+    """``(kind, model)``: the preset ``name`` built for ``data_shape`` with ``params``
+    overriding the preset's own settings key by key.
+
+    A preset registered here is a model kind and its default parameters; any other comes from
+    ``densitylab.models.preset(name, **overrides)``, and its kind is the registered model kind
+    of the class it returns.
+    """
+    if name in _EXTRA_PRESETS:
+        kind, defaults = _EXTRA_PRESETS[name]
+        return kind, make_model(kind, {**defaults, **params}, data_shape=data_shape, seed=seed)
+    models = _optional_module("models")
+    if models is None or not hasattr(models, "preset"):
+        raise ValueError(f"unknown preset {name!r}; expected one of "
+                         f"{', '.join(map(repr, preset_names())) or '(none installed)'}")
+    shape_kw = {"data_dim": data_shape[0]} if len(data_shape) == 1 else {"data_shape": data_shape}
+    extra = {**shape_kw, **({"seed": seed} if seed is not None and "seed" not in params else {})}
+    model = models.preset(name, **extra, **params)
+    for kind, cls in getattr(models, "_REGISTRY", {}).items():
+        if type(model) is cls:
+            return kind, model
+    raise ValueError(f"preset {name!r} builds a {type(model).__name__}, which is not a "
+                     f"registered model kind")
+
+
+def preset_train(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The published ``fit`` options of preset ``name`` for the model built with ``params``
+    (``densitylab.models.preset_train_defaults``); none for presets registered here."""
+    if name in _EXTRA_PRESETS:
+        return {}
+    models = _optional_module("models")
+    defaults = getattr(models, "preset_train_defaults", None) if models is not None else None
+    return dict(defaults(name, **params)) if defaults is not None else {}
+
+
+def register_preset(name: str, kind: str, params: dict[str, Any]) -> None:
+    """Make ``preset = name`` in a suite mean model ``kind`` with ``params`` as defaults."""
+    _EXTRA_PRESETS[name] = (kind, dict(params))
+
+
 def model_factory(kind: str) -> Callable[..., Any]:
     """The callable that builds models of ``kind`` (a registered factory or the model class)."""
     if kind in _EXTRA_MODELS:
         return _EXTRA_MODELS[kind]
+    if kind in REFERENCE_KINDS:
+        return make_reference
     models = _optional_module("models")
     registry = getattr(models, "_REGISTRY", None) if models is not None else None
     if isinstance(registry, dict) and kind in registry:
@@ -179,21 +222,18 @@ def unregister(name: str) -> None:
     """Forget a dataset, model or metric registered at run time (built-ins stay)."""
     _EXTRA_DATASETS.pop(name, None)
     _EXTRA_MODELS.pop(name, None)
+    _EXTRA_PRESETS.pop(name, None)
     spec = _METRICS.get(name)
     if spec is not None and spec.name not in _builtin_metric_names():
         _METRICS.pop(name)
 
 
 def _builtin_metric_names() -> set[str]:
-    from .evaluate import BUILTIN_METRICS
-
     return {spec.name for spec in BUILTIN_METRICS}
 
 
 def _ensure_builtin_metrics() -> None:
     if _METRICS:
         return
-    from .evaluate import BUILTIN_METRICS
-
     for spec in BUILTIN_METRICS:
         _METRICS.setdefault(spec.name, spec)

@@ -2,15 +2,30 @@
 
 Every runner hands plain run descriptions to :func:`densitylab.suite.evaluate.execute_run`,
 which writes its own record file: workers share no state, and the folder on disk is the only
-truth about what is done. Rerunning a suite skips runs with an ``"ok"`` record and retries the
-others.
+truth about what is done. Rerunning a suite skips runs with an ``"ok"`` or ``"diverged"`` record
+and retries the failed ones.
+
+A results folder belongs to one suite configuration (:func:`claim_folder`): running another
+suite, or a changed one, into a used folder is refused unless ``force`` moves the stale records
+aside.
+
+Interrupts (Ctrl-C): no new run starts. The sequential runner stops inside the current run;
+with local worker processes (which ignore SIGINT themselves) queued runs are cancelled and the
+runs in flight are cancelled too, by terminating their workers: their partial work is lost and
+they run again on resume, so the command returns within seconds instead of waiting for them.
+On Dask, queued and running tasks are cancelled and a local cluster is shut down (a remote
+worker cannot stop a task mid-way: a run already executing there finishes and writes its record,
+which the resumed suite then skips). Every record written before the interrupt is reported, and
+:attr:`SuiteResult.interrupted` is set.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +37,12 @@ from .config import RunSpec, SuiteConfig
 from .evaluate import batch_key, execute_batched_runs
 from .store import RunStore
 
-__all__ = ["SuiteResult", "run_suite", "select_runs", "pending_runs", "group_runs"]
+__all__ = ["SuiteResult", "FolderInUseError", "run_suite", "claim_folder", "select_runs",
+           "pending_runs", "group_runs"]
+
+
+class FolderInUseError(ValueError):
+    """The results folder belongs to another suite configuration (see :func:`claim_folder`)."""
 
 
 @dataclass
@@ -34,6 +54,11 @@ class SuiteResult:
     skipped: list[str] = field(default_factory=list)
     finished: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
+    #: True when the invocation was interrupted (Ctrl-C); ``finished`` holds every record
+    #: written before it.
+    interrupted: bool = False
+    #: Where stale records were moved (``force=True``), else None.
+    moved_to: Path | None = None
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -41,20 +66,32 @@ class SuiteResult:
         return [r for r in self.finished if r["status"] == "ok"]
 
     @property
+    def diverged(self) -> list[dict[str, Any]]:
+        """Summaries of the runs whose training diverged (a failure; not retried)."""
+        return [r for r in self.finished if r["status"] == "diverged"]
+
+    @property
     def failed(self) -> list[dict[str, Any]]:
-        """Summaries of the runs that failed in this invocation."""
+        """Summaries of the runs that did not finish "ok" in this invocation (failed or
+        diverged)."""
         return [r for r in self.finished if r["status"] != "ok"]
 
     def summary(self) -> str:
         """A few lines for the terminal: counts, failures and where the results are."""
+        errors = [r for r in self.failed if r["status"] != "diverged"]
         lines = [
             f"{self.total} run(s) selected: {len(self.skipped)} already done, "
-            f"{len(self.ok)} finished, {len(self.failed)} failed in {self.wall_s:.1f} s",
+            f"{len(self.ok)} finished, {len(errors)} failed"
+            + (f", {len(self.diverged)} diverged" if self.diverged else "")
+            + f" in {self.wall_s:.1f} s",
         ]
         for r in self.failed:
-            lines.append(f"  FAILED {r['label']} ({r['run_id']}): {r['error']}")
-        if self.failed:
+            lines.append(f"  {r['status'].upper()} {r['label']} ({r['run_id']}): {r['error']}")
+        if errors:
             lines.append("  failed runs are retried when the same command is run again")
+        if self.diverged:
+            lines.append("  diverged runs are failures of the configuration (not retried, not "
+                         "averaged into the report's means): lower the learning rate")
         lines.append(f"results in {self.out_dir / 'runs'}")
         return "\n".join(lines)
 
@@ -82,6 +119,7 @@ def run_suite(
     workers: int | None = None,
     dask: str | None = None,
     show_progress: bool | None = None,
+    force: bool = False,
 ) -> SuiteResult:
     """Run every pending run of ``config`` into ``out_dir`` and return what happened.
 
@@ -90,6 +128,12 @@ def run_suite(
     (``workers`` processes, default 1), any other ``dask`` value is a scheduler address to join.
     With ``config.batch_seeds`` the pending seeds of each (dataset, model) are one task, trained
     as one batched model (:func:`~densitylab.suite.evaluate.execute_batched_runs`).
+    ``force`` moves the records of another configuration aside (see :func:`claim_folder`).
+    A KeyboardInterrupt stops the suite (see the module docstring) and is not re-raised: the
+    result has ``interrupted = True``.
+
+    Raises:
+        FolderInUseError: ``out_dir`` belongs to another configuration and ``force`` is False.
     """
     out = Path(out_dir)
     store = RunStore(out)
@@ -100,15 +144,18 @@ def run_suite(
     if only and not selected:
         raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
                          "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
+    moved = claim_folder(config, out, force=force)
     todo = pending_runs(selected, out)
-    result = SuiteResult(out, len(selected), skipped=[r.run_id for r in selected if r not in todo])
+    result = SuiteResult(out, len(selected), skipped=[r.run_id for r in selected if r not in todo],
+                         moved_to=moved)
     store.write_suite({"name": config.name, "description": config.description,
                        "source": config.source, "device": config.device,
                        "seeds": list(config.seeds), "eval_samples": config.eval_samples,
-                       "run_ids": [r.run_id for r in config.runs]})
+                       "run_ids": config.run_ids(), "settings": config.settings()})
     if result.skipped:
         logger.info("%d of %d run(s) already done in %s", len(result.skipped), len(selected), out)
     if todo:
+        before = {r.run_id: (store.load(r.run_id) or {}).get("finished_at") for r in todo}
         units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
         if dask is not None:
             stream = _run_dask(units, out, dask, workers)
@@ -116,10 +163,93 @@ def run_suite(
             stream = _run_processes(units, out, workers)
         else:
             stream = (s for unit in units for s in execute_batched_runs(unit, out))
-        for summary in _report_progress(stream, len(todo), show_progress):
-            result.finished.append(summary)
+        try:
+            for summary in _report_progress(stream, len(todo), show_progress):
+                result.finished.append(summary)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            _collect_written(result, todo, store, before)
     result.wall_s = time.perf_counter() - start
     return result
+
+
+def _collect_written(result: SuiteResult, todo: list[RunSpec], store: RunStore,
+                     before: dict[str, str | None]) -> None:
+    """After an interrupt: add (and log) every record written in this invocation that the
+    progress stream had not reported yet (a worker may finish just as the interrupt arrives)."""
+    seen = {s["run_id"] for s in result.finished}
+    for spec in todo:
+        if spec.run_id in seen:
+            continue
+        rec = store.load(spec.run_id)
+        if rec is None or rec.get("finished_at") == before.get(spec.run_id):
+            continue
+        summary = {"run_id": spec.run_id, "label": spec.label, "status": rec.get("status"),
+                   "wall_s": float(rec.get("wall_s") or 0.0), "error": rec.get("error")}
+        logger.info("%s %s %s in %.1f s (written before the interrupt)", summary["label"],
+                    summary["run_id"], summary["status"], summary["wall_s"])
+        result.finished.append(summary)
+
+
+def claim_folder(config: SuiteConfig, out_dir: str | Path, *, force: bool = False
+                 ) -> Path | None:
+    """Make sure ``out_dir`` holds nothing but ``config``'s runs before running into it.
+
+    A folder whose ``suite.json`` names another suite or another set of run ids (a changed key,
+    a changed default in the code, another densitylab minor version), or which holds records of
+    runs that are not ``config``'s, is refused with :class:`FolderInUseError` naming the keys
+    that differ and the two ways out. With ``force`` those stale records (and the old
+    ``suite.json``) are moved to ``out_dir/stale/<time>/`` instead, never deleted; returns that
+    folder (None when nothing was moved).
+    """
+    store = RunStore(out_dir)
+    old = store.read_suite()
+    ids = config.run_ids()
+    stale = [rid for rid in store.record_ids() if rid not in set(ids)]
+    changed = old is not None and (old.get("name") != config.name
+                                   or set(old.get("run_ids", [])) != set(ids))
+    if not stale and not changed:
+        return None
+    if force:
+        dest = store.move_aside(stale)
+        logger.info("moved %d stale record(s) of another configuration to %s", len(stale), dest)
+        return dest
+    differences = _differences(old, config)
+    raise FolderInUseError(
+        f"{Path(out_dir)} already holds results of another configuration"
+        + (f" (suite {old.get('name')!r}" + (f" from {old['source']}" if old.get("source")
+                                             else "") + ")" if old else "")
+        + f"; {len(stale)} of its records are not runs of this suite. It differs in: "
+        + differences + ". Results of different configurations are never mixed: run into a "
+        "new folder (--out NEW_DIR), or pass --force to move the stale records to "
+        f"{Path(out_dir) / 'stale'} (nothing is deleted)."
+    )
+
+
+def _differences(old: dict[str, Any] | None, config: SuiteConfig, limit: int = 8) -> str:
+    """The keys whose values differ between a folder's recorded settings and ``config``."""
+    if not old or "settings" not in old:
+        return "(the folder does not record its suite's settings; its run ids differ)"
+    before, after = _flatten(old["settings"]), _flatten(config.settings())
+    keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+    if not keys:
+        return ("no key of the suite file: the code's defaults or densitylab's version changed "
+                "the run ids")
+    shown = [f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys[:limit]]
+    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _short(value: Any) -> str:
+    return "unset" if value is None else repr(value)
 
 
 def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
@@ -169,7 +299,23 @@ def _report_progress(stream: Iterator[dict[str, Any]], total: int, enabled: bool
 def _init_worker(threads: int) -> None:
     import torch
 
+    # Ctrl-C reaches every process of the terminal's group: the parent decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+
+
+class _SigintIgnored:
+    """Ignore SIGINT while worker processes are started, so that they inherit "ignore" and a
+    Ctrl-C during their start-up cannot kill them half-way (the parent handles it)."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
 
 
 def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
@@ -179,16 +325,27 @@ def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
     # Processes share the cores: give each its slice so they do not oversubscribe them.
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)): unit
-                   for unit in units}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads,))
+    futures: dict = {}
+    try:
+        with _SigintIgnored():
+            futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)):
+                       unit for unit in units}
         for fut in as_completed(futures):
             unit = futures[fut]
             try:
                 yield from fut.result()
             except Exception as err:  # the worker itself died (e.g. out of memory)
                 yield from _failed(unit, f"worker died: {type(err).__name__}: {err}")
+    except BaseException:  # Ctrl-C (or the consumer stopped): start nothing, stop what runs
+        for fut in futures:
+            fut.cancel()
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int | None):
@@ -204,8 +361,9 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
         n = workers or 1
         threads = max(1, (os.cpu_count() or 1) // n)
         extra = {"env": {"OMP_NUM_THREADS": str(threads)}} if n > 1 else {}
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
-                               dashboard_address=":0", **extra)
+        with _SigintIgnored():  # its worker processes leave Ctrl-C to this process
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
+                                   dashboard_address=":0", **extra)
         client = Client(cluster)
     else:
         client = Client(address)
@@ -217,12 +375,16 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
                                  key=f"densitylab-run-{unit[0].run_id}-{time.time_ns()}")
                    for unit in units]
         by_key = {f.key: unit for f, unit in zip(futures, units, strict=True)}
-        for fut in as_completed(futures):
-            unit = by_key[fut.key]
-            try:
-                yield from fut.result()
-            except Exception as err:  # the worker was lost
-                yield from _failed(unit, f"dask worker error: {type(err).__name__}: {err}")
+        try:
+            for fut in as_completed(futures):
+                unit = by_key[fut.key]
+                try:
+                    yield from fut.result()
+                except Exception as err:  # the worker was lost
+                    yield from _failed(unit, f"dask worker error: {type(err).__name__}: {err}")
+        except BaseException:  # Ctrl-C: cancel what is queued or running, start nothing new
+            client.cancel(futures, force=True)
+            raise
     finally:
         client.close()
         if cluster is not None:

@@ -2,9 +2,16 @@
 
 Layout of ``DIR``::
 
-    DIR/suite.json                  the suite as last run (name, source, settings)
-    DIR/runs/<run_id>.json          one record per run: status "ok" or "failed"
+    DIR/suite.json                  the suite this folder belongs to (name, source, settings,
+                                    the ids of its runs)
+    DIR/runs/<run_id>.json          one record per run: status "ok", "diverged" or "failed"
     DIR/runs/<run_id>.samples.npz   model samples (and a log-density grid) for the figures
+    DIR/stale/<time>/               records of another configuration, moved aside by
+                                    ``densitylab run --force`` (never deleted)
+
+A folder belongs to one suite configuration: a run into it with another configuration is
+refused (:func:`densitylab.suite.runners.claim_folder`), and the report reads only the records
+whose ids the folder's ``suite.json`` lists (others are listed as stale, never averaged).
 
 Every file is written with :func:`densitylab._runtime.atomic_write_bytes` (temp file in the same
 folder, fsync, rename), the samples before the record, so a ``kill -9`` at any moment leaves
@@ -24,7 +31,11 @@ import numpy as np
 
 from .._runtime import atomic_write_bytes, atomic_write_json, logger
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "DONE_STATUSES"]
+
+#: Statuses of a finished run: not run again when the suite is (a diverged run diverges again
+#: from the same seed). A "failed" run is retried.
+DONE_STATUSES = ("ok", "diverged")
 
 
 class RunStore:
@@ -65,9 +76,32 @@ class RunStore:
         return _read_json(self.record_path(run_id))
 
     def is_finished(self, run_id: str) -> bool:
-        """True when ``run_id`` has a record with status ``"ok"`` (failed runs are retried)."""
+        """True when ``run_id`` has a record with status ``"ok"`` or ``"diverged"`` (failed runs
+        are retried; a diverged one would diverge again)."""
         rec = self.load(run_id)
-        return rec is not None and rec.get("status") == "ok"
+        return rec is not None and rec.get("status") in DONE_STATUSES
+
+    def record_ids(self) -> list[str]:
+        """The ids of every record file in ``runs/`` (readable or not)."""
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.runs_dir.glob("*.json") if not p.name.startswith("."))
+
+    def move_aside(self, run_ids) -> Path:
+        """Move the records (and samples) of ``run_ids`` and the current ``suite.json`` into
+        ``stale/<UTC time>/``; nothing is deleted. Returns that folder."""
+        from datetime import datetime, timezone
+
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        dest = self.root / "stale" / stamp
+        (dest / "runs").mkdir(parents=True, exist_ok=False)
+        for rid in run_ids:
+            for path in (self.record_path(rid), self.samples_path(rid)):
+                if path.exists():
+                    os.replace(path, dest / "runs" / path.name)
+        if (self.root / "suite.json").exists():
+            os.replace(self.root / "suite.json", dest / "suite.json")
+        return dest
 
     def load_samples(self, run_id: str) -> dict[str, np.ndarray] | None:
         """The arrays saved with ``run_id``, or None when absent or unreadable."""
@@ -99,6 +133,19 @@ class RunStore:
         out.sort(key=lambda r: (order.get(r["run_id"], len(order)), str(r.get("dataset")),
                                 str(r.get("model")), r.get("seed", 0), r["run_id"]))
         return out
+
+
+    def current_and_stale(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The records of the suite this folder belongs to (the run ids in ``suite.json``), and
+        the others (stale: another configuration's). Without ``suite.json`` every record is
+        current."""
+        records = self.records()
+        info = self.read_suite()
+        if not info or "run_ids" not in info:
+            return records, []
+        ids = set(info["run_ids"])
+        return ([r for r in records if r["run_id"] in ids],
+                [r for r in records if r["run_id"] not in ids])
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -1,0 +1,287 @@
+"""The suite's built-in metrics: adapters from an :class:`~densitylab.suite.context.EvalContext`
+to the pure functions of :mod:`densitylab.metrics` (and :mod:`densitylab.images`), each declared
+once as a :class:`MetricSpec` with its defaults, its applicability test and its parameter check.
+
+Run execution (:mod:`densitylab.suite.evaluate`) calls them through the registry
+(:mod:`densitylab.suite.registry`); this module imports neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import metrics
+from .._validation import check_choice, check_int, check_positive, check_probability
+from .context import EvalContext, derive_seed, model_log_prob
+
+__all__ = ["MetricSpec", "BUILTIN_METRICS"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A suite metric: ``fn(context, **params) -> {value_name: float}``.
+
+    ``defaults`` lists every parameter the metric takes (with its default), so that a suite's
+    metric table is validated key by key and the resolved parameters enter the run id.
+    ``applies(context)`` returns None when the metric applies, else the reason it is skipped.
+    ``check(**params)``, when given, validates the resolved parameters when the suite is loaded
+    (raising TypeError/ValueError naming the parameter), so a bad value fails before training.
+    """
+
+    name: str
+    fn: Callable[..., dict[str, float]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    applies: Callable[[Any], str | None] = lambda context: None
+    description: str = ""
+    check: Callable[..., None] | None = None
+    #: ``min_samples(**params)``: the smallest evaluation sample the metric is defined on (e.g.
+    #: k + 1 points for a k-nearest-neighbour radius); the suite refuses a smaller
+    #: ``eval_samples`` when it loads. None: no minimum beyond one point.
+    min_samples: Callable[..., int] | None = None
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _needs_mixture(ctx: EvalContext) -> str | None:
+    if not hasattr(ctx.target, "means") or not hasattr(ctx.target, "stds"):
+        return "the target is not a Gaussian mixture (mode centres unknown)"
+    return None
+
+
+def _needs_model_density(ctx: EvalContext) -> str | None:
+    if not getattr(ctx.model, "has_density", False):
+        return f"{type(ctx.model).__name__} has no tractable density"
+    return None
+
+
+def _needs_both_densities(ctx: EvalContext) -> str | None:
+    if not getattr(ctx.target, "has_density", False):
+        return "the target has no closed-form density"
+    return _needs_model_density(ctx)
+
+
+def _needs_images(ctx: EvalContext) -> str | None:
+    return None if ctx.is_image else "not an image dataset"
+
+
+def _needs_stacked(ctx: EvalContext) -> str | None:
+    if not ctx.is_image or ctx.samples.shape[1] != 3:
+        return "not a stacked-digits dataset (3 channels)"
+    return None
+
+
+def _mode_coverage(ctx: EvalContext, threshold: float, min_count: int) -> dict[str, Any]:
+    mc = metrics.mode_coverage(ctx.samples, ctx.target, threshold=threshold, min_count=min_count)
+    return _coverage_values(mc)
+
+
+def _coverage_values(mc) -> dict[str, Any]:
+    out = {
+        "modes_covered": float(mc.modes_covered),
+        "num_modes": float(mc.num_modes),
+        "high_quality_fraction": float(mc.high_quality_fraction),
+        "counts": [int(c) for c in torch.as_tensor(mc.counts).reshape(-1).tolist()],
+    }
+    if mc.kl_to_uniform is None:  # no high-quality sample: the histogram KL is undefined
+        out["kl_modes_note"] = "undefined: no high-quality sample"
+    else:
+        out["kl_modes"] = float(mc.kl_to_uniform)
+    return out
+
+
+def _mmd(ctx: EvalContext, kernel: str, bandwidth, estimator: str) -> dict[str, Any]:
+    value = metrics.mmd(_flat(ctx.samples), _flat(ctx.reference), kernel=kernel,
+                        bandwidth=bandwidth, estimator=estimator)
+    return {"mmd": float(value)}
+
+
+def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
+    x, y = _flat(ctx.samples), _flat(ctx.reference)
+    # kl_knn(x, y) estimates KL(P||Q) with x ~ P: the model's samples first gives KL(model||target)
+    return {"kl_knn_model_target": float(metrics.kl_knn(x, y, k=k)),
+            "kl_knn_target_model": float(metrics.kl_knn(y, x, k=k))}
+
+
+_ESTIMATORS = {"Flow": "exact", "VAE": "IWAE bound", "Diffusion": "probability-flow ODE"}
+
+
+def _needs_likelihood(ctx: EvalContext, sigma=None, **_) -> str | None:
+    """A model with a density, or a GAN when an observation noise ``sigma`` is stated (AIS)."""
+    if getattr(ctx.model, "has_density", False):
+        return None
+    if sigma is not None and hasattr(ctx.model, "generator"):
+        return None
+    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored by AIS "
+            "when the metric states an observation noise: params = {{ sigma = ... }})")
+
+
+def _log_likelihood(ctx: EvalContext, num_samples: int, sigma: float | None, ais_points: int,
+                    ais_steps: int, ais_chains: int) -> dict[str, Any]:
+    """Held-out log-likelihood of every family beside the target's own log-density: flow exact,
+    VAE IWAE, diffusion probability-flow ODE (and the variational bound of any model with an
+    ``elbo``), GAN by AIS under N(x; G(z), sigma^2 I) on ``ais_points`` of the held-out points."""
+    n = num_samples or ctx.eval_samples
+    x = ctx.heldout(n).to(ctx.device)
+    model = ctx.model
+    out: dict[str, Any] = {}
+    if getattr(model, "has_density", False):
+        with torch.no_grad():  # a diffusion's ODE turns gradients on where it needs them
+            logq = torch.as_tensor(model_log_prob(model, x, ctx.seed)).double()
+        out["loglik_estimator"] = _ESTIMATORS.get(type(model).__name__, "model.log_prob")
+        if hasattr(model, "elbo"):
+            with torch.no_grad():
+                elbo = model.elbo(x, seed=derive_seed(ctx.seed, "elbo"))
+            out["heldout_elbo"] = float(torch.as_tensor(elbo).double().mean())
+    else:
+        x = x[:ais_points]
+        res = metrics.ais_log_likelihood(model.generator, x, model.latent_dim, sigma,
+                                         num_steps=ais_steps, num_chains=ais_chains,
+                                         seed=derive_seed(ctx.seed, "ais"))
+        logq = res.log_likelihood
+        out["heldout_loglik_stderr"] = res.mean_stderr
+        out["loglik_estimator"] = f"AIS, sigma = {sigma:g}"
+    out["heldout_loglik"] = float(logq.mean())
+    if getattr(ctx.target, "has_density", False):
+        logp = torch.as_tensor(ctx.target.log_prob(x.to(ctx.target.device))).double()
+        out["target_loglik"] = float(logp.mean())
+    return out
+
+
+def _check_log_likelihood(num_samples: int, sigma, ais_points: int, ais_steps: int,
+                          ais_chains: int) -> None:
+    """``sigma``: None or a positive std; the counts are integers (``num_samples`` >= 0)."""
+    check_int(num_samples, "num_samples", minimum=0)
+    check_positive(sigma, "sigma", allow_none=True)
+    check_int(ais_points, "ais_points", minimum=1)
+    check_int(ais_steps, "ais_steps", minimum=1)
+    check_int(ais_chains, "ais_chains", minimum=1)
+
+
+def _kl_mc(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
+    n = num_samples or ctx.eval_samples
+    # the model's log_prob may be a random estimate (IWAE): fork the global generator so the
+    # value is seeded and the caller's random stream untouched
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(derive_seed(ctx.seed, "kl_mc"))
+        # KL(target || model): the direction that punishes a model for missing target mass
+        est = metrics.kl_mc(ctx.target, ctx.model, n, seed=derive_seed(ctx.seed, "kl_mc_x"))
+    return {"kl_mc_target_model": float(est.value), "kl_mc_stderr": float(est.stderr)}
+
+
+def _prdc(ctx: EvalContext, k: int) -> dict[str, Any]:
+    res = metrics.prdc(_flat(ctx.reference), _flat(ctx.samples), k=k)
+    d = res.to_dict() if hasattr(res, "to_dict") else dict(res._asdict())
+    return {name: float(d[name]) for name in ("precision", "recall", "density", "coverage")}
+
+
+def _stacked_modes(ctx: EvalContext, threshold: float | None, min_count: int) -> dict[str, Any]:
+    images = _images()
+
+    mc = images.count_stacked_modes(ctx.samples, threshold=threshold, min_count=min_count)
+    return _coverage_values(mc)
+
+
+def _check_stacked_modes(threshold: float | None, min_count: int) -> None:
+    """``threshold``: None (count every sample) or a confidence in (0, 1); ``min_count`` >= 1."""
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise TypeError(f"threshold: expected a number in (0, 1), got "
+                            f"{type(threshold).__name__} {threshold!r}")
+        check_probability(threshold, "threshold")
+    check_int(min_count, "min_count", minimum=1)
+
+
+def _c2st(ctx: EvalContext, classifier: str, folds: int) -> dict[str, Any]:
+    res = metrics.c2st(_flat(ctx.samples), _flat(ctx.reference), classifier=classifier,
+                       folds=folds, seed=derive_seed(ctx.seed, "c2st"))
+    return {"c2st": res.accuracy, "c2st_stderr": res.stderr, "c2st_pvalue": res.pvalue}
+
+
+def _check_c2st(classifier: str, folds: int) -> None:
+    check_choice(classifier, "classifier", metrics.CLASSIFIERS)
+    check_int(folds, "folds", minimum=2)
+
+
+def _sliced_wasserstein(ctx: EvalContext, num_projections: int, p: float) -> dict[str, Any]:
+    value = metrics.sliced_wasserstein(_flat(ctx.samples), _flat(ctx.reference),
+                                       num_projections=num_projections, p=p,
+                                       seed=derive_seed(ctx.seed, "sliced_wasserstein"))
+    return {"sliced_wasserstein": value}
+
+
+def _check_sliced_wasserstein(num_projections: int, p: float) -> None:
+    check_int(num_projections, "num_projections", minimum=1)
+    if check_positive(p, "p") < 1:
+        raise ValueError(f"p: expected a number >= 1, got {p!r}")
+
+
+def _energy_distance(ctx: EvalContext, estimator: str) -> dict[str, Any]:
+    value = metrics.energy_distance(_flat(ctx.samples), _flat(ctx.reference), estimator)
+    return {"energy_distance": value}
+
+
+def _check_energy_distance(estimator: str) -> None:
+    check_choice(estimator, "estimator", ("biased", "unbiased"))
+
+
+def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
+    images = _images()
+
+    return {k: float(v) for k, v in images.feature_metrics(ctx.reference, ctx.samples).items()}
+
+
+BUILTIN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("mode_coverage", _mode_coverage, {"threshold": 3.0, "min_count": 1},
+               _needs_mixture,
+               "modes covered, high-quality fraction and KL of the mode histogram to uniform "
+               "(VEEGAN / PacGAN protocol)"),
+    MetricSpec("mmd", _mmd, {"kernel": "rbf", "bandwidth": None, "estimator": "unbiased"},
+               description="MMD^2 between model samples and a fresh target sample "
+               "(Gretton et al. 2012)", min_samples=lambda **_: 2),
+    MetricSpec("kl_knn", _kl_knn, {"k": 1},
+               description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
+               min_samples=lambda k: k + 1),
+    MetricSpec("log_likelihood", _log_likelihood,
+               {"num_samples": 0, "sigma": None, "ais_points": 100, "ais_steps": 200,
+                "ais_chains": 8}, _needs_likelihood,
+               "mean model log-density on held-out target points (flow: exact; VAE: IWAE bound; "
+               "diffusion: probability-flow ODE, with the variational bound beside; GAN: AIS "
+               "under N(x; G(z), sigma^2 I) when sigma is given), beside the target's own",
+               check=_check_log_likelihood),
+    MetricSpec("kl_mc", _kl_mc, {"num_samples": 0}, _needs_both_densities,
+               "Monte Carlo KL(target || model) from target samples"),
+    MetricSpec("prdc", _prdc, {"k": 5},
+               description="precision, recall, density, coverage (Naeem et al. 2020)",
+               min_samples=lambda k: k + 1),
+    MetricSpec("stacked_modes", _stacked_modes, {"threshold": None, "min_count": 1},
+               _needs_stacked,
+               "classifier-based mode count over the 1,000 digit triples (VEEGAN / PacGAN "
+               "stacked-MNIST protocol); threshold: per-channel confidence a sample needs to "
+               "count (none: every sample)", check=_check_stacked_modes),
+    MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
+               "KID, Frechet distance and PRDC on digit-classifier features"),
+    MetricSpec("c2st", _c2st, {"classifier": "mlp", "folds": 5},
+               description="classifier two-sample test: held-out accuracy telling model samples "
+               "from target samples (0.5 = indistinguishable), its s.e. and binomial p-value "
+               "(Lopez-Paz and Oquab 2017)", check=_check_c2st),
+    MetricSpec("sliced_wasserstein", _sliced_wasserstein, {"num_projections": 128, "p": 2.0},
+               description="sliced Wasserstein SW_p^p between model samples and a fresh target "
+               "sample (Bonneel et al. 2015)", check=_check_sliced_wasserstein),
+    MetricSpec("energy_distance", _energy_distance, {"estimator": "biased"},
+               description="squared energy distance between model samples and a fresh target "
+               "sample (Szekely and Rizzo 2013)", check=_check_energy_distance),
+)
+
+
+def _images():
+    """:mod:`densitylab.images`, imported on first use: an image metric is the only user of the
+    digit classifier and its data, which a 2D suite never loads."""
+    from .. import images
+
+    return images

@@ -1,0 +1,149 @@
+"""The package's shape: no import cycle between densitylab modules (even one hidden behind an
+import inside a function), every module importable on its own, and the run ids of the built-in
+suites pinned so that a restructuring of the suite cannot silently change them."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "densitylab"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported(module: str, path: Path) -> set[str]:
+    """The densitylab modules ``module`` imports anywhere in its source (top level or inside a
+    function), leaving out ``if TYPE_CHECKING:`` blocks, which never run."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            node.body = []
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:  # `from pkg import submodule` depends on the submodule
+                sub = f"{target}.{alias.name}"
+                out.add(sub if sub in MODULES else target)
+    return {m for m in out if m in MODULES and m != module}
+
+
+def _cycles() -> list[list[str]]:
+    """Strongly connected components of more than one module in the import graph (Tarjan)."""
+    graph = {m: _imported(m, p) for m, p in MODULES.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_sees_imports_inside_functions():
+    # the cycle check is only as good as the graph: a lazy import must count as an edge
+    assert "densitylab.report.markdown" in _imported(
+        "densitylab.report", MODULES["densitylab.report"])
+    assert "densitylab.metrics" in _imported(
+        "densitylab.suite.metric_adapters", MODULES["densitylab.suite.metric_adapters"])
+
+
+def test_no_import_cycle_outside_models():
+    outside = [c for c in _cycles() if not all(m.startswith("densitylab.models") for m in c)]
+    assert outside == []
+
+
+@pytest.mark.xfail(reason="models/base.py <-> models/__init__.py: being restructured (issue 11)",
+                   strict=False)
+def test_no_import_cycle_in_models():
+    assert _cycles() == []
+
+
+@pytest.mark.slow  # ~20 s wall on the loaded 2-core machine; the AST cycle check above is fast
+def test_every_module_imports_alone():
+    """Each module imported first, in a ``sys.modules`` holding no densitylab module (one
+    interpreter: third-party modules such as torch stay loaded, so this takes seconds)."""
+    names = [m for m in MODULES if m != "densitylab.__main__"]
+    script = (
+        "import importlib, sys, traceback\n"
+        f"bad = []\nfor name in {names!r}:\n"
+        "    for m in [m for m in sys.modules if m.split('.')[0] == 'densitylab']:\n"
+        "        del sys.modules[m]\n"
+        "    try:\n        importlib.import_module(name)\n"
+        "    except Exception:\n        bad.append(name + ': ' + traceback.format_exc(limit=1))\n"
+        "print('\\n'.join(bad)); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+#: sha256 of the space-joined run ids of each built-in suite (and the number of runs), taken
+#: from `densitylab run NAME --dry-run` before the suite was split into context, metric
+#: adapters, registry and execution modules. Editing a suite file changes its entry (update it
+#: then, on purpose); a change from code alone would change every stored result's id.
+BUILTIN_RUN_IDS = {
+    "images": (30, "7ad591f7b2809e33"),
+    "pacgan2d": (200, "cf41ba8766521b00"),
+    "quick": (16, "0e530d006d2e13ce"),
+    "toy2d": (140, "db4897d142defe7f"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_RUN_IDS))
+def test_builtin_suite_run_ids_are_unchanged(name):
+    from densitylab.suite import load_suite
+
+    ids = [run.run_id for run in load_suite(name).runs]
+    digest = hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]
+    assert (len(ids), digest) == BUILTIN_RUN_IDS[name]
+
+
+def test_quick_suite_first_run_ids():
+    # the digest above in readable form for the CI-sized suite
+    from densitylab.suite import load_suite
+
+    ids = [run.run_id for run in load_suite("quick").runs]
+    assert ids[:5] == ["7b445aabc334", "b0512382bb60", "f36c146dcb53", "1352184299db",
+                       "bb4e453dfa72"]
