@@ -147,3 +147,44 @@ def test_quick_suite_first_run_ids():
     ids = [run.run_id for run in load_suite("quick").runs]
     assert ids[:5] == ["7b445aabc334", "b0512382bb60", "f36c146dcb53", "1352184299db",
                        "bb4e453dfa72"]
+
+
+# ---------------------------------------------------------------- the model contract
+
+
+def test_builtin_models_and_references_meet_the_model_protocol():
+    from densitylab import models
+    from densitylab.suite import registry
+    from densitylab.suite.context import Model, SavableModel
+
+    for kind in models.available():
+        model = registry.make_model(kind, {}, data_shape=(2,), seed=0)
+        assert isinstance(model, SavableModel), kind
+    for kind in ("oracle", "noise"):
+        assert isinstance(registry.make_model(kind, {}, data_shape=(2,)), Model)
+
+
+def test_a_registered_model_without_log_prob_fails_when_the_suite_loads():
+    from densitylab.suite import parse_suite, registry
+
+    class NoLogProb:
+        has_density = False
+
+        def __init__(self, data_dim, seed=None):
+            pass
+
+        def fit(self, data, steps, batch_size, seed):
+            return []
+
+        def sample(self, n, seed=None):
+            return [[0.0, 0.0]] * n
+
+    registry.register_model("nolp", NoLogProb)
+    try:
+        with pytest.raises((TypeError, ValueError), match=r"'nolp'.*lacks log_prob"):
+            parse_suite({"suite": {"name": "t", "seeds": [0]},
+                         "datasets": [{"name": "ring"}],
+                         "models": [{"name": "m", "kind": "nolp"}],
+                         "metrics": [{"name": "mmd"}]})
+    finally:
+        registry.unregister("nolp")
