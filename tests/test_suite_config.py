@@ -225,6 +225,8 @@ def test_run_id_is_sha256_of_canonical_json_and_holds_the_minor_version():
     assert parse_suite(BASE).runs[0].config["densitylab"] == version_key()
 
 
+@pytest.mark.slow  # a fresh interpreter (~20 s); test_architecture pins the built-in run ids,
+# computed in another process with another hash seed, in the fast run
 def test_run_ids_are_the_same_in_another_process():
     import json
     import subprocess

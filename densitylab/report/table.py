@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..suite.store import RunStore
+from ..suite.references import is_reference
+from ..suite.store import RunRecord, RunStore
 from .explain import _undefined
 
 __all__ = ["COLUMNS", "results_table", "failed_runs", "summarize", "run_status"]
@@ -23,20 +24,12 @@ COLUMNS = ["suite", "dataset", "model", "seed", "metric", "value", "group", "run
            "status", "reason", "reference"]
 
 
-def run_status(rec: dict[str, Any]) -> str:
+def run_status(rec: dict[str, Any] | RunRecord) -> str:
     """``ok``, ``diverged`` (status or a ``diverged`` entry: an untrained model's scores are no
-    result) or ``failed``."""
-    status = rec.get("status", "failed")
-    if status == "ok" and rec.get("diverged"):
-        return "diverged"
-    return status if status in ("ok", "diverged") else "failed"
-
-
-def _diverged_reason(rec: dict[str, Any]) -> str:
-    div = rec.get("diverged") or {}
-    if isinstance(div, dict) and "step" in div:
-        return f"training diverged at step {div['step']} (loss {div.get('loss')})"
-    return rec.get("error") or "training diverged"
+    result) or ``failed`` (:attr:`densitylab.suite.store.RunRecord.outcome`)."""
+    if isinstance(rec, dict):  # a figure's record may be a partial one, without its run id
+        rec = RunRecord.from_dict({**rec, "run_id": str(rec.get("run_id", ""))})
+    return rec.outcome
 
 
 def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.DataFrame:
@@ -51,26 +44,24 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
     diverged run (one row with an empty ``metric``); their ``value`` is empty and ``reason``
     says why. Metrics skipped as not applicable (a GAN's likelihood) have no rows.
     """
-    records = RunStore(out_dir).current_and_stale()[0]  # never another configuration's
+    records = RunStore(out_dir).current_records()  # never another configuration's
     names: dict[tuple[Any, Any, str], list[str]] = {}
     for rec in records:  # the value names each metric gives, to name an erroring metric's rows
-        for group, result in rec.get("metrics", {}).items():
-            known = names.setdefault((rec.get("dataset"), rec.get("model"), group), [])
+        for group, result in rec.metrics.items():
+            known = names.setdefault((rec.dataset, rec.model, group), [])
             for name in list(result.get("values", {})) + _undefined(result):
                 if name not in known:
                     known.append(name)
     rows: list[dict[str, Any]] = []
     for rec in records:
         base = _base_row(rec)
-        status = run_status(rec)
+        status = rec.outcome
         if status != "ok":
             if with_failures:
-                reason = (_diverged_reason(rec) if status == "diverged"
-                          else rec.get("error", "run failed"))
                 rows.append({**base, "metric": "", "value": np.nan, "group": "",
-                             "status": status, "reason": reason})
+                             "status": status, "reason": rec.failure_reason})
             continue
-        for group, result in rec.get("metrics", {}).items():
+        for group, result in rec.metrics.items():
             for name, value in result.get("values", {}).items():
                 rows.append({**base, "metric": name, "value": float(value), "group": group,
                              "status": "ok", "reason": ""})
@@ -81,34 +72,26 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
                 rows.append({**base, "metric": name, "value": np.nan, "group": group,
                              "status": "undefined", "reason": str(details[f"{name}_note"])})
             if "error" in result:
-                for name in names.get((rec.get("dataset"), rec.get("model"), group)) or [group]:
+                for name in names.get((rec.dataset, rec.model, group)) or [group]:
                     rows.append({**base, "metric": name, "value": np.nan, "group": group,
                                  "status": "error", "reason": str(result["error"])})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _base_row(rec: dict[str, Any]) -> dict[str, Any]:
-    from ..suite.references import is_reference
-
-    cfg = rec.get("config", {})
+def _base_row(rec: RunRecord) -> dict[str, Any]:
     return {
-        "suite": rec.get("suite"), "dataset": rec.get("dataset"), "model": rec.get("model"),
-        "seed": rec.get("seed"), "run_id": rec["run_id"],
-        "dataset_name": cfg.get("dataset", {}).get("name"),
-        "model_kind": cfg.get("model", {}).get("kind"),
-        "steps": cfg.get("train", {}).get("steps"), "eval_samples": cfg.get("eval_samples"),
-        "device": rec.get("device"), "wall_s": rec.get("wall_s"),
-        "train_s": rec.get("train_s"), "reference": is_reference(rec),
+        "suite": rec.suite, "dataset": rec.dataset, "model": rec.model, "seed": rec.seed,
+        "run_id": rec.run_id, "dataset_name": rec.dataset_name, "model_kind": rec.model_kind,
+        "steps": rec.steps, "eval_samples": rec.eval_samples, "device": rec.device,
+        "wall_s": rec.wall_s, "train_s": rec.train_s, "reference": is_reference(rec.model_kind),
     }
 
 
 def failed_runs(out_dir: str | Path) -> pd.DataFrame:
     """The runs whose latest record says ``failed`` or ``diverged``, with their errors."""
-    rows = [{"dataset": r.get("dataset"), "model": r.get("model"), "seed": r.get("seed"),
-             "run_id": r["run_id"], "status": run_status(r),
-             "error": (_diverged_reason(r) if run_status(r) == "diverged"
-                       else r.get("error", ""))}
-            for r in RunStore(out_dir).current_and_stale()[0] if run_status(r) != "ok"]
+    rows = [{"dataset": r.dataset, "model": r.model, "seed": r.seed, "run_id": r.run_id,
+             "status": r.outcome, "error": r.failure_reason}
+            for r in RunStore(out_dir).current_records() if r.outcome != "ok"]
     return pd.DataFrame(rows, columns=["dataset", "model", "seed", "run_id", "error", "status"])
 
 

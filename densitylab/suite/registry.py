@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import distributions
+from .context import Model, check_model
 from .metric_adapters import BUILTIN_METRICS, MetricSpec
 from .references import REFERENCE_KINDS, make_reference
 
@@ -98,7 +99,14 @@ def make_dataset(name: str, params: dict[str, Any]):
 
 
 def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...],
-               seed: int | None = None):
+               seed: int | None = None) -> Model:
+    """Build an untrained model of ``kind`` for points of shape ``data_shape``; it is checked
+    against the :class:`~densitylab.suite.context.Model` protocol (TypeError otherwise)."""
+    return check_model(_build_model(kind, params, data_shape=data_shape, seed=seed), kind)
+
+
+def _build_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...],
+                 seed: int | None = None):
     """Build an untrained model of ``kind`` for points of shape ``data_shape``.
 
     Vectors are passed as ``data_dim``, images as ``data_shape``; ``seed`` (the weight

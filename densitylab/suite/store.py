@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,104 @@ import numpy as np
 
 from .._runtime import atomic_write_bytes, atomic_write_json, logger
 
-__all__ = ["RunStore", "DONE_STATUSES"]
+__all__ = ["RunStore", "RunRecord", "DONE_STATUSES"]
 
 #: Statuses of a finished run: not run again when the suite is (a diverged run diverges again
 #: from the same seed). A "failed" run is retried.
 DONE_STATUSES = ("ok", "diverged")
+
+
+@dataclass
+class RunRecord:
+    """One run's record (``runs/<run_id>.json``) as typed fields, for readers such as the report.
+
+    :meth:`from_dict` reads the JSON layout the suite writes (every key optional but
+    ``run_id``); keys without a field here (``versions``, ``history``, ``curves``, ...) and keys
+    written as null are kept in ``extra``, so :meth:`to_dict` gives back the same mapping.
+    """
+
+    run_id: str
+    suite: str | None = None
+    dataset: str | None = None  # the dataset's label in the suite
+    model: str | None = None  # the model's label in the suite
+    seed: int | None = None
+    status: str | None = None  # as written: "ok", "diverged" or "failed"
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    diverged: dict[str, Any] | None = None
+    device: str | None = None
+    wall_s: float | None = None
+    train_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the keys :meth:`from_dict` read (an empty ``config`` or ``metrics`` is written back only
+    #: when it was there)
+    read_keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """The record of a JSON mapping (TypeError when it is not one or has no ``run_id``)."""
+        if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+            raise TypeError(f"run record: expected a mapping with a string 'run_id', got "
+                            f"{type(data).__name__}")
+        typed = {f.name for f in fields(cls)} - {"extra", "read_keys"}
+        known = {k: v for k, v in data.items() if k in typed and v is not None}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in known},
+                   read_keys=frozenset(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON mapping :meth:`from_dict` read (the layout of ``runs/<run_id>.json``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("extra", "read_keys")}
+        out = {k: v for k, v in out.items() if v is not None
+               and (v or k not in ("config", "metrics") or k in self.read_keys)}
+        return {**out, **self.extra}
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``diverged`` (the status, or a ``diverged`` entry: an untrained model's
+        scores are no result) or ``failed``."""
+        status = self.status or "failed"
+        if status == "ok" and self.diverged:
+            return "diverged"
+        return status if status in DONE_STATUSES else "failed"
+
+    @property
+    def failure_reason(self) -> str:
+        """Why a run that is not ``ok`` has no result ("" for an ok run)."""
+        outcome = self.outcome
+        if outcome == "ok":
+            return ""
+        if outcome == "diverged":
+            div = self.diverged or {}
+            if isinstance(div, dict) and "step" in div:
+                return f"training diverged at step {div['step']} (loss {div.get('loss')})"
+            return self.error or "training diverged"
+        return self.error or "run failed"
+
+    def _section(self, name: str) -> dict[str, Any]:
+        value = self.config.get(name)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def dataset_name(self) -> str | None:
+        """The registered dataset name (``config.dataset.name``)."""
+        return self._section("dataset").get("name")
+
+    @property
+    def model_kind(self) -> str | None:
+        """The registered model kind (``config.model.kind``)."""
+        return self._section("model").get("kind")
+
+    @property
+    def steps(self) -> int | None:
+        """Training steps (``config.train.steps``)."""
+        return self._section("train").get("steps")
+
+    @property
+    def eval_samples(self) -> int | None:
+        """Points drawn from the model for scoring (``config.eval_samples``)."""
+        return self.config.get("eval_samples")
 
 
 class RunStore:
@@ -134,6 +228,10 @@ class RunStore:
                                 str(r.get("model")), r.get("seed", 0), r["run_id"]))
         return out
 
+    def current_records(self) -> list[RunRecord]:
+        """The records of the suite this folder belongs to (see :meth:`current_and_stale`),
+        typed."""
+        return [RunRecord.from_dict(r) for r in self.current_and_stale()[0]]
 
     def current_and_stale(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The records of the suite this folder belongs to (the run ids in ``suite.json``), and
