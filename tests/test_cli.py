@@ -69,6 +69,18 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 
+def test_main_module_runs_the_cli(monkeypatch, capsys):
+    # what `python -m densitylab` executes, in this interpreter (the subprocess twin is slow)
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["densitylab", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("densitylab", run_name="__main__")
+    assert exit_info.value.code in (0, None)
+    assert capsys.readouterr().out.strip() == f"densitylab {__version__}"
+
+
+@pytest.mark.slow  # a fresh interpreter; test_main_module_runs_the_cli covers __main__ fast
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "densitylab", "--version"], capture_output=True,
                          text=True, cwd=Path(__file__).parent, check=False)

@@ -213,7 +213,8 @@ def test_files_respect_the_umask(tmp_path):
 # ---------------------------------------------------------------- CLI details (9, 12, 15)
 
 
-@pytest.mark.parametrize("where", ["before", "after"])
+# "before" runs the same suite again; where -q may stand is test_verbose_after_the_command...
+@pytest.mark.parametrize("where", [pytest.param("before", marks=pytest.mark.slow), "after"])
 def test_quiet_in_either_position_prints_nothing(tmp_path, capsys, where):
     suite = tmp_path / "s.toml"
     suite.write_text(_suite_fakes.TINY_SUITE)
