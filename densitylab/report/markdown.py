@@ -212,15 +212,15 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
             if name in fig_names:
                 lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
     with_modes = any(_has_modes(r) for r in ok)
-    for name, caption in (("samples.png", "Model samples (blue) over a target sample (grey)"
-                           + (" and, for targets with modes, the mode centres (red crosses)"
-                              if with_modes else "") + ", first seed"),
-                          ("samples_flagged.png", "Diverged or collapsed seeds (at most half "
-                           "of the modes covered), every seed: samples (red) over a target "
-                           "sample (grey)"),
-                          ("density.png", "Model log-density, first seed")):
+    for name, title, caption in (
+            ("samples.png", "Model samples", "Model samples (blue) over a target sample (grey)"
+             + (" and the mode centres (red crosses)" if with_modes else "") + ", first seed"),
+            ("samples_flagged.png", "Diverged or collapsed seeds", "Diverged or collapsed "
+             "seeds (at most half of the modes covered), every seed: samples (red) over a "
+             "target sample (grey)"),
+            ("density.png", "Model log-density", "Model log-density, first seed")):
         if name in fig_names:
-            lines += [f"## {caption.split(',')[0]}", "", f"![{caption}](figures/{name})", "",
+            lines += [f"## {title}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
     lines += tests_section(table)
     order = _ordered(METRIC_ORDER + [m for m in table["metric"] if isinstance(m, str) and m])
