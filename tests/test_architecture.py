@@ -94,8 +94,6 @@ def test_no_import_cycle_outside_models():
     assert outside == []
 
 
-@pytest.mark.xfail(reason="models/base.py <-> models/__init__.py: being restructured (issue 11)",
-                   strict=False)
 def test_no_import_cycle_in_models():
     assert _cycles() == []
 
