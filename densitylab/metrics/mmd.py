@@ -124,9 +124,9 @@ def _linear_mmd(kern: Kernel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return h.mean()
 
 
-def _prepare_inputs(x, y, estimator: str):
-    est = check_choice(estimator, "estimator", ESTIMATORS)
-    min_rows = 1 if est == "biased" else 2
+def paired_samples(x, y, min_rows: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``y`` checked as two sample sets of one dimension on one device, in their
+    common floating dtype (float32 at least)."""
     xs = as_samples(x, "x", min_rows=min_rows)
     ys = as_samples(y, "y", min_rows=min_rows)
     check_same_dim(xs, ys)
@@ -135,7 +135,13 @@ def _prepare_inputs(x, y, estimator: str):
     dtype = torch.promote_types(xs.dtype, ys.dtype)
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32  # half precision cannot hold kernel sums reliably
-    return xs.to(dtype), ys.to(dtype), est
+    return xs.to(dtype), ys.to(dtype)
+
+
+def _prepare_inputs(x, y, estimator: str):
+    est = check_choice(estimator, "estimator", ESTIMATORS)
+    xs, ys = paired_samples(x, y, min_rows=1 if est == "biased" else 2)
+    return xs, ys, est
 
 
 def _resolve_kernel(xs, ys, kernel, bandwidth, kernel_options) -> Kernel:

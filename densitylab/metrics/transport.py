@@ -17,26 +17,14 @@ import numpy as np
 import torch
 
 from .._runtime import make_generator
-from .._validation import as_samples, check_choice, check_int, check_positive, check_same_dim
+from .._validation import check_choice, check_int, check_positive
 from .kernels import ENERGY_KERNEL, Kernel
-from .mmd import _block, _estimate, _kernel_sums
+from .mmd import _block, _estimate, _kernel_sums, paired_samples
 
 __all__ = ["energy_distance", "sliced_wasserstein"]
 
 #: Projected values kept in memory at once by :func:`sliced_wasserstein` (per set), in entries.
 _SW_CHUNK_ENTRIES = 2**23
-
-
-def _pair(x, y, min_rows: int = 1):
-    xs = as_samples(x, "x", min_rows=min_rows)
-    ys = as_samples(y, "y", min_rows=min_rows)
-    check_same_dim(xs, ys)
-    if xs.device != ys.device:
-        raise ValueError(f"x and y must be on the same device, got {xs.device} and {ys.device}")
-    dtype = torch.promote_types(xs.dtype, ys.dtype)
-    if dtype in (torch.float16, torch.bfloat16):
-        dtype = torch.float32
-    return xs.to(dtype), ys.to(dtype)
 
 
 def _sort_rows(a: torch.Tensor) -> torch.Tensor:
@@ -100,7 +88,7 @@ def sliced_wasserstein(x, y, num_projections: int = 128, p: float = 2, seed: int
         p: order ``p >= 1``.
         seed: seeds the directions; None draws fresh ones.
     """
-    xs, ys = _pair(x, y)
+    xs, ys = paired_samples(x, y)
     num = check_int(num_projections, "num_projections", minimum=1)
     p = check_positive(p, "p")
     if p < 1:
@@ -157,6 +145,6 @@ def energy_distance(x, y, estimator: str = "biased", *, block_size: int | None =
     square root for a metric on distributions.
     """
     est = check_choice(estimator, "estimator", ("biased", "unbiased"))
-    xs, ys = _pair(x, y, min_rows=1 if est == "biased" else 2)
+    xs, ys = paired_samples(x, y, min_rows=1 if est == "biased" else 2)
     sums = _kernel_sums(Kernel(ENERGY_KERNEL), xs, ys, _block(block_size, xs))
     return float(_estimate(sums, est))

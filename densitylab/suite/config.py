@@ -428,7 +428,7 @@ def _datasets(items: list[Any], errs: _Errors
         key = f"datasets[{i}]"
         with errs:
             _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "label", "params", "curves"})
+            _check_keys(item, f"{key}.", {"name", "label", "params"})
             name = _required(item, key, "name", str)
             if name not in known:
                 raise ValueError(f"{key}.name: unknown dataset {name!r}; expected one of "
