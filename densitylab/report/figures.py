@@ -117,6 +117,20 @@ def _first_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(best.values())
 
 
+def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],
+                min_width: float = 0.0):
+    """A figure of ``n`` panels wrapped into rows of at most ``max_cols``, each panel
+    ``panel_size`` inches; returns the figure and its axes, flat, unused ones switched off."""
+    cols = min(max_cols, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(max(min_width, panel_size[0] * cols), panel_size[1] * rows),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes
+
+
 def _grid_of(records):
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
     models = list(dict.fromkeys(r["model"] for r in records))
@@ -219,12 +233,7 @@ def flagged_samples_figure(records: list[dict[str, Any]], store: RunStore,
     if not panels:
         return None
     panels = panels[:limit]
-    cols = min(6, len(panels))
-    rows = -(-len(panels) // cols)
-    fig = Figure(figsize=(1.9 * cols, 2.0 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
-    for ax in axes[len(panels):]:
-        ax.set_axis_off()
+    fig, axes = _panel_grid(len(panels), max_cols=6, panel_size=(1.9, 2.0))
     for ax, (r, why, pts) in zip(axes, panels, strict=False):
         target = _target(r)
         if target is not None:
@@ -354,12 +363,7 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
                if m not in _REFERENCE_LINES]
     if not metrics:
         return None
-    cols = min(4, len(metrics))
-    rows = -(-len(metrics) // cols)
-    fig = Figure(figsize=(max(4.5, 3.2 * cols), 2.9 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
-    for ax in axes[len(metrics):]:
-        ax.set_axis_off()
+    fig, axes = _panel_grid(len(metrics), max_cols=4, panel_size=(3.2, 2.9), min_width=4.5)
     rng = np.random.default_rng(0)  # jitter of the seed dots
     for ax, metric in zip(axes, metrics, strict=False):
         mcells = cells[cells["metric"] == metric]
@@ -546,12 +550,7 @@ def metric_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
 
     df = pd.DataFrame(rows)
     metrics = [m for m in _ordered(df["metric"]) if m not in _REFERENCE_LINES]
-    cols = min(3, len(metrics))
-    nrows = -(-len(metrics) // cols)
-    fig = Figure(figsize=(3.4 * cols, 2.6 * nrows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).reshape(-1)
-    for ax in axes[len(metrics):]:
-        ax.set_axis_off()
+    fig, axes = _panel_grid(len(metrics), max_cols=3, panel_size=(3.4, 2.6))
     for ax, metric in zip(axes, metrics, strict=False):
         sub = df[df["metric"] == metric]
         sns.lineplot(data=sub, x="step", y="value", hue="model", units="seed", estimator=None,
