@@ -349,6 +349,11 @@ def _judge(sc: Score, check: str, vals: dict[str, dict], null: list, half: list,
     mean0 = sum(null) / len(null)
     tol = 3 * noise
     bad = sc.badness
+
+    def worsens(seq: list[float], what: str) -> tuple[str, str]:
+        """Pass when the score gets no better, beyond noise, along ``seq`` (a growing defect)."""
+        return ("pass" if _monotone([bad(x) for x in seq], noise) else "fail",
+                f"{what}: {', '.join(f'{x:.4g}' for x in seq)}; 3 noise = {tol:.3g}")
     if check == "identical":
         x = v("identical")
         return ("pass" if abs(x - sc.ideal) <= tol else "fail",
@@ -365,12 +370,8 @@ def _judge(sc: Score, check: str, vals: dict[str, dict], null: list, half: list,
     if check == "drop_modes":
         if sc.role == "fidelity":
             return "n/a", "fidelity: the remaining samples are all realistic"
-        seq = [mean0] + [v(d) for d in drops]
-        b = [bad(s) for s in seq]
-        ok = _monotone(b, noise)
-        return ("pass" if ok else "fail",
-                f"scores for k = 0, {', '.join(d[5:] for d in drops)} dropped: "
-                f"{', '.join(f'{s:.4g}' for s in seq)}; 3 noise = {tol:.3g}")
+        return worsens([mean0] + [v(d) for d in drops],
+                       f"scores for k = 0, {', '.join(d[5:] for d in drops)} dropped")
     if check == "invent_modes":
         if sc.role == "diversity":
             return "n/a", "diversity: every target mode is still covered"
@@ -388,12 +389,8 @@ def _judge(sc: Score, check: str, vals: dict[str, dict], null: list, half: list,
         return ("pass" if ok else "fail",
                 f"sharp {s_:.4g}, blurry {b_:.4g}, null {mean0:.4g}; 3 noise = {tol:.3g}")
     if check == "translate":
-        seq = [mean0] + [v(f"shift_{c:g}") for c in (0.5, 2.0, 6.0, 16.0)]
-        b = [bad(s) for s in seq]
-        ok = _monotone(b, noise)
-        return ("pass" if ok else "fail",
-                f"shifts 0, 0.5, 2, 6, 16 stds: {', '.join(f'{s:.4g}' for s in seq)}; "
-                f"3 noise = {tol:.3g}")
+        return worsens([mean0] + [v(f"shift_{c:g}") for c in (0.5, 2.0, 6.0, 16.0)],
+                       "shifts 0, 0.5, 2, 6, 16 stds")
     if check == "outliers":
         x = v("outliers")
         delta = abs(x - mean0)
