@@ -208,6 +208,7 @@ class PublishedCell:
     difference: float
     combined_se: float
     within: bool | None
+    budget: str = "as published"  # how the run's training differed from the published budget
 
 
 def published_check(summary, setups: dict[str, PublishedSetup],
@@ -243,7 +244,7 @@ def published_check(summary, setups: dict[str, PublishedSetup],
                 within = None if not math.isfinite(combined) else abs(diff) <= 2 * combined
                 cells.append(PublishedCell(label, ours_name, row.model, metric, mean, se,
                                            int(hit.iloc[0]["n"]), pub, pub_se, diff, combined,
-                                           within))
+                                           within, setup.budget))
     return cells
 
 
