@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from densitylab import distributions, metrics
-from densitylab.models import GAN, VAE
-from densitylab.models.batched import BatchedGAN, BatchedVAE, stack_networks
+from densitylab.models import GAN, VAE, Diffusion
+from densitylab.models.batched import BatchedDiffusion, BatchedGAN, BatchedVAE, stack_networks
 
 SEEDS = [3, 5, 11]
 
@@ -225,13 +225,52 @@ def test_unstacked_model_survives_save_and_load(tmp_path):
     torch.testing.assert_close(loaded.sample(10, seed=0), batched.sample(10, seed=0)[1])
 
 
-@pytest.mark.parametrize("batched_cls, single_cls, last_layer", [
-    (BatchedGAN, GAN, lambda m: m.generator.net.net[-1]),
-    (BatchedVAE, VAE, lambda m: m.decoder.net.net[-1]),
+DIFFUSION = {"data_dim": 2, "hidden": (16, 16), "timesteps": 20}
+
+
+@pytest.mark.parametrize("extra, schedule", [
+    ({}, "constant"),
+    ({"schedule": "cosine", "time_sampling": "uniform"}, "cosine"),
 ])
-def test_a_diverging_seed_is_frozen_and_the_others_train_on(batched_cls, single_cls, last_layer):
+def test_batched_diffusion_training_equals_separate_fits(extra, schedule):
     ring = distributions.ring()
-    batched = batched_cls(seeds=SEEDS, **SMALL)
+    batched = BatchedDiffusion(seeds=SEEDS, **DIFFUSION, **extra)
+    batched.networks.double()
+    histories = batched.fit(ring, steps=6, batch_size=32, lr=3e-3, progress=False,
+                            lr_schedule=schedule)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(Diffusion, SEEDS, **DIFFUSION, **extra)):
+        h = single.fit(ring, steps=6, batch_size=32, lr=3e-3, seed=SEEDS[i], progress=False,
+                       lr_schedule=schedule)
+        _state_close(single, state, i, atol=1e-10)
+        assert histories[i]["loss"] == pytest.approx(h["loss"], abs=1e-10)
+    samples = batched.sample(5, seed=1, sampler="ddim", steps=4)
+    assert samples.shape == (3, 5, 2)
+    for i, model in enumerate(batched.unstack()):
+        assert torch.equal(samples[i], model.sample(5, seed=1, sampler="ddim", steps=4))
+
+
+def test_batched_conv_diffusion_equals_separate_fits():
+    data = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0)).double()
+    kwargs = {"data_shape": (1, 8, 8), "network": "conv", "conv_width": 4, "timesteps": 10}
+    batched = BatchedDiffusion(seeds=SEEDS[:2], **kwargs)
+    batched.networks.double()
+    batched.fit(data, steps=3, batch_size=8, progress=False)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(Diffusion, SEEDS[:2], **kwargs)):
+        single.fit(data, steps=3, batch_size=8, seed=SEEDS[i], progress=False)
+        _state_close(single, state, i, atol=1e-10)
+
+
+@pytest.mark.parametrize("batched_cls, single_cls, kwargs, last_layer", [
+    (BatchedGAN, GAN, SMALL, lambda m: m.generator.net.net[-1]),
+    (BatchedVAE, VAE, SMALL, lambda m: m.decoder.net.net[-1]),
+    (BatchedDiffusion, Diffusion, DIFFUSION, lambda m: m.eps.net[-1]),
+])
+def test_a_diverging_seed_is_frozen_and_the_others_train_on(batched_cls, single_cls, kwargs,
+                                                            last_layer):
+    ring = distributions.ring()
+    batched = batched_cls(seeds=SEEDS, **kwargs)
     batched.networks.double()
     with torch.no_grad():  # slice 1 outputs inf: its losses are non-finite at step 0
         last_layer(batched).bias[1].fill_(math.inf)
@@ -244,7 +283,7 @@ def test_a_diverging_seed_is_frozen_and_the_others_train_on(batched_cls, single_
     assert histories[1].diverged and histories[1].steps == 0
     assert not histories[0].diverged and histories[0].steps == 4
     for i in (0, 2):
-        single = _singles(single_cls, [SEEDS[i]], **SMALL)[0]
+        single = _singles(single_cls, [SEEDS[i]], **kwargs)[0]
         single.fit(ring, steps=4, batch_size=32, seed=SEEDS[i], progress=False)
         _state_close(single, state, i, atol=1e-12)
 
@@ -339,7 +378,9 @@ def _tiny_suite(batch_seeds: bool):
         "datasets": [{"name": "ring"}],
         "models": [{"name": "gan", "kind": "gan", "params": {"hidden": [16, 16], "pack": 2}},
                    {"name": "vae", "kind": "vae", "params": {"hidden": [16, 16]}},
-                   {"name": "pinned", "kind": "vae", "params": {"hidden": [8], "seed": 4}}],
+                   {"name": "pinned", "kind": "vae", "params": {"hidden": [8], "seed": 4}},
+                   {"name": "ddpm", "kind": "diffusion",
+                    "params": {"hidden": [16], "timesteps": 10, "ode_steps": 2}}],
         "metrics": [{"name": "mode_coverage"}, {"name": "mmd", "params": {"bandwidth": 0.5}}],
     })
 
@@ -350,11 +391,11 @@ def test_suite_with_batch_seeds_records_the_same_runs_as_one_by_one(tmp_path):
 
     batched_cfg, plain_cfg = _tiny_suite(True), _tiny_suite(False)
     assert [r.run_id for r in batched_cfg.runs] == [r.run_id for r in plain_cfg.runs]
-    # gan and vae seeds form one group each; a model with a fixed seed is not batched
-    assert sorted(len(u) for u in group_runs(batched_cfg.runs)) == [1, 1, 1, 3, 3]
+    # gan, vae and ddpm seeds form one group each; a model with a fixed seed is not batched
+    assert sorted(len(u) for u in group_runs(batched_cfg.runs)) == [1, 1, 1, 3, 3, 3]
     res_b = run_suite(batched_cfg, tmp_path / "b", show_progress=False)
     res_p = run_suite(plain_cfg, tmp_path / "p", show_progress=False)
-    assert len(res_b.ok) == len(res_p.ok) == 9
+    assert len(res_b.ok) == len(res_p.ok) == 12
     store_b, store_p = RunStore(tmp_path / "b"), RunStore(tmp_path / "p")
     for spec in batched_cfg.runs:
         rec_b, rec_p = store_b.load(spec.run_id), store_p.load(spec.run_id)
@@ -367,7 +408,7 @@ def test_suite_with_batch_seeds_records_the_same_runs_as_one_by_one(tmp_path):
             values_p = rec_p["metrics"][metric]["values"]
             assert values_b == pytest.approx(values_p, rel=1e-4, abs=1e-6), (spec.label, metric)
     again = run_suite(batched_cfg, tmp_path / "b", show_progress=False)
-    assert len(again.skipped) == 9 and not again.finished
+    assert len(again.skipped) == 12 and not again.finished
 
 
 def test_suite_batch_seeds_must_be_a_boolean():

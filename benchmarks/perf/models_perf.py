@@ -15,8 +15,9 @@ batches the same way and uses the same Adam (multi-tensor) on the same networks.
 are added when a GPU is present.
 
 Batched seeds (``batched``): one seed (``models.GAN`` / ``models.VAE``, hidden (128, 128), batch
-256, ring) against ``--seeds`` seeds in one batched model (``models.BatchedGAN`` /
-``models.BatchedVAE``), ``--batched-steps`` steps each, median over repeats of the whole fit.
+256, ring; ``models.Diffusion`` with hidden (128, 128, 128)) against ``--seeds`` seeds in one
+batched model (``models.BatchedGAN`` / ``models.BatchedVAE`` / ``models.BatchedDiffusion``),
+``--batched-steps`` steps each, median over repeats of the whole fit.
 ``ratio_batched_vs_one`` is the cost of the S seeds in units of one (S means batching gains
 nothing), from process CPU time (``time.process_time``: with one torch thread it is the work
 done, and other load on a shared machine barely moves it); the wall-clock figures are recorded
@@ -98,7 +99,7 @@ def _plain_torch_vae(data, steps: int, repeats: int, device: str) -> dict[str, l
 
 
 def _time_batched(steps: int, repeats: int, num_seeds: int, device: str) -> dict:
-    """Whole-fit seconds of one seed and of ``num_seeds`` batched seeds, GAN and VAE."""
+    """Whole-fit seconds of one seed and of ``num_seeds`` batched seeds: GAN, VAE, diffusion."""
     ring = distributions.ring()
     ring = ring.to(device) if device == "cuda" else ring
     cases = {
@@ -111,6 +112,9 @@ def _time_batched(steps: int, repeats: int, num_seeds: int, device: str) -> dict
                            {"data_dim": 2, "latent_dim": 2, "g_hidden": (400,) * 4,
                             "d_hidden": (200,) * 3, "g_norm": "batch", "d_activation": "maxout",
                             "pack": 2, "betas": (0.8, 0.999), "init_std": 0.02}),
+        # toy2d's diffusion column (DDPM noise predictor, hidden (128, 128, 128))
+        "diffusion": (models.Diffusion, models.BatchedDiffusion,
+                      {"data_dim": 2, "hidden": (128, 128, 128)}),
     }
     out: dict = {}
     for name, (single_cls, batched_cls, kwargs) in cases.items():

@@ -59,11 +59,13 @@ from torch import nn
 from .._runtime import make_generator, torch_threads
 from .._validation import check_int
 from .base import GenerativeModel, History, NetworksOnDevice, iter_batches
+from .diffusion import Diffusion
 from .gan import GAN
 from .train import StackedEngine, check_fit_args, lr_schedulers, run_steps, vmap_call
 from .vae import VAE
 
-__all__ = ["BatchedModel", "BatchedGAN", "BatchedVAE", "stack_networks", "batched_class"]
+__all__ = ["BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "stack_networks",
+           "batched_class"]
 
 
 def stack_networks(nets: Sequence[nn.Module]) -> nn.Module:
@@ -375,7 +377,41 @@ class BatchedVAE(BatchedModel):
         return super().sample(n, seed, noise=bool(noise))
 
 
-BATCHED: dict[str, type[BatchedModel]] = {"gan": BatchedGAN, "vae": BatchedVAE}
+class BatchedDiffusion(BatchedModel):
+    """S seeds of :class:`~densitylab.models.Diffusion` trained as one batched computation.
+
+    ``BatchedDiffusion(num_seeds=S)`` or ``BatchedDiffusion(seeds=[...])``, then the keyword
+    arguments of ``Diffusion`` (MLP or conv noise predictor, every schedule and time sampling).
+    Each slice minimises the single model's ``denoising_loss`` on its own batches, training
+    times and noise. Samplers and likelihoods are iterative: :meth:`sample` runs each slice's
+    single model (slice ``s`` equals ``unstack()[s].sample(n, seed, ...)``), and log-densities
+    come from the single models of :meth:`unstack`.
+    """
+
+    single_class = Diffusion
+
+    @property
+    def eps(self) -> nn.Module:
+        """The stacked noise-prediction networks (layout of ``Diffusion.networks["eps"]``)."""
+        return self.networks["eps"]
+
+    def sample(self, n: int, seed: int | Sequence[int] | None = None, **options) -> torch.Tensor:
+        """``(S, n, *data_shape)`` samples, slice by slice (seeds as in
+        :meth:`BatchedModel.sample`; ``options`` are ``Diffusion.sample``'s)."""
+        n = check_int(n, "n", minimum=0)
+        if isinstance(seed, Sequence) and not isinstance(seed, str):
+            if len(seed) != self.num_seeds:
+                raise ValueError(f"seed must be an int or {self.num_seeds} ints (one per slice), "
+                                 f"got {len(seed)}")
+            seeds = list(seed)
+        else:
+            seeds = [seed] * self.num_seeds
+        return torch.stack([model.sample(n, s, **options)
+                            for model, s in zip(self.unstack(), seeds, strict=True)])
+
+
+BATCHED: dict[str, type[BatchedModel]] = {"gan": BatchedGAN, "vae": BatchedVAE,
+                                          "diffusion": BatchedDiffusion}
 
 
 def batched_class(kind: str) -> type[BatchedModel] | None:

@@ -56,7 +56,7 @@ Data are used as given: scale them to about unit variance (as DDPM does for imag
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -67,7 +67,6 @@ from .._validation import check_choice, check_int, check_positive
 from .base import (
     GenerativeModel,
     check_data,
-    check_finite_step,
     check_hidden,
     resolve_data_shape,
     seeded_init,
@@ -411,35 +410,38 @@ class Diffusion(GenerativeModel):
         return v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
     # ------------------------------------------------------------------ training
-    def _start_training(self, lr: float, batch_size: int) -> dict[str, Any]:
-        params = list(self.networks.parameters())
-        opt = torch.optim.Adam(params, lr=lr)
-        return {"opt": opt, "params": params, "optimizers": [opt]}
+    def _param_groups(self) -> dict[str, nn.Module]:
+        return {"eps": self.networks}
 
-    def _train_step(self, state: dict[str, Any],
-                    batches: Iterator[torch.Tensor]) -> dict[str, float]:
-        x0 = next(batches)
+    def _step(self, eng) -> dict[str, Any]:
+        """One denoising step: a batch ``x0``, training times from uniforms ``u`` and the noise
+        are drawn outside the objective (so the engine can batch seeds), then
+        :meth:`denoising_loss` is minimised."""
+        x0 = eng.batch()
+        u = eng.uniform(eng.batch_size, dtype=torch.float64)
+        noise = eng.normal(eng.batch_size, *self.data_shape)
+        return {"loss": eng.update("eps", "denoising_loss", x0, u, noise)}
+
+    def denoising_loss(self, x0: torch.Tensor, u: torch.Tensor,
+                       noise: torch.Tensor) -> torch.Tensor:
+        """``mean_i ||eps_i - eps_theta(x_t_i, t_i)||^2`` with ``x_t = sqrt(abar(t)) x0 +
+        sqrt(1 - abar(t)) eps`` (Ho et al. 2020, eq. 14, in continuous time), the times
+        ``t_i`` mapped from the uniforms ``u`` by :meth:`_training_times`."""
         n = x0.shape[0]
-        t = self._training_times(n, x0.device)
-        noise = torch.randn_like(x0)
+        t = self._training_times(u).to(x0.device)
         ab = self._bcast(self.schedule.alpha_bar(t), x0)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        loss = ((self.eps(xt, t) - noise) ** 2).reshape(n, -1).sum(dim=1).mean()
-        state["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        value = check_finite_step(loss, state["params"])
-        state["opt"].step()
-        return {"loss": value}
+        return ((self.eps(xt, t) - noise) ** 2).reshape(n, -1).sum(dim=1).mean()
 
-    def _training_times(self, n: int, device) -> torch.Tensor:
-        """``n`` training times: uniform on ``[t_min, 1]``, or uniform in log-SNR between
-        ``lam(1)`` and ``lam(t_min)`` (``time_sampling="log_snr"``), float64."""
+    def _training_times(self, u: torch.Tensor) -> torch.Tensor:
+        """Training times from uniforms ``u`` on [0, 1): uniform on ``[t_min, 1]``, or uniform
+        in log-SNR between ``lam(1)`` and ``lam(t_min)`` (``time_sampling="log_snr"``)."""
         t_min = self.config["t_min"]
-        u = torch.rand(n, dtype=torch.float64)
+        u = u.double()
         if self.config["time_sampling"] == "uniform":
-            return (t_min + (1 - t_min) * u).to(device)
+            return t_min + (1 - t_min) * u
         lo, hi = self._log_snr_range
-        return self.schedule.t_of_log_snr(lo + (hi - lo) * u).to(device)
+        return self.schedule.t_of_log_snr(lo + (hi - lo) * u)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, seed: int | None = None, *, sampler: str | None = None,

@@ -119,9 +119,9 @@ class Engine(Protocol):
 
     def batch(self) -> torch.Tensor: ...
 
-    def normal(self, *shape: int) -> torch.Tensor: ...
+    def normal(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor: ...
 
-    def uniform(self, *shape: int) -> torch.Tensor: ...
+    def uniform(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor: ...
 
     def update(self, group: str, objective: str, *inputs: torch.Tensor | None) -> Any: ...
 
@@ -144,11 +144,11 @@ class SingleEngine:
     def batch(self) -> torch.Tensor:
         return next(self.batches)
 
-    def normal(self, *shape: int) -> torch.Tensor:
-        return torch.randn(*shape, device=self.model.device, dtype=self.model._dtype())
+    def normal(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.randn(*shape, device=self.model.device, dtype=dtype or self.model._dtype())
 
-    def uniform(self, *shape: int) -> torch.Tensor:
-        return torch.rand(*shape, device=self.model.device, dtype=self.model._dtype())
+    def uniform(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.rand(*shape, device=self.model.device, dtype=dtype or self.model._dtype())
 
     def update(self, group: str, objective: str, *inputs) -> float:
         loss = getattr(self.model, objective)(*inputs)
@@ -243,12 +243,14 @@ class StackedEngine:
     def batch(self) -> torch.Tensor:
         return torch.stack([next(b) for b in self.streams]).to(self.device)
 
-    def normal(self, *shape: int) -> torch.Tensor:
-        return torch.stack([torch.randn(*shape, generator=g, device=self.device, dtype=self.dtype)
+    def normal(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtype = dtype or self.dtype
+        return torch.stack([torch.randn(*shape, generator=g, device=self.device, dtype=dtype)
                             for g in self.gens])
 
-    def uniform(self, *shape: int) -> torch.Tensor:
-        return torch.stack([torch.rand(*shape, generator=g, device=self.device, dtype=self.dtype)
+    def uniform(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtype = dtype or self.dtype
+        return torch.stack([torch.rand(*shape, generator=g, device=self.device, dtype=dtype)
                             for g in self.gens])
 
     # ------------------------------------------------------------------ evaluation
