@@ -14,13 +14,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("densitylab-cache")
+def cache(classifier_cache):
+    return classifier_cache
 
 
 @pytest.fixture(scope="module")
 def clf(cache):
-    """One classifier (seed 0) trained once for the whole module, in a temporary cache."""
+    """The seed-0 classifier, trained once for the whole test run (see ``conftest.py``)."""
     return images.get_classifier(seed=0, cache=cache)
 
 

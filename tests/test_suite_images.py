@@ -49,7 +49,7 @@ def test_threshold_is_resolved_into_the_run_config_and_id():
 
 
 @pytest.fixture(scope="module")
-def stacked():
+def stacked(classifier_cache):  # the suite's metric reads the run's shared classifier cache
     target = images.StackedDigits("test")
     x, labels = target.sample(300, seed=0)
     return target, x, labels
