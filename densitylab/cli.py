@@ -196,7 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: {done} of {result.total} run(s) finished "
               f"({len(result.finished)} record(s) written now, all kept in {out / 'runs'}); "
               f"resume with: {args.command_line}", file=sys.stderr)
-        return 130
+        return 128 + int(result.signal or 2)  # 130 for Ctrl-C, 143 for SIGTERM
     _say(args, result.summary())
     if args.report:
         _write_report(args, out, figures=True)
@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``densitylab`` command; returns the exit status.
 
     Exit status: 0 on success, 1 when some runs failed or diverged, 2 on a usage or
-    configuration error, 130 when interrupted (Ctrl-C).
+    configuration error, 130 when interrupted (Ctrl-C), 143 when a suite run is stopped by
+    SIGTERM (its worker processes are stopped with it).
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -1,7 +1,8 @@
 """Ctrl-C: one line with the finished count and the exact command that resumes, exit status 130;
 with worker processes no new run starts after the interrupt, runs in flight are cancelled, and
 every record written is reported. The suite runs in a subprocess that receives SIGINT on its
-whole process group, as a terminal's Ctrl-C does."""
+whole process group, as a terminal's Ctrl-C does. SIGTERM to the suite's process alone (`kill
+PID`) is handled the same way and stops its worker processes too."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ name = "mean_gap"
 """
 
 
-def _interrupt_after_first_record(tmp_path, extra, sleep):
+def _interrupt_after_first_record(tmp_path, extra, sleep, kill=None):
     marks = tmp_path / "marks"
     suite = tmp_path / "s.toml"
     suite.write_text(SUITE.format(marks=marks, sleep=sleep))
@@ -62,7 +63,10 @@ def _interrupt_after_first_record(tmp_path, extra, sleep):
     while time.monotonic() < deadline and not list(runs.glob("[!.]*.json")):
         time.sleep(0.05)
     assert proc.poll() is None, "the suite ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    if kill is None:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        kill(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
@@ -71,8 +75,8 @@ def _interrupt_after_first_record(tmp_path, extra, sleep):
     return proc.returncode, stdout, stderr, out, marks, argv
 
 
-def _check_common(rc, stderr, out, argv):
-    assert rc == 130, stderr
+def _check_common(rc, stderr, out, argv, expected_rc=130):
+    assert rc == expected_rc, stderr
     assert "Traceback" not in stderr
     line = [ln for ln in stderr.splitlines() if ln.startswith("interrupted:")]
     assert len(line) == 1, stderr
@@ -101,6 +105,33 @@ def test_ctrl_c_with_workers_starts_nothing_new_and_reports_every_record(tmp_pat
     # at most the two runs in flight were started beyond those that finished, and they were
     # cancelled: no record appears for them later, and nothing else starts
     assert started <= len(records) + 2
+    time.sleep(2.0)
+    assert len(list(marks.iterdir())) == started
+    assert len(RunStore(out).records()) == len(records)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_suite_process_stops_its_workers_too(tmp_path):
+    group = []
+
+    def terminate(pid):  # `kill PID` reaches the suite's process only, not its workers
+        group.append(pid)  # the suite runs in a session of its own: its group id is its pid
+        os.kill(pid, signal.SIGTERM)
+
+    rc, _, stderr, out, marks, argv = _interrupt_after_first_record(
+        tmp_path, ["--workers", "2"], sleep=1.5, kill=terminate)
+    records = _check_common(rc, stderr, out, argv, expected_rc=143)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # every worker of the suite's process group is gone
+        try:
+            os.killpg(group[0], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(group[0], signal.SIGKILL)
+        raise AssertionError("worker processes outlived the suite after SIGTERM")
+    started = len(list(marks.iterdir()))
     time.sleep(2.0)
     assert len(list(marks.iterdir())) == started
     assert len(RunStore(out).records()) == len(records)

@@ -17,6 +17,10 @@ On Dask, queued and running tasks are cancelled and a local cluster is shut down
 worker cannot stop a task mid-way: a run already executing there finishes and writes its record,
 which the resumed suite then skips). Every record written before the interrupt is reported, and
 :attr:`SuiteResult.interrupted` is set.
+
+SIGTERM (``kill PID``, a batch scheduler stopping a job) sent to the suite's process is handled
+as Ctrl-C, so its worker processes are stopped too instead of training on as orphans;
+:attr:`SuiteResult.signal` says which signal stopped the suite.
 """
 
 from __future__ import annotations
@@ -54,9 +58,11 @@ class SuiteResult:
     skipped: list[str] = field(default_factory=list)
     finished: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
-    #: True when the invocation was interrupted (Ctrl-C); ``finished`` holds every record
-    #: written before it.
+    #: True when the invocation was interrupted (Ctrl-C or SIGTERM); ``finished`` holds every
+    #: record written before it.
     interrupted: bool = False
+    #: The signal that interrupted it (``signal.SIGINT`` or ``signal.SIGTERM``), else None.
+    signal: int | None = None
     #: Where stale records were moved (``force=True``), else None.
     moved_to: Path | None = None
 
@@ -164,10 +170,12 @@ def run_suite(
         else:
             stream = (s for unit in units for s in execute_batched_runs(unit, out))
         try:
-            for summary in _report_progress(stream, len(todo), show_progress):
-                result.finished.append(summary)
-        except KeyboardInterrupt:
+            with _TerminateAsInterrupt():
+                for summary in _report_progress(stream, len(todo), show_progress):
+                    result.finished.append(summary)
+        except KeyboardInterrupt as err:
             result.interrupted = True
+            result.signal = err.signum if isinstance(err, Terminated) else signal.SIGINT
             _collect_written(result, todo, store, before)
     result.wall_s = time.perf_counter() - start
     return result
@@ -316,6 +324,32 @@ class _SigintIgnored:
     def __exit__(self, *exc):
         if self.old is not None:
             signal.signal(signal.SIGINT, self.old)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM during a suite; a
+    KeyboardInterrupt, so every runner stops its workers as it does for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"received signal {signum}")
+        self.signum = signum
+
+
+class _TerminateAsInterrupt:
+    """Handle SIGTERM as Ctrl-C while a suite runs (main thread only; restored after)."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise Terminated(signum)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
 
 
 def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
