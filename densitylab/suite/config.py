@@ -1,8 +1,9 @@
 """Suite configuration: a TOML file, validated key by key, expanded into runs with stable ids.
 
 A suite is ``[suite]`` (name, device, seeds, eval_samples, ...), ``[train]`` (defaults for every
-model), ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]``; ``docs/user-guide.md`` is the
-schema reference. Every error names the offending key, e.g.
+model), ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]``, each key declared once with its
+type, default and constraints in :mod:`densitylab.suite.schema` (``docs/user-guide.md`` shows
+it with examples). Every error names the offending key, e.g.
 ``models[1].kind: unknown model 'vea'; expected one of 'flow', 'gan', 'vae'``.
 
 A run is one (dataset, model, seed). Its id is the first 12 hex digits of the SHA-256 of its
@@ -36,7 +37,17 @@ from typing import Any
 
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
+from .checker import Errors as _Errors
+from .checker import check, check_fields, check_value
 from .references import reference_models
+from .schema import (
+    TRAIN_DEFAULTS,
+    TRAIN_OPTIONAL,
+    ModelEntry,
+    SuiteFile,
+    SuiteSection,
+    metric_params,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,23 +68,6 @@ __all__ = [
     "run_id",
 ]
 
-#: Training settings every model gets unless ``[train]`` or the model's ``train`` says otherwise
-#: (``lr = None``: the model's own default learning rate, filled in when the suite is resolved).
-#: They are passed to the model's ``fit`` (see :meth:`densitylab.models.GenerativeModel.fit`).
-TRAIN_DEFAULTS: dict[str, Any] = {"steps": 2000, "batch_size": 256, "lr": None,
-                                  "lr_schedule": "constant"}
-
-#: Optional training settings: written into a run's ``train`` only when a suite sets them, so
-#: the ids of suites that do not use them stay what they were. ``train_size``: a finite training
-#: set of that many points drawn once per seed (``fit(train_size=...)``); ``eval_every``: score
-#: the run's metrics every so many steps on a fixed evaluation sample (the record's ``curves``).
-TRAIN_OPTIONAL = ("train_size", "eval_every")
-
-_SUITE_KEYS = {"name", "description", "device", "seeds", "eval_samples", "save_samples",
-               "density_grid", "plugins", "batch_seeds", "threads", "references", "eval_every"}
-_TOP_KEYS = {"suite", "train", "datasets", "models", "metrics"}
-_DEVICES = ("auto", "cpu", "cuda")
-
 
 class SuiteConfigError(ValueError, TypeError):
     """Every error found in a suite file, one per line (``errors`` holds them as a list).
@@ -89,42 +83,6 @@ class SuiteConfigError(ValueError, TypeError):
             f"{len(errors)} errors in the suite:" if len(errors) > 1 else "")
         text = "\n  ".join([head, *errors]) if len(errors) > 1 else head + errors[0]
         super().__init__(text)
-
-
-class _Errors:
-    """Collects the errors of a suite file, so that all of them are reported at once.
-
-    ``with errors:`` runs a block and records a TypeError/ValueError it raises (the block stops,
-    the caller carries on with the next key); ``errors.value(fn, fallback)`` does the same for one
-    call and returns ``fallback`` when it failed.
-    """
-
-    def __init__(self):
-        self.messages: list[str] = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, tb):
-        if isinstance(err, SuiteConfigError):
-            self.messages.extend(err.errors)
-            return True
-        if isinstance(err, TypeError | ValueError):
-            self.messages.append(str(err))
-            return True
-        return False
-
-    def value(self, fn, fallback):
-        with self:
-            return fn()
-        return fallback
-
-    def add(self, message: str) -> None:
-        self.messages.append(message)
-
-    def raise_if_any(self, source: str | None) -> None:
-        if self.messages:
-            raise SuiteConfigError(list(dict.fromkeys(self.messages)), source)
 
 
 @dataclass(frozen=True)
@@ -175,16 +133,16 @@ class SuiteConfig:
     datasets: tuple[dict[str, Any], ...]
     models: tuple[dict[str, Any], ...]
     metrics: tuple[dict[str, Any], ...]
-    description: str = ""
-    save_samples: bool = True
-    density_grid: int = 64
-    threads: int | None = None
+    description: str = SuiteSection.description  # each default is the schema's
+    save_samples: bool = SuiteSection.save_samples
+    density_grid: int = SuiteSection.density_grid
+    threads: int | None = SuiteSection.threads
     source: str | None = None
     runs: tuple[RunSpec, ...] = field(default=(), repr=False)
     #: Train the seeds of one (dataset, model) as one batched model where the model supports it
     #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
     #: computed, not what: it is not part of the run ids.
-    batch_seeds: bool = False
+    batch_seeds: bool = SuiteSection.batch_seeds
 
     def run_ids(self) -> list[str]:
         """The ids of every run of the suite, in order."""
@@ -255,67 +213,55 @@ def parse_suite(
 ) -> SuiteConfig:
     """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
 
-    Every key is checked, then the constraints between keys (each metric's minimum sample size
+    The file is checked against its declaration (:mod:`densitylab.suite.schema`: every key's
+    type, default and constraints), then each dataset and model is built and each metric's
+    parameters checked, then the constraints between keys (each metric's minimum sample size
     against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
     ``batch_size``), before anything is trained; all the errors found are raised together as one
     :class:`SuiteConfigError`. ``base_dir`` (the suite file's folder) is searched first for
     plugin modules.
     """
-    _check_table(data, "suite file")
+    if not isinstance(data, dict):
+        raise SuiteConfigError([f"suite file: expected a table, got {type(data).__name__} "
+                                f"{data!r}"], source)
     errs = _Errors()
-    with errs:
-        _check_keys(data, "", _TOP_KEYS)
-    suite = data.get("suite", {})
-    if not isinstance(suite, dict):
-        errs.add(f"suite: expected a table, got {type(suite).__name__} {suite!r}")
-        suite = {}
-    with errs:
-        _check_keys(suite, "suite.", _SUITE_KEYS)
-
-    name = errs.value(lambda: _get(suite, "suite.name", str, default_name), default_name)
-    description = errs.value(lambda: _get(suite, "suite.description", str, ""), "")
-    dev = errs.value(lambda: _device(suite, device), "cpu")
-    seeds = errs.value(lambda: _seeds(suite.get("seeds", [0])), (0,))
-    eval_samples = errs.value(
-        lambda: _positive_int(suite.get("eval_samples", 2500), "suite.eval_samples"), None)
-    save_samples = errs.value(lambda: _get(suite, "suite.save_samples", bool, True), True)
-    density_grid = errs.value(
-        lambda: _positive_int(suite.get("density_grid", 64), "suite.density_grid", minimum=0),
-        64)
     plugin_dir = str(base_dir) if base_dir is not None else None
-    plugins = errs.value(lambda: _plugins(suite.get("plugins", []), plugin_dir), [])
-    threads = suite.get("threads")
-    if threads is not None:
-        threads = errs.value(lambda: _positive_int(threads, "suite.threads"), None)
-    batch_seeds = errs.value(lambda: _get(suite, "suite.batch_seeds", bool, False), False)
+    plugins = _import_plugins(data, plugin_dir, errs)  # they register names the file may use
+    top = check(data, SuiteFile, "", errs)
+    written = top.get("suite", {})
+    suite = SuiteSection(**written)
+    name = suite.name if suite.name is not None else default_name
+    dev = suite.device if device is None else check_value(SuiteSection, "device", device,
+                                                          "suite.device", errs)
+    # a wrong eval_samples is reported once: no sample-size check against a stand-in
+    eval_samples = suite.eval_samples if _valid("eval_samples", data, "suite", written) else None
 
     base_train = dict(TRAIN_DEFAULTS)
-    if "eval_every" in suite:  # [suite] eval_every is the default of [train] eval_every
-        base_train["eval_every"] = errs.value(
-            lambda: _positive_int(suite["eval_every"], "suite.eval_every"), None)
-    train = errs.value(lambda: _train(data.get("train", {}), "train", base_train), base_train)
-    datasets, shapes = _datasets(errs.value(lambda: _array(data, "datasets"), []), errs)
-    models = _models(errs.value(lambda: _array(data, "models"), []), train, errs,
-                     written_train=data.get("train", {}), base_train=base_train)
-    if errs.value(lambda: _get(suite, "suite.references", bool, False), False):
-        # the oracle and noise rows, shown first
+    if suite.eval_every is not None:  # [suite] eval_every is the default of [train] eval_every
+        base_train["eval_every"] = suite.eval_every
+    written_train = top.get("train", {})
+    train = _overlay(base_train, written_train)
+    datasets, shapes = _datasets(top.get("datasets", []), errs)
+    models = _models(top.get("models", []), train, errs, written_train=written_train,
+                     base_train=base_train)
+    if suite.references:  # the oracle and noise rows, shown first
         models = errs.value(lambda: reference_models(models, train), []) + models
     resolved = _resolve_models(models, datasets, shapes, errs)
-    metrics = _metrics(errs.value(lambda: _array(data, "metrics"), []), errs)
+    metrics = _metrics(top.get("metrics", []), errs)
     if eval_samples is not None:
         _check_sample_sizes(metrics, eval_samples, errs)
     _check_train(train, "train", errs)
     for m in models:
         if m["train"] != train:
             _check_train(m["train"], f"{m['key']}.train", errs)
-    errs.raise_if_any(source)
+    _raise_if_any(errs, source)
     version = version_key()
 
     runs = []
     for ds in datasets:
         for m in models:
             params, model_train = resolved[ds["label"], m["label"]]
-            for seed in seeds:
+            for seed in suite.seeds:
                 cfg = {
                     "dataset": {"label": ds["label"], "name": ds["name"], "params": ds["params"]},
                     "model": {"label": m["label"], "kind": m["kind"], "params": params,
@@ -324,30 +270,40 @@ def parse_suite(
                     "seed": seed,
                     "eval_samples": eval_samples,
                     "metrics": metrics,
-                    "save_samples": save_samples,
-                    "density_grid": density_grid,
+                    "save_samples": suite.save_samples,
+                    "density_grid": suite.density_grid,
                     "densitylab": version,
                 }
                 if plugins:
                     cfg["plugins"] = plugins
-                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev, threads,
-                                    plugin_dir if plugins else None))
+                runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev,
+                                    suite.threads, plugin_dir if plugins else None))
     for m in models:
         m.pop("key", None)
     return SuiteConfig(
-        name=name, device=dev, seeds=seeds, eval_samples=eval_samples, train=train,
+        name=name, device=dev, seeds=suite.seeds, eval_samples=eval_samples, train=train,
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
-        description=description, save_samples=save_samples, density_grid=density_grid,
-        threads=threads, source=source, runs=tuple(runs), batch_seeds=batch_seeds,
+        description=suite.description, save_samples=suite.save_samples,
+        density_grid=suite.density_grid, threads=suite.threads, source=source,
+        runs=tuple(runs), batch_seeds=suite.batch_seeds,
     )
 
 
-def _device(suite: dict[str, Any], override: str | None) -> str:
-    dev = _get(suite, "suite.device", str, "auto") if override is None else override
-    if dev not in _DEVICES and not (dev.startswith("cuda:") and dev[5:].isdigit()):
-        raise ValueError(f"suite.device: expected one of {', '.join(map(repr, _DEVICES))} or "
-                         f"'cuda:N', got {dev!r}")
-    return dev
+def _valid(key: str, data: Any, section: str, checked: dict[str, Any]) -> bool:
+    """False when ``[section] key`` is written but wrong (it is missing from the checked table)."""
+    table = data.get(section) if isinstance(data, dict) else None
+    return not (isinstance(table, dict) and key in table and key not in checked)
+
+
+def _overlay(base: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+    """Training options: ``base`` with the checked ``written`` keys over it; an optional option
+    (``TRAIN_OPTIONAL``) is kept only when set, so that runs which do not use it keep their ids."""
+    out = {**base, **{k: v for k, v in written.items() if k not in TRAIN_OPTIONAL}}
+    for name in TRAIN_OPTIONAL:
+        value = written.get(name, out.pop(name, None))
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def _check_sample_sizes(metrics: list[dict[str, Any]], eval_samples: int, errs: _Errors) -> None:
@@ -386,25 +342,25 @@ def _check_train(train: dict[str, Any], key: str, errs: _Errors) -> None:
 # ---------------------------------------------------------------- sections
 
 
-def _plugins(value: Any, base_dir: str | None) -> list[str]:
-    """Modules to import (in this process and in every worker) before a run is built.
+def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -> list[str]:
+    """Import the modules ``[suite] plugins`` names (in this process; every worker does the same
+    before a run is built), before the rest of the file is checked.
 
     A plugin registers its own models, datasets or metrics with :mod:`densitylab.suite.registry`
     when imported, which makes them usable by name in the rest of the suite. Modules are looked
-    up in the suite file's folder first, then on ``sys.path``.
+    up in the suite file's folder first, then on ``sys.path``. A value of the wrong type is left
+    to the schema to report.
     """
+    suite = data.get("suite")
+    value = suite.get("plugins", []) if isinstance(suite, dict) else []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"suite.plugins: expected an array of module names, got {value!r}")
-    errors = []
+        return []
     for i, module in enumerate(value):
         try:
             import_plugin(module, base_dir)
         except ImportError as err:
             where = f"the suite's folder {base_dir}, then sys.path" if base_dir else "sys.path"
-            errors.append(f"suite.plugins[{i}]: cannot import {module!r} (looked in {where}): "
-                          f"{err}")
-    if errors:
-        raise SuiteConfigError(errors)
+            errs.add(f"suite.plugins[{i}]: cannot import {module!r} (looked in {where}): {err}")
     return list(value)
 
 
@@ -415,26 +371,22 @@ def import_plugin(module: str, base_dir: str | None = None):
     return importlib.import_module(module)
 
 
-def _datasets(items: list[Any], errs: _Errors
+def _datasets(items: list[dict[str, Any] | None], errs: _Errors
               ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
-    """Validated datasets with resolved parameters, and each one's data shape by label.
+    """Datasets with resolved parameters, and each one's data shape by label (``items``: the
+    checked ``[[datasets]]`` entries, None for one with an error).
 
     Each dataset is built once: a mistyped parameter fails now, and ``target.params`` gives the
     parameters with the code's defaults filled in (they enter the run ids).
     """
-    known = registry.dataset_names()
     out, labels, shapes = [], set(), {}
     for i, item in enumerate(items):
+        if item is None:
+            continue
         key = f"datasets[{i}]"
         with errs:
-            _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "label", "params"})
-            name = _required(item, key, "name", str)
-            if name not in known:
-                raise ValueError(f"{key}.name: unknown dataset {name!r}; expected one of "
-                                 f"{', '.join(map(repr, known))}")
-            params = _params(item, key)
-            label = _get(item, f"{key}.label", str, name)
+            name, params = item["name"], dict(item.get("params") or {})
+            label = item.get("label") or name
             _unique(label, labels, f"{key}.label")
             try:
                 target = registry.make_dataset(name, params)
@@ -454,50 +406,37 @@ def _data_shape(target) -> tuple[int, ...]:
     return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 
 
-def _models(items: list[Any], train: dict[str, Any], errs: _Errors, *,
-            written_train: Any = None, base_train: dict[str, Any] | None = None
-            ) -> list[dict[str, Any]]:
-    """Validated ``[[models]]`` entries. A model named by ``preset`` trains with the preset's
-    published ``fit`` options (``models.preset_train_defaults``) under the keys the suite's
-    ``[train]`` writes, under the model's own ``train``."""
-    known = registry.model_names()
+def _models(items: list[dict[str, Any] | None], train: dict[str, Any], errs: _Errors, *,
+            written_train: dict[str, Any], base_train: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checked ``[[models]]`` entries with their training options. A model named by
+    ``preset`` trains with the preset's published ``fit`` options
+    (``models.preset_train_defaults``) under the keys the suite's ``[train]`` writes, under the
+    model's own ``train``."""
     out, labels = [], set()
     for i, item in enumerate(items):
+        if item is None:
+            continue
         key = f"models[{i}]"
         with errs:
-            _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "kind", "preset", "params", "train",
-                                          "sample"})
-            label = _required(item, key, "name", str)
-            preset = _get(item, f"{key}.preset", str, None)
-            if preset is not None:
-                presets = registry.preset_names()
-                if preset not in presets:
-                    expected = ", ".join(map(repr, presets)) if presets else "(none installed)"
-                    raise ValueError(f"{key}.preset: unknown preset {preset!r}; expected one of "
-                                     f"{expected}")
-            kind = _get(item, f"{key}.kind", str, None if preset else label)
-            if kind is not None and kind not in known:
-                expected = ", ".join(map(repr, known)) if known else "(no models installed)"
-                raise ValueError(f"{key}.kind: unknown model {kind!r}; expected one of "
-                                 f"{expected}")
+            label, preset = item["name"], item.get("preset")
+            kind = item.get("kind")
+            if kind is None and preset is None:  # the name is the kind
+                kind = check_value(ModelEntry, "kind", label, f"{key}.kind", errs)
+                if kind is None:
+                    continue
             _unique(label, labels, f"{key}.name")
-            params = _params(item, key)
+            params = dict(item.get("params") or {})
             base = train
             if preset is not None:
                 published = {k: v for k, v in registry.preset_train(preset, params).items()
                              if k in TRAIN_DEFAULTS or k in TRAIN_OPTIONAL}
-                written = written_train if isinstance(written_train, dict) else {}
-                base = _train(written, "train", {**(base_train or TRAIN_DEFAULTS), **published})
-            model_train = _train(item.get("train", {}), f"{key}.train", dict(base))
-            entry = {"label": label, "kind": kind, "params": params, "train": model_train,
-                     "key": key}
+                base = _overlay({**base_train, **published}, written_train)
+            entry = {"label": label, "kind": kind, "params": params,
+                     "train": _overlay(base, item.get("train") or {}), "key": key}
             if preset is not None:
                 entry["preset"] = preset
-            sample = item.get("sample", {})
-            _check_table(sample, f"{key}.sample")
-            if sample:  # written into the run only when set, so other run ids stay
-                entry["sample"] = dict(sample)
+            if item.get("sample"):  # written into the run only when set, so other run ids stay
+                entry["sample"] = dict(item["sample"])
             out.append(entry)
     return out
 
@@ -612,43 +551,32 @@ def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
         raise TypeError(f"{key}: resolved parameters are not plain data ({err})") from err
 
 
-def _metrics(items: list[Any], errs: _Errors) -> list[dict[str, Any]]:
-    """Validated metric entries ``{"name", "params"}`` plus ``"label"`` when it is not the name.
+def _metrics(items: list[dict[str, Any] | None], errs: _Errors) -> list[dict[str, Any]]:
+    """Metric entries ``{"name", "params"}`` plus ``"label"`` when it is not the name.
 
     The label (default: the name) is the metric's name in results and reports, so one metric
     can appear twice with different parameters; a label used twice is an error. An entry
     without a label resolves exactly as before labels existed, so its run ids are unchanged.
     ``curves = false`` leaves a costly metric out of the ``eval_every`` curves (it is still
     scored at the end); it is written into the entry only when false, for the same reason.
+    Each metric's ``params`` are checked against its declaration (:func:`schema.metric_params`),
+    then by the metric's own ``check``.
     """
-    known = registry.metric_names()
     out, labels = [], set()
     for i, item in enumerate(items):
+        if item is None:
+            continue
         key = f"metrics[{i}]"
         with errs:
-            _check_table(item, key)
-            _check_keys(item, f"{key}.", {"name", "label", "params", "curves"})
-            name = _required(item, key, "name", str)
-            if name not in known:
-                raise ValueError(f"{key}.name: unknown metric {name!r}; expected one of "
-                                 f"{', '.join(map(repr, known))}")
-            label = _get(item, f"{key}.label", str, name)
-            if not label:
-                raise ValueError(f"{key}.label: expected a non-empty string")
+            name = item["name"]
+            label = item.get("label", name)
             _unique(label, labels, f"{key}.label" if "label" in item else f"{key}.name")
             spec = registry.get_metric(name)
-            params = _params(item, key)
-            _check_keys(params, f"{key}.params.", set(spec.defaults))
-            bad = []
-            for pname, value in params.items():
-                default = spec.defaults[pname]
-                if default is not None and not _same_kind(value, default):
-                    bad.append(f"{key}.params.{pname}: expected {_kind_name(default)}, "
-                               f"got {type(value).__name__} {value!r}")
-                elif isinstance(default, float) and isinstance(value, int):
-                    params[pname] = float(value)  # 3 and 3.0 are one setting, so one run id
-            if bad:
-                raise SuiteConfigError(bad)
+            before = len(errs)
+            params = check_fields(item.get("params") or {}, metric_params(spec.defaults),
+                                  f"{key}.params", errs)
+            if len(errs) > before:
+                continue
             params = {**spec.defaults, **params}
             if spec.check is not None:
                 try:
@@ -658,108 +586,10 @@ def _metrics(items: list[Any], errs: _Errors) -> list[dict[str, Any]]:
             entry = {"name": name, "params": params}
             if label != name:
                 entry["label"] = label
-            if not _get(item, f"{key}.curves", bool, True):
+            if not item.get("curves", True):
                 entry["curves"] = False
             out.append(entry)
     return out
-
-
-def _train(table: Any, key: str, base: dict[str, Any]) -> dict[str, Any]:
-    _check_table(table, key)
-    _check_keys(table, f"{key}.", set(TRAIN_DEFAULTS) | set(TRAIN_OPTIONAL))
-    out = dict(base)
-    for name in TRAIN_OPTIONAL:
-        if name in table:
-            out[name] = _positive_int(table[name], f"{key}.{name}")
-        if out.get(name, 0) is None:
-            del out[name]
-    if "steps" in table:
-        out["steps"] = _positive_int(table["steps"], f"{key}.steps")
-    if "batch_size" in table:
-        out["batch_size"] = _positive_int(table["batch_size"], f"{key}.batch_size")
-    if "lr" in table:
-        lr = table["lr"]
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-            raise TypeError(f"{key}.lr: expected a number, got {type(lr).__name__} {lr!r}")
-        if not 0 < float(lr) < float("inf"):
-            raise ValueError(f"{key}.lr: expected a finite number > 0, got {lr!r}")
-        out["lr"] = float(lr)
-    if "lr_schedule" in table:
-        schedule = table["lr_schedule"]
-        if schedule not in LR_SCHEDULES:
-            raise ValueError(f"{key}.lr_schedule: expected one of "
-                             f"{', '.join(map(repr, LR_SCHEDULES))}, got {schedule!r}")
-        out["lr_schedule"] = schedule
-    return out
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _check_table(value: Any, key: str) -> None:
-    if not isinstance(value, dict):
-        raise TypeError(f"{key}: expected a table, got {type(value).__name__} {value!r}")
-
-
-def _check_keys(table: dict[str, Any], prefix: str, allowed: set[str]) -> None:
-    for k in table:
-        if k not in allowed:
-            expected = ", ".join(sorted(allowed)) if allowed else "(no keys)"
-            raise ValueError(f"{prefix}{k}: unknown key; expected one of {expected}")
-
-
-def _array(data: dict[str, Any], key: str) -> list[Any]:
-    if key not in data:
-        raise ValueError(f"{key}: missing; a suite needs at least one [[{key}]] entry")
-    items = data[key]
-    if not isinstance(items, list) or not items:
-        raise TypeError(f"{key}: expected a non-empty array of tables ([[{key}]]), "
-                        f"got {type(items).__name__}")
-    return items
-
-
-def _required(table: dict[str, Any], key: str, field_name: str, typ: type) -> Any:
-    if field_name not in table:
-        raise ValueError(f"{key}.{field_name}: missing; expected a {_kind_name(typ())}")
-    return _get(table, f"{key}.{field_name}", typ, None)
-
-
-def _get(table: dict[str, Any], key: str, typ: type, default: Any) -> Any:
-    name = key.rsplit(".", 1)[-1]
-    if name not in table:
-        return default
-    value = table[name]
-    if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
-        raise TypeError(f"{key}: expected {_kind_name(typ())}, got {type(value).__name__} "
-                        f"{value!r}")
-    return value
-
-
-def _params(item: dict[str, Any], key: str) -> dict[str, Any]:
-    params = item.get("params", {})
-    _check_table(params, f"{key}.params")
-    return dict(params)
-
-
-def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{key}: expected an integer >= {minimum}, got {value}")
-    return value
-
-
-def _seeds(value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(_positive_int(value, "suite.seeds")))
-    if not isinstance(value, list) or not value:
-        raise TypeError("suite.seeds: expected a non-empty list of integers or a count, "
-                        f"got {type(value).__name__} {value!r}")
-    for i, s in enumerate(value):
-        _positive_int(s, f"suite.seeds[{i}]", minimum=0)
-    if len(set(value)) != len(value):
-        raise ValueError(f"suite.seeds: expected distinct seeds, got {value}")
-    return tuple(value)
 
 
 def _unique(label: str, seen: set[str], key: str) -> None:
@@ -768,14 +598,6 @@ def _unique(label: str, seen: set[str], key: str) -> None:
     seen.add(label)
 
 
-def _same_kind(value: Any, default: Any) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int | float):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, type(default))
-
-
-def _kind_name(example: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            dict: "a table", list: "an array"}.get(type(example), type(example).__name__)
+def _raise_if_any(errs: _Errors, source: str | None) -> None:
+    if errs.messages:
+        raise SuiteConfigError(list(dict.fromkeys(errs.messages)), source)
