@@ -25,7 +25,11 @@ import torch
 
 from .._validation import as_samples, as_tensor, check_int, check_positive
 
-__all__ = ["ModeCoverage", "mode_coverage", "mode_histogram_kl"]
+__all__ = ["ModeCoverage", "mode_coverage", "mode_histogram_kl", "HIGH_QUALITY_STDS"]
+
+#: The high-quality radius of the protocol, in standard deviations of the nearest mode (3 in
+#: VEEGAN and PacGAN): the default ``threshold`` here and in the suite's ``mode_coverage``.
+HIGH_QUALITY_STDS = 3.0
 
 _CHUNK = 2**16
 
@@ -164,7 +168,7 @@ def mode_coverage(
     samples,
     centers,
     std=None,
-    threshold: float = 3.0,
+    threshold: float = HIGH_QUALITY_STDS,
     min_count: int = 1,
     *,
     return_assignments: bool = False,

@@ -16,6 +16,7 @@ import torch
 
 from .. import metrics
 from .._validation import check_choice, check_int, check_positive, check_probability
+from ..metrics.modes import HIGH_QUALITY_STDS
 from .context import EvalContext, derive_seed, model_log_prob
 
 __all__ = ["MetricSpec", "BUILTIN_METRICS"]
@@ -237,7 +238,8 @@ def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
 
 
 BUILTIN_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("mode_coverage", _mode_coverage, {"threshold": 3.0, "min_count": 1},
+    MetricSpec("mode_coverage", _mode_coverage,
+               {"threshold": HIGH_QUALITY_STDS, "min_count": 1},
                _needs_mixture,
                "modes covered, high-quality fraction and KL of the mode histogram to uniform "
                "(VEEGAN / PacGAN protocol)"),
