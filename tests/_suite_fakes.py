@@ -111,6 +111,8 @@ class StepwiseFit(GaussianFit):
     """Moves its mean from 0 to the target's sample mean in ``steps`` equal steps, calling
     ``callback(step, losses, model)`` after each; records the ``train_size`` it was given."""
 
+    fit_options = frozenset({"callback", "train_size"})
+
     def fit(self, data, steps, batch_size, seed, lr=None, progress=False, callback=None,
             train_size=None):
         CALLS["train_size"] = train_size

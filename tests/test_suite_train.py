@@ -40,6 +40,8 @@ CALLS: list[dict] = []
 class RecordingFit(_suite_fakes.GaussianFit):
     """GaussianFit that records the keyword arguments of each fit and has a schedule option."""
 
+    fit_options = frozenset({"lr_schedule"})
+
     def fit(self, data, steps, batch_size, seed, lr=None, progress=False,
             lr_schedule="constant"):
         CALLS.append({"steps": steps, "batch_size": batch_size, "seed": seed, "lr": lr,

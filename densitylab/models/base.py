@@ -294,6 +294,14 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
     name: ClassVar[str] = "model"
     has_density: ClassVar[bool] = False
     default_lr: ClassVar[float] = 1e-3
+    #: The optional keywords of ``fit``, ``sample`` and ``log_prob``, declared so that callers
+    #: (the benchmark suite) pass only what a model takes without reading signatures; a
+    #: subclass that adds a keyword declares it here too.
+    fit_options: ClassVar[frozenset[str]] = frozenset({
+        "lr", "device", "callback", "progress", "checkpoint_every", "checkpoint_path",
+        "num_threads", "lr_schedule", "train_size"})
+    sample_options: ClassVar[frozenset[str]] = frozenset()
+    log_prob_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -113,6 +113,9 @@ class BatchedModel(NetworksOnDevice):
     """
 
     single_class: ClassVar[type[GenerativeModel]]
+    #: The optional keywords of ``fit`` (as :attr:`GenerativeModel.fit_options`).
+    fit_options: ClassVar[frozenset[str]] = frozenset({
+        "lr", "seeds", "device", "progress", "num_threads", "lr_schedule", "train_size"})
 
     def __init__(self, num_seeds: int | None = None, *, seeds: Sequence[int] | None = None,
                  **hyperparameters):

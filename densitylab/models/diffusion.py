@@ -344,6 +344,8 @@ class Diffusion(GenerativeModel):
 
     name = "diffusion"
     has_density = True
+    sample_options = frozenset({"sampler", "steps"})
+    log_prob_options = frozenset({"method", "ode_steps", "divergence", "seed", "batch_size"})
     default_lr = 1e-3
 
     def __init__(self, data_dim: int | None = None, hidden: Sequence[int] = (128, 128, 128), *,

@@ -133,6 +133,8 @@ class VAE(GenerativeModel):
     name = "vae"
     has_density = True
     default_lr = 1e-3
+    sample_options = frozenset({"noise"})
+    log_prob_options = frozenset({"num_samples", "seed"})
 
     def __init__(self, data_dim: int | None = None, latent_dim: int = 2,
                  hidden: Sequence[int] = (128, 128), *, data_shape: Sequence[int] | None = None,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import json
 import numbers
 import sys
@@ -39,6 +38,7 @@ from .._runtime import LR_SCHEDULES  # the one definition, shared with models' f
 from . import registry
 from .checker import Errors as _Errors
 from .checker import check, check_fields, check_value
+from .context import declared_options
 from .references import reference_models
 from .schema import (
     TRAIN_DEFAULTS,
@@ -476,10 +476,10 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                     raise ValueError(f"{where}: {err}") from err
                 kind = m["kind"]
                 for option in m.get("sample", {}):
-                    if not _takes(model.sample, option):
+                    if option not in declared_options(model, "sample"):
                         raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
-                                         f"without such an option (its sample takes no "
-                                         f"{option!r})")
+                                         f"without such an option (its sample_options do not "
+                                         f"declare {option!r})")
                 params = _jsonable(_resolved_params(kind, model, m["params"]), where)
                 out[ds["label"], m["label"]] = (params,
                                                 _resolved_train(model, kind, m["train"], key))
@@ -487,60 +487,43 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
 
 
 def _resolved_params(kind: str, model, written: dict[str, Any]) -> dict[str, Any]:
+    """The model's hyperparameters for its run id: the built model's ``config`` (its own
+    account wins: ``output="auto"`` -> ``"sigmoid"``), or for a registered model without one
+    the ``defaults`` declared at registration, under what the suite file writes."""
     config = getattr(model, "config", None)
-    if isinstance(config, dict):  # the model's own account wins: output="auto" -> "sigmoid"
+    if isinstance(config, dict):
         resolved = {**written, **config}
-    else:  # a registered model without a config: its factory's keyword defaults
-        resolved = {**_keyword_defaults(registry.model_factory(kind)), **written}
+    else:
+        resolved = {**registry.model_defaults(kind), **written}
     resolved = {k: v for k, v in resolved.items() if k not in _FILLED_IN}
     if "seed" in written:  # the suite file fixes the weights' seed for every run
         resolved["seed"] = written["seed"]
     return resolved
 
 
-def _keyword_defaults(fn) -> dict[str, Any]:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return {}
-    out = {}
-    for p in params:
-        if p.default is inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        try:  # a default that is not plain data cannot be hashed into the run id
-            json.dumps(p.default, allow_nan=False)
-        except (TypeError, ValueError):
-            continue
-        out[p.name] = p.default
-    return out
-
-
 def _resolved_train(model, kind: str, train: dict[str, Any], key: str) -> dict[str, Any]:
+    """``train`` with the model's ``default_lr`` filled in; an option the model's
+    ``fit_options`` do not declare (a schedule, a finite training set, ``eval_every``'s
+    callback) is refused here, before any run."""
     out = dict(train)
     if out["lr"] is None:
         default_lr = getattr(model, "default_lr", None)
         if isinstance(default_lr, numbers.Real) and not isinstance(default_lr, bool):
             out["lr"] = float(default_lr)
-    if out["lr_schedule"] != "constant" and not _takes(model.fit, "lr_schedule"):
+    options = declared_options(model, "fit")
+    if out["lr_schedule"] != "constant" and "lr_schedule" not in options:
         raise ValueError(f"{key}.train.lr_schedule: model kind {kind!r} has no learning-rate "
-                         f"schedule (its fit takes no lr_schedule); expected 'constant', got "
-                         f"{out['lr_schedule']!r}")
-    if out.get("train_size") is not None and not _takes(model.fit, "train_size"):
+                         f"schedule (its fit_options do not declare lr_schedule); expected "
+                         f"'constant', got {out['lr_schedule']!r}")
+    if out.get("train_size") is not None and "train_size" not in options:
         raise ValueError(f"{key}.train.train_size: model kind {kind!r} cannot train on a finite "
-                         f"training set (its fit takes no train_size); remove train_size")
-    if out.get("eval_every") is not None and not _takes(model.fit, "callback"):
+                         f"training set (its fit_options do not declare train_size); remove "
+                         f"train_size")
+    if out.get("eval_every") is not None and "callback" not in options:
         raise ValueError(f"{key}.train.eval_every: model kind {kind!r} cannot be scored during "
-                         f"training (its fit takes no callback); remove eval_every")
+                         f"training (its fit_options do not declare callback); remove "
+                         f"eval_every")
     return out
-
-
-def _takes(fn, name: str) -> bool:
-    """True when ``fn`` accepts the keyword ``name`` (or any keyword)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return True
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:

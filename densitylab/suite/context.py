@@ -7,25 +7,35 @@ Shared by the metric adapters (:mod:`densitylab.suite.metric_adapters`) and run 
 from __future__ import annotations
 
 import hashlib
-import inspect
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Model", "SavableModel", "check_model", "EvalContext", "derive_seed", "as_points",
-           "draw", "model_log_prob"]
+__all__ = ["Model", "SavableModel", "check_model", "declared_options", "EvalContext",
+           "derive_seed", "as_points", "draw", "model_log_prob"]
 
 
 @runtime_checkable
 class Model(Protocol):
     """What a suite needs of a model (a built-in family, a reference row or a registered one).
 
-    ``fit(data, steps, batch_size, seed, ...)`` trains on a target (anything with ``sample``)
-    and returns its history; ``sample(n, seed=None)`` returns ``n`` points; ``log_prob(x)``
-    returns per-point log-densities and is called only when ``has_density`` is true. Optional
-    keywords (``lr``, ``lr_schedule``, ``train_size``, ``callback``, a ``seed`` of ``log_prob``)
-    are passed only to a model that declares them.
+    ``fit(data, steps=, batch_size=, seed=, lr=)`` trains on a target (anything with
+    ``sample``) and returns its history; ``sample(n, seed=None)`` returns ``n`` points;
+    ``log_prob(x)`` returns per-point log-densities and is called only when ``has_density`` is
+    true. ``lr`` is passed only when the suite sets one (or the model has a ``default_lr``).
+
+    Anything more is declared, never guessed from signatures, by three optional class
+    attributes, each a collection of keyword names (default: empty, the basic contract above):
+
+    * ``fit_options``: optional keywords of ``fit`` the suite may pass: ``lr_schedule`` (a
+      suite may ask for a schedule other than ``"constant"`` only then), ``train_size``,
+      ``callback`` (``eval_every``), ``device`` and ``progress``;
+    * ``sample_options``: keywords a suite's ``[[models]] sample`` table may set (the VAE's
+      ``noise``);
+    * ``log_prob_options``: with ``"seed"``, ``log_prob(x, seed=...)`` is a random estimate
+      the suite seeds (the VAE's importance-weighted bound).
     """
 
     has_density: bool
@@ -105,8 +115,24 @@ def draw(source, n: int, seed: int, **options) -> torch.Tensor:
     return as_points(source.sample(n, seed=seed, **options))
 
 
+def declared_options(model: Any, method: str) -> frozenset[str]:
+    """The keywords ``model`` declares for ``method`` (``"fit"``, ``"sample"`` or
+    ``"log_prob"``) in its ``<method>_options`` attribute; empty when it declares none.
+
+    Raises:
+        TypeError: the attribute is not a collection of strings.
+    """
+    declared = getattr(model, f"{method}_options", ())
+    if isinstance(declared, str) or not isinstance(declared, Collection) or not all(
+            isinstance(name, str) for name in declared):
+        raise TypeError(f"{type(model).__name__}.{method}_options: expected a collection of "
+                        f"keyword names, got {declared!r}")
+    return frozenset(declared)
+
+
 def model_log_prob(model, x: torch.Tensor, seed: int) -> torch.Tensor:
-    """``model.log_prob(x)``, seeded when the estimate is random (the VAE's IWAE bound)."""
-    if "seed" in inspect.signature(model.log_prob).parameters:
+    """``model.log_prob(x)``, seeded when the model declares ``"seed"`` in its
+    ``log_prob_options`` (a random estimate, like the VAE's IWAE bound)."""
+    if "seed" in declared_options(model, "log_prob"):
         return model.log_prob(x, seed=derive_seed(seed, "log_prob"))
     return model.log_prob(x)

@@ -12,7 +12,6 @@ from it, so a run is reproducible on CPU from its configuration alone.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -30,8 +29,8 @@ import torch
 from .._runtime import logger, resolve_device, torch_threads
 from . import registry
 from .config import RunSpec, _data_shape, import_plugin
-from .context import EvalContext, derive_seed, draw, model_log_prob
-from .metric_adapters import BUILTIN_METRICS, MetricSpec
+from .context import EvalContext, declared_options, derive_seed, draw, model_log_prob
+from .metric_adapters import BUILTIN_METRICS
 from .store import RunStore
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "batch_key",
@@ -58,7 +57,7 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> 
     for mc in metric_configs:
         spec = registry.get_metric(mc["name"])
         label = mc.get("label", spec.name)
-        reason = _applies(spec, ctx, mc["params"])
+        reason = spec.applies(ctx, **mc["params"])
         if reason is not None:
             out[label] = {"skipped": reason}
             continue
@@ -82,13 +81,6 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> 
             logger.warning("metric %s failed: %s", label, err)
             out[label] = {"error": f"{type(err).__name__}: {err}"}
     return out
-
-
-def _applies(spec: MetricSpec, ctx: EvalContext, params: dict[str, Any]) -> str | None:
-    """``spec.applies(ctx)``, or ``spec.applies(ctx, **params)`` when it takes parameters."""
-    if len(inspect.signature(spec.applies).parameters) > 1:
-        return spec.applies(ctx, **params)
-    return spec.applies(ctx)
 
 
 def labelled_value(metric: str, label: str, value: str) -> str:
@@ -170,10 +162,11 @@ def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device,
     """Train on fresh batches from the target with the run's resolved ``train`` options.
 
     ``steps``, ``batch_size``, ``lr`` and ``lr_schedule`` go to ``fit`` (the schedule only when
-    ``fit`` takes it or it is not the default: the suite refused a schedule a model lacks when it
-    was loaded), ``train_size`` when the suite sets it (a finite training set drawn once per
-    seed), and ``callback`` (the ``eval_every`` scorer) when given. The suite's ``threads`` is
-    applied around the whole run by the caller.
+    the model declares it in ``fit_options`` or it is not the default: the suite refused a
+    schedule a model lacks when it was loaded), ``train_size`` when the suite sets it (a finite
+    training set drawn once per seed), ``callback`` (the ``eval_every`` scorer) when given, and
+    ``device`` and ``progress`` when declared. The suite's ``threads`` is applied around the
+    whole run by the caller.
     """
     kwargs = {"steps": train["steps"], "batch_size": train["batch_size"], "seed": seed}
     if train.get("train_size") is not None:
@@ -182,7 +175,7 @@ def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device,
         kwargs["callback"] = callback
     if train.get("lr") is not None:
         kwargs["lr"] = train["lr"]
-    params = inspect.signature(model.fit).parameters
+    params = declared_options(model, "fit")
     schedule = train.get("lr_schedule", "constant")
     if schedule != "constant" or "lr_schedule" in params:
         kwargs["lr_schedule"] = schedule
@@ -338,11 +331,8 @@ def batch_key(spec: RunSpec) -> str | None:
     None when the model kind has no batched implementation (see
     :mod:`densitylab.models.batched`) or the run fixes the model's own seed.
     """
-    from densitylab.models.batched import batched_class
-
     cfg = spec.config
-    kind = cfg["model"]["kind"]
-    if kind in registry._EXTRA_MODELS or batched_class(kind) is None:  # user model: its own
+    if registry.batched_model_class(cfg["model"]["kind"]) is None:  # e.g. a user model
         return None
     if "seed" in cfg["model"]["params"]:
         return None
@@ -368,8 +358,6 @@ def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
 
 
 def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dict[str, Any]]:
-    from densitylab.models.batched import batched_class
-
     first = specs[0]
     cfg = first.config
     try:
@@ -380,11 +368,11 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
         target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
         shape = _data_shape(target)
         shape_kw = {"data_dim": shape[0]} if len(shape) == 1 else {"data_shape": shape}
-        batched = batched_class(cfg["model"]["kind"])(
+        batched = registry.batched_model_class(cfg["model"]["kind"])(
             seeds=[s.seed for s in specs], **shape_kw, **cfg["model"]["params"])
         extra = {}
         if cfg["train"].get("train_size") is not None:
-            if "train_size" not in inspect.signature(batched.fit).parameters:
+            if "train_size" not in declared_options(batched, "fit"):
                 raise ValueError("the batched model's fit takes no train_size")
             extra["train_size"] = cfg["train"]["train_size"]
     except (TypeError, ValueError) as err:

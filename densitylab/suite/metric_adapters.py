@@ -28,7 +28,8 @@ class MetricSpec:
 
     ``defaults`` lists every parameter the metric takes (with its default), so that a suite's
     metric table is validated key by key and the resolved parameters enter the run id.
-    ``applies(context)`` returns None when the metric applies, else the reason it is skipped.
+    ``applies(context, **params)`` (called with the metric's resolved parameters) returns None
+    when the metric applies, else the reason it is skipped.
     ``check(**params)``, when given, validates the resolved parameters when the suite is loaded
     (raising TypeError/ValueError naming the parameter), so a bad value fails before training.
     """
@@ -36,7 +37,7 @@ class MetricSpec:
     name: str
     fn: Callable[..., dict[str, float]]
     defaults: dict[str, Any] = field(default_factory=dict)
-    applies: Callable[[Any], str | None] = lambda context: None
+    applies: Callable[..., str | None] = lambda context, **params: None
     description: str = ""
     check: Callable[..., None] | None = None
     #: ``min_samples(**params)``: the smallest evaluation sample the metric is defined on (e.g.
@@ -49,29 +50,29 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _needs_mixture(ctx: EvalContext) -> str | None:
+def _needs_mixture(ctx: EvalContext, **_: Any) -> str | None:
     if not hasattr(ctx.target, "means") or not hasattr(ctx.target, "stds"):
         return "the target is not a Gaussian mixture (mode centres unknown)"
     return None
 
 
-def _needs_model_density(ctx: EvalContext) -> str | None:
+def _needs_model_density(ctx: EvalContext, **_: Any) -> str | None:
     if not getattr(ctx.model, "has_density", False):
         return f"{type(ctx.model).__name__} has no tractable density"
     return None
 
 
-def _needs_both_densities(ctx: EvalContext) -> str | None:
+def _needs_both_densities(ctx: EvalContext, **_: Any) -> str | None:
     if not getattr(ctx.target, "has_density", False):
         return "the target has no closed-form density"
     return _needs_model_density(ctx)
 
 
-def _needs_images(ctx: EvalContext) -> str | None:
+def _needs_images(ctx: EvalContext, **_: Any) -> str | None:
     return None if ctx.is_image else "not an image dataset"
 
 
-def _needs_stacked(ctx: EvalContext) -> str | None:
+def _needs_stacked(ctx: EvalContext, **_: Any) -> str | None:
     if not ctx.is_image or ctx.samples.shape[1] != 3:
         return "not a stacked-digits dataset (3 channels)"
     return None
@@ -112,7 +113,7 @@ def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
 _ESTIMATORS = {"Flow": "exact", "VAE": "IWAE bound", "Diffusion": "probability-flow ODE"}
 
 
-def _needs_likelihood(ctx: EvalContext, sigma=None, **_) -> str | None:
+def _needs_likelihood(ctx: EvalContext, sigma=None, **_: Any) -> str | None:
     """A model with a density, or a GAN when an observation noise ``sigma`` is stated (AIS)."""
     if getattr(ctx.model, "has_density", False):
         return None

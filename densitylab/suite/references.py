@@ -59,6 +59,8 @@ class _Reference:
     """A 'model' that is fitted by looking at the target; subclasses say what it samples."""
 
     has_density = False
+    #: ``fit`` accepts (and ignores) every training option a suite may set.
+    fit_options = frozenset({"lr_schedule", "train_size", "callback", "progress"})
 
     def __init__(self, data_dim: int | None = None, data_shape: tuple[int, ...] | None = None,
                  seed: int | None = None):
