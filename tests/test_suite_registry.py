@@ -141,6 +141,8 @@ def test_entry_point_plugins_are_listed_then_loaded_on_first_use(entry_points):
     assert entry.value is _suite_fakes.GaussianFit and entry.source.startswith("entry point")
     assert registry.batched_model_class("plugfit") is None
     assert registry.get_metric("plugin_gap").description == "plugin metric"
+    assert f"from: entry point 'plugfit = {PLUGIN_MODULE}:GaussianFit'" in describe("plugfit")
+    assert "from:" not in describe("gan")
 
 
 def test_an_entry_point_plugin_runs_in_a_suite(entry_points, tmp_path):
@@ -204,7 +206,7 @@ def test_a_plugin_never_replaces_a_builtin(entry_points, caplog):
 def test_builtin_models_declare_only_keywords_their_methods_take():
     # the declarations replace signature reading in the suite; here the test checks them
     for cls in (models.VAE, models.GAN, models.Flow, models.Diffusion, models.BatchedGAN,
-                models.BatchedVAE):
+                models.BatchedVAE, models.BatchedDiffusion):
         for method in ("fit", "sample", "log_prob"):
             if not hasattr(cls, method):
                 continue

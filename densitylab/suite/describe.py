@@ -79,21 +79,26 @@ def _metric(name: str) -> str:
     return f"metric {name}: {spec.description}\n" + _params_text(spec.defaults)
 
 
+def _source(namespace, name: str) -> str:
+    """Where a name that is not built in comes from (a run-time registration or an entry
+    point), as a line to add to its description; empty for a built-in."""
+    source = namespace.get(name).source
+    return "" if source == "built-in" else f"\n    from: {source}"
+
+
 def describe(name: str) -> str:
-    """Everything named ``name`` (a dataset, model kind, preset or metric) with its parameters.
+    """Everything named ``name`` (a dataset, model kind, preset or metric) with its parameters
+    and, for a name that is not built in, where it comes from.
 
     Raises:
         ValueError: nothing has that name (the message lists what does).
     """
     parts = []
-    if name in registry.dataset_names():
-        parts.append(_dataset(name))
-    if name in registry.model_names():
-        parts.append(_model(name))
-    if name in registry.preset_names():
-        parts.append(_preset(name))
-    if name in registry.metric_names():
-        parts.append(_metric(name))
+    reg = registry.REGISTRY
+    for namespace, text in ((reg.datasets, _dataset), (reg.models, _model),
+                            (reg.presets, _preset), (reg.metrics, _metric)):
+        if name in namespace:
+            parts.append(text(name) + _source(namespace, name))
     if not parts:
         known = sorted({*registry.dataset_names(), *registry.model_names(),
                         *registry.preset_names(), *registry.metric_names()})
