@@ -287,3 +287,19 @@ def test_metric_applies_gets_the_metric_parameters(tmp_path):
     (record,) = RunStore(result.out_dir).records()
     assert seen == [-1.0]
     assert record["metrics"]["scaled_gap"] == {"skipped": "scale is not positive"}
+
+
+def test_an_applies_that_fails_is_that_metrics_error_not_the_runs(tmp_path):
+    # e.g. a check written for the old one-argument form: the other metrics still count
+    registry.register_metric(MetricSpec("old_gap", lambda ctx, scale: {"gap": scale},
+                                        {"scale": 1.0}, lambda ctx: None))
+    try:
+        data = _suite(metric="old_gap")
+        data["metrics"].append({"name": "mean_gap"})
+        result = run_suite(parse_suite(data), tmp_path, show_progress=False)
+    finally:
+        registry.unregister("old_gap")
+    (record,) = RunStore(result.out_dir).records()
+    assert record["status"] == "ok"
+    assert record["metrics"]["old_gap"]["error"].startswith("TypeError")
+    assert "mean_gap" in record["metrics"]["mean_gap"]["values"]

@@ -57,11 +57,11 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> 
     for mc in metric_configs:
         spec = registry.get_metric(mc["name"])
         label = mc.get("label", spec.name)
-        reason = spec.applies(ctx, **mc["params"])
-        if reason is not None:
-            out[label] = {"skipped": reason}
-            continue
-        try:
+        try:  # applies(ctx, **params) too: a failing check is this metric's error
+            reason = spec.applies(ctx, **mc["params"])
+            if reason is not None:
+                out[label] = {"skipped": reason}
+                continue
             result = spec.fn(ctx, **mc["params"])
             values, details = {}, {}
             for key, value in result.items():
