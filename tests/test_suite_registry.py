@@ -4,11 +4,13 @@ errors, and the declared model capabilities that replace reading signatures."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import inspect
 import logging
 import sys
 import textwrap
+from pathlib import Path
 
 import _suite_fakes
 import pytest
@@ -303,3 +305,13 @@ def test_an_applies_that_fails_is_that_metrics_error_not_the_runs(tmp_path):
     assert record["status"] == "ok"
     assert record["metrics"]["old_gap"]["error"].startswith("TypeError")
     assert "mean_gap" in record["metrics"]["mean_gap"]["values"]
+
+
+def test_the_suite_never_reads_a_signature():
+    # model and metric interfaces are declared (fit_options, MetricSpec.applies(ctx, **params)),
+    # so no module of the suite calls inspect.signature (getdoc, for describe, is fine)
+    suite = Path(registry.__file__).parent
+    calls = [f"{path.name}:{node.lineno}" for path in sorted(suite.glob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr in ("signature", "getfullargspec")]
+    assert calls == []
