@@ -10,7 +10,9 @@ Example:
 from .config import RunSpec, SuiteConfig, builtin_suites, load_suite, parse_suite, run_id
 from .evaluate import EvalContext, execute_run
 from .registry import (
+    REGISTRY,
     MetricSpec,
+    PluginError,
     dataset_names,
     metric_names,
     model_names,
@@ -29,6 +31,8 @@ __all__ = [
     "RunStore",
     "EvalContext",
     "MetricSpec",
+    "REGISTRY",
+    "PluginError",
     "builtin_suites",
     "load_suite",
     "parse_suite",

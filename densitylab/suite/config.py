@@ -441,10 +441,6 @@ def _models(items: list[dict[str, Any] | None], train: dict[str, Any], errs: _Er
     return out
 
 
-#: Constructor arguments the suite fills in itself for every run (not model hyperparameters).
-_FILLED_IN = ("data_dim", "data_shape", "seed")
-
-
 def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]],
                     shapes: dict[str, tuple[int, ...]], errs: _Errors):
     """``{(dataset label, model label): (resolved params, resolved train)}``.
@@ -495,7 +491,7 @@ def _resolved_params(kind: str, model, written: dict[str, Any]) -> dict[str, Any
         resolved = {**written, **config}
     else:
         resolved = {**registry.model_defaults(kind), **written}
-    resolved = {k: v for k, v in resolved.items() if k not in _FILLED_IN}
+    resolved = {k: v for k, v in resolved.items() if k not in registry.FILLED_IN}
     if "seed" in written:  # the suite file fixes the weights' seed for every run
         resolved["seed"] = written["seed"]
     return resolved

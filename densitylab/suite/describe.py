@@ -15,7 +15,6 @@ from . import registry
 
 __all__ = ["describe", "describe_all"]
 
-_FILLED_IN = ("data_dim", "data_shape", "seed")
 
 
 def _params_text(params: dict[str, Any] | None) -> str:
@@ -50,7 +49,7 @@ def _model_config(build) -> tuple[dict[str, Any] | None, str]:
     except Exception:  # noqa: BLE001 - e.g. a model that needs image data
         return None, ""
     config = getattr(model, "config", None)
-    params = ({k: v for k, v in config.items() if k not in _FILLED_IN}
+    params = ({k: v for k, v in config.items() if k not in registry.FILLED_IN}
               if isinstance(config, dict) else None)
     return params, _summary(type(model))
 

@@ -57,6 +57,7 @@ __all__ = [
     "REGISTRY",
     "PluginError",
     "ENTRY_POINT_GROUPS",
+    "FILLED_IN",
     "IMAGE_DATASETS",
     "dataset_names",
     "model_names",
@@ -79,6 +80,10 @@ __all__ = [
 
 #: Image datasets built from :mod:`densitylab.images` (not ``distributions.make`` names).
 IMAGE_DATASETS = ("blobs", "digits", "stacked_digits")
+
+#: The model factory keywords the suite fills in for every run (not hyperparameters): they
+#: never enter a run's resolved model parameters.
+FILLED_IN = ("data_dim", "data_shape", "seed")
 
 #: The entry-point group read for each namespace.
 ENTRY_POINT_GROUPS = {"datasets": "densitylab.datasets", "models": "densitylab.models",
