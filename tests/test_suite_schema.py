@@ -5,7 +5,9 @@ of a document at once, and each default defined once."""
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import _suite_fakes  # noqa: F401  (registers the test model and metrics)
@@ -32,6 +34,7 @@ from densitylab.suite.schema import (
     SuiteSection,
     TrainSection,
     metric_params,
+    reference_markdown,
 )
 
 BASE = tomllib.loads(_suite_fakes.TINY_SUITE)
@@ -268,3 +271,40 @@ def test_a_count_of_seeds():
     data["suite"]["seeds"] = 0
     with pytest.raises(SuiteConfigError, match=r"suite\.seeds: expected a count of seeds >= 1"):
         parse_suite(data)
+
+
+# ---------------------------------------------------------------- the user guide follows the code
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "user-guide.md"
+
+
+def test_the_user_guides_key_tables_are_the_declaration():
+    text = GUIDE.read_text(encoding="utf-8")
+    begin = "<!-- begin: generated from densitylab.suite.schema.reference_markdown() -->\n"
+    inside = text.split(begin, 1)[1].split("\n<!-- end: generated -->", 1)[0]
+    assert inside == reference_markdown()
+
+
+def test_the_user_guides_example_suite_is_valid():
+    text = GUIDE.read_text(encoding="utf-8")
+    example = re.search(r"^## Write a suite\n\n```toml\n(.*?)^```", text, re.S | re.M).group(1)
+    cfg = parse_suite(tomllib.loads(example))
+    assert {m["label"] for m in cfg.models} >= {"vae", "pacgan2", "pacgan2-published"}
+
+
+def test_the_user_guides_metric_defaults_are_the_metrics_own():
+    from densitylab.suite import registry
+    from densitylab.suite.metric_adapters import BUILTIN_METRICS
+
+    text = GUIDE.read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*?) \|", text, re.M))
+    for spec in BUILTIN_METRICS:
+        cell = rows[spec.name]
+        written = dict(re.findall(r"`(\w+) = ([^`]+)`", cell))
+        for key, default in registry.get_metric(spec.name).defaults.items():
+            assert f"`{key}" in cell, (spec.name, key)
+            if key in written:
+                assert tomllib.loads(f"v = {written[key]}")["v"] == default, (spec.name, key)
+            else:
+                assert default is None, (spec.name, key)  # "omitted: ..." in words
+        assert set(written) <= set(spec.defaults), spec.name

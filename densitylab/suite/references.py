@@ -1,7 +1,9 @@
 """Reference rows: what a perfect model and pure noise score under the suite's own protocol.
 
-Every suite (unless ``references = false`` in its ``[suite]`` table) runs two reference "models"
-on every dataset, with the suite's seeds, sample size and metrics, before its real models:
+A suite with ``references = true`` in its ``[suite]`` table (off by default, see
+:class:`densitylab.suite.schema.SuiteSection`; on in the built-in suites) runs two reference
+"models" on every dataset, with the suite's seeds, sample size and metrics, before its real
+models:
 
 * ``oracle``: fresh samples of the target itself. For an image dataset built from a training
   split (``split = "train"``), held-out real images: the same dataset on its test split.
