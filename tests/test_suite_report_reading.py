@@ -136,6 +136,6 @@ def test_samples_caption_fits_targets_without_modes(tmp_path, report):
 def _render(out, figure_names):
     """The report's text as if these figures had been drawn (drawing them is slow)."""
     store = RunStore(out)
-    records, stale = store.current_and_stale()
+    records, stale = store.current_records(), store.stale_records()
     return render_report(store.read_suite(), records, results_table(out), failed_runs(out),
                          [out / "figures" / n for n in figure_names], out, stale=stale)

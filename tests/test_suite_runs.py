@@ -17,6 +17,7 @@ import tomllib
 import torch
 from scipy.integrate import trapezoid
 
+from densitylab import distributions
 from densitylab.suite import RunStore, parse_suite, run_suite
 
 TESTS = Path(__file__).resolve().parent
@@ -50,7 +51,14 @@ def test_tiny_suite_records_results_errors_and_samples(tmp_path):
     assert 0 <= gap < 0.1
     assert good["history"]["final"]["loss"] == pytest.approx(np.mean([-3.0]))
     arrays = store.load_samples(good["run_id"])
-    assert arrays["samples"].shape == (400, 2)
+    assert arrays["samples"].shape == arrays["reference"].shape == (400, 2)
+    assert good["samples_file"] == f"{good['run_id']}.samples.npz"
+    # the saved reference is the sample the metrics compared against: rescoring agrees
+    assert np.linalg.norm(arrays["samples"].astype(np.float64).mean(0)
+                          - arrays["reference"].astype(np.float64).mean(0)) == pytest.approx(gap)
+    blob = distributions.ring(n_modes=1, radius=1.0, std=0.3)  # the target's modes, saved
+    np.testing.assert_array_equal(arrays["mode_means"], blob.means.double().numpy())
+    np.testing.assert_array_equal(arrays["mode_stds"], blob.stds.double().numpy())
     # the stored log-density grid is a density: it integrates to ~1 over the sampled region
     dens = np.exp(arrays["grid_logp"])
     mass = trapezoid(trapezoid(dens, arrays["grid_x"], axis=1), arrays["grid_y"])

@@ -43,7 +43,7 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
 
     out = Path(out_dir)
     store = RunStore(out)
-    records, stale = store.current_and_stale()
+    records, stale = store.current_records(), store.stale_records()
     suite_info = store.read_suite() or {}
     if not records:
         raise FileNotFoundError(f"no run records of this folder's suite in {out / 'runs'}; run "
@@ -56,7 +56,7 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
         from .figures import write_figures
 
         fig_paths = write_figures(out, records, full)
-    checked = check_records([r for r in records if r.get("status") == "ok"], summarize(full))
+    checked = check_records([r for r in records if r.status == "ok"], summarize(full))
     text = render_report(suite_info, records, full, failed, fig_paths, out, stale=stale,
                          published=checked)
     md_path = atomic_write_text(out / "report.md", text)

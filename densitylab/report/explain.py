@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..suite.records import RunRecord
+
 __all__ = ["explain", "column_explanations"]
 
 _LOGLIK = {
@@ -144,7 +146,7 @@ def explain(name: str, group: str, params: dict[str, Any] | None = None) -> str 
     return None
 
 
-def column_explanations(records: Iterable[dict[str, Any]], order: list[str]) -> list[str]:
+def column_explanations(records: Iterable[RunRecord], order: list[str]) -> list[str]:
     """Markdown bullet lines explaining the value names in ``order`` for the finished ``records``.
 
     A value with one meaning across the datasets gets one line; a value whose meaning differs
@@ -153,18 +155,15 @@ def column_explanations(records: Iterable[dict[str, Any]], order: list[str]) -> 
     """
     meanings: dict[str, dict[str, list[str]]] = {}
     for r in records:
-        params = {m.get("label", m.get("name")): m.get("params", {})
-                  for m in r.get("config", {}).get("metrics", [])}
-        for group, result in r.get("metrics", {}).items():
-            own = result.get("value_names", {})  # a labelled entry's renamed values
-            for name in list(result.get("values", {})) + _undefined(result):
-                text = explain(own.get(name, name), result.get("metric", group),
-                               params.get(group))
+        params = r.metric_params()
+        for group, result in r.metrics.items():
+            for name in list(result.values) + result.undefined:
+                text = explain(result.own_name(name), result.metric or group, params.get(group))
                 if text is None:
                     continue
                 datasets = meanings.setdefault(name, {}).setdefault(text, [])
-                if r.get("dataset") not in datasets:
-                    datasets.append(r.get("dataset"))
+                if r.dataset not in datasets:
+                    datasets.append(r.dataset)
     lines = []
     for name in order:
         variants = meanings.get(name, {})
@@ -174,9 +173,3 @@ def column_explanations(records: Iterable[dict[str, Any]], order: list[str]) -> 
             lines += [f"- `{name}` ({', '.join(map(str, ds))}): {text}"
                       for text, ds in variants.items()]
     return lines
-
-
-def _undefined(result: dict[str, Any]) -> list[str]:
-    """Value names a metric recorded as undefined (a ``<name>_note`` detail, no value)."""
-    details = result.get("details", {})
-    return [k[: -len("_note")] for k in details if k.endswith("_note")]

@@ -28,10 +28,13 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..suite import registry
+from ..suite.records import RunRecord
+from ..suite.references import is_reference
 from ..suite.store import RunStore
+from .legacy import legacy_target
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
+from .sections import model_label
 
 __all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
            "density_figure", "metric_bars", "mode_histograms", "training_curves",
@@ -59,19 +62,24 @@ _DENSITY_GROUPS = ("log_likelihood", "kl_mc")
 _MAX_POINTS = 2500  # points drawn per scatter panel
 _GRID_SIDE = 8  # image grids show up to 8 x 8 images
 _MAX_BARS = 60  # more modes than this are drawn as a ranked curve, not one bar per mode
-_REAL_SEED = 12345  # the real images drawn beside the samples
 
 
-def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
+def write_figures(out_dir: str | Path, records: list[RunRecord],
                   table: pd.DataFrame) -> list[Path]:
-    """Draw every figure that the results support into ``out_dir/figures``; return the paths."""
+    """Draw every figure that the results support into ``out_dir/figures``; return the paths.
+
+    Everything drawn comes from the folder: the records, and the samples file of each run with
+    its reference (target) sample and the target's mode centres; no dataset is rebuilt, except
+    for a folder written before runs saved those (:func:`densitylab.report.legacy.legacy_target`).
+    """
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
+    records = _typed(records)
     store = RunStore(out_dir)
     fig_dir = Path(out_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = [r for r in records if r.status == "ok"]
     paths: list[Path] = []
     first = _first_seed(ok)
     for name, fig in (("samples", samples_figure(first, store)),
@@ -79,11 +87,11 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
                       ("density", density_figure(first, store))):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
-    for dataset in dict.fromkeys(r["dataset"] for r in ok):
+    for dataset in dict.fromkeys(r.dataset for r in ok):
         slug = _slug(dataset)
-        runs = [r for r in ok if r["dataset"] == dataset]
+        runs = [r for r in ok if r.dataset == dataset]
         for name, fig in (
-            (f"samples_{slug}", image_grid_figure([r for r in first if r["dataset"] == dataset],
+            (f"samples_{slug}", image_grid_figure([r for r in first if r.dataset == dataset],
                                                   store, dataset)),
             (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
                                             no_density=_without_density(runs))),
@@ -96,23 +104,28 @@ def write_figures(out_dir: str | Path, records: list[dict[str, Any]],
     return paths
 
 
-def _without_density(records: list[dict[str, Any]]) -> list[str]:
+def _typed(records: list[RunRecord | dict[str, Any]]) -> list[RunRecord]:
+    """The records typed (a figure function also takes the JSON mappings of
+    :meth:`densitylab.suite.store.RunStore.records`)."""
+    return [RunRecord.of(r) for r in records]
+
+
+def _without_density(records: list[RunRecord]) -> list[str]:
     """Models whose density metrics were skipped (no density): marked in the metric panels."""
     out = []
     for r in records:
-        metrics = r.get("metrics", {})
-        if any("skipped" in metrics.get(g, {}) for g in _DENSITY_GROUPS) \
-                and r["model"] not in out:
-            out.append(r["model"])
+        if any(g in r.metrics and r.metrics[g].skipped is not None for g in _DENSITY_GROUPS) \
+                and r.model not in out:
+            out.append(r.model)
     return out
 
 
-def _first_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _first_seed(records: list[RunRecord]) -> list[RunRecord]:
     """One record per (dataset, model): the one with the smallest seed."""
-    best: dict[tuple[str, str], dict[str, Any]] = {}
+    best: dict[tuple[str, str], RunRecord] = {}
     for r in records:
-        key = (r["dataset"], r["model"])
-        if key not in best or r["seed"] < best[key]["seed"]:
+        key = (r.dataset, r.model)
+        if key not in best or r.seed < best[key].seed:
             best[key] = r
     return list(best.values())
 
@@ -132,8 +145,8 @@ def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],
 
 
 def _grid_of(records):
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    models = list(dict.fromkeys(r["model"] for r in records))
+    datasets = list(dict.fromkeys(r.dataset for r in records))
+    models = list(dict.fromkeys(r.model for r in records))
     return datasets, models
 
 
@@ -150,52 +163,54 @@ def _dataset_by_model_axes(panels, cell_width: float, cell_height: float):
         ax.set_axis_off()
 
     def axis_of(record):
-        ax = axes[datasets.index(record["dataset"]), models.index(record["model"])]
+        ax = axes[datasets.index(record.dataset), models.index(record.model)]
         ax.set_axis_on()
         return ax
 
     return fig, axis_of
 
 
-def _name(record: dict[str, Any]) -> str:
+def _name(record: RunRecord) -> str:
     """A run's model name, marked when it is a reference row (oracle, noise)."""
-    from ..suite.references import is_reference
-    from .sections import model_label
-
-    return model_label(record["model"], is_reference(record))
+    return model_label(record.model, is_reference(record.model_kind))
 
 
-def _target(record: dict[str, Any]):
-    ds = record["config"]["dataset"]
-    try:
-        return registry.make_dataset(ds["name"], ds["params"])
-    except Exception:  # an image set or a dataset not installed here: draw without it
-        return None
+def _target(record: RunRecord, arrays: dict[str, np.ndarray], n: int):
+    """``(points, mode_centres)`` of the target behind a run's samples: the first ``n`` points of
+    the reference sample saved with the run and the target's saved mode centres (None when it
+    has none); for a run saved before these were, :func:`~densitylab.report.legacy.legacy_target`.
+    """
+    if "reference" in arrays:
+        return arrays["reference"][:n], arrays.get("mode_means")
+    return legacy_target(record, n)
 
 
-def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | None:
+def _points_2d(arrays: dict[str, np.ndarray] | None) -> bool:
+    return arrays is not None and "samples" in arrays and arrays["samples"].ndim == 2 \
+        and arrays["samples"].shape[1] == 2
+
+
+def samples_figure(records: list[RunRecord], store: RunStore) -> Figure | None:
     """Samples of each (dataset, model) over a faint target sample and its mode centres."""
     panels = []
-    for r in records:
-        arrays = store.load_samples(r["run_id"])
-        if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 2 \
-                and arrays["samples"].shape[1] == 2:
-            panels.append((r, arrays["samples"][:_MAX_POINTS]))
+    for r in _typed(records):
+        arrays = store.load_samples(r.run_id)
+        if _points_2d(arrays):
+            panels.append((r, arrays))
     if not panels:
         return None
     fig, axis_of = _dataset_by_model_axes(panels, 2.6, 2.6)
-    for r, pts in panels:
+    for r, arrays in panels:
         ax = axis_of(r)
-        target = _target(r)
-        if target is not None:
-            ref = target.sample(len(pts), seed=12345).cpu().numpy()
+        pts = arrays["samples"][:_MAX_POINTS]
+        ref, mu = _target(r, arrays, len(pts))
+        if ref is not None:
             ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.8", linewidths=0, label="target")
         ax.scatter(pts[:, 0], pts[:, 1], s=2, c="C0", alpha=0.5, linewidths=0, label="model")
-        if target is not None and hasattr(target, "means"):
-            mu = target.means.cpu().numpy()
+        if mu is not None:
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=20, c="C3", linewidths=1,
                        label="mode centres")
-        ax.set_title(f"{r['dataset']} / {_name(r)} (seed {r['seed']})", fontsize=8)
+        ax.set_title(f"{r.dataset} / {_name(r)} (seed {r.seed})", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     # one legend below the panels: inside a panel it hides the modes in its corner
@@ -205,42 +220,40 @@ def samples_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
     return fig
 
 
-def flagged_seed(record: dict[str, Any]) -> str | None:
+def flagged_seed(record: RunRecord | dict[str, Any]) -> str | None:
     """Why a run's samples deserve their own panel: ``"diverged"``, ``"collapsed: k of K
     modes"`` (at most half the target's modes covered), or None."""
-    from .table import run_status
-
-    if run_status(record) == "diverged":
+    record = RunRecord.of(record)
+    if record.outcome == "diverged":
         return "diverged"
-    values = record.get("metrics", {}).get("mode_coverage", {}).get("values", {})
+    values = record.values("mode_coverage")
     covered, total = values.get("modes_covered"), values.get("num_modes")
     if covered is not None and total and covered <= total / 2:
         return f"collapsed: {covered:g} of {total:g} modes"
     return None
 
 
-def flagged_samples_figure(records: list[dict[str, Any]], store: RunStore,
+def flagged_samples_figure(records: list[RunRecord], store: RunStore,
                            limit: int = 24) -> Figure | None:
     """A small panel of samples for each diverged or collapsed seed (see :func:`flagged_seed`),
     over a faint target sample, so that no such seed hides behind a mean; at most ``limit``."""
     panels = []
-    for r in records:
+    for r in _typed(records):
         why = flagged_seed(r)
-        arrays = store.load_samples(r["run_id"]) if why else None
-        if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 2 \
-                and arrays["samples"].shape[1] == 2:
-            panels.append((r, why, arrays["samples"][:_MAX_POINTS]))
+        arrays = store.load_samples(r.run_id) if why else None
+        if _points_2d(arrays):
+            panels.append((r, why, arrays))
     if not panels:
         return None
     panels = panels[:limit]
     fig, axes = _panel_grid(len(panels), max_cols=6, panel_size=(1.9, 2.0))
-    for ax, (r, why, pts) in zip(axes, panels, strict=False):
-        target = _target(r)
-        if target is not None:
-            ref = target.sample(len(pts), seed=_REAL_SEED).cpu().numpy()
+    for ax, (r, why, arrays) in zip(axes, panels, strict=False):
+        pts = arrays["samples"][:_MAX_POINTS]
+        ref, _ = _target(r, arrays, len(pts))
+        if ref is not None:
             ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.8", linewidths=0)
         ax.scatter(pts[:, 0], pts[:, 1], s=1, c="C3", alpha=0.5, linewidths=0)
-        ax.set_title(f"{r['dataset']} / {r['model']} seed {r['seed']}\n{why}", fontsize=6)
+        ax.set_title(f"{r.dataset} / {r.model} seed {r.seed}\n{why}", fontsize=6)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=5)
     return fig
@@ -266,33 +279,25 @@ def image_mosaic(images: np.ndarray, side: int = _GRID_SIDE, pad: int = 1) -> np
     return out[..., 0] if c == 1 else out
 
 
-def _real_images(record: dict[str, Any], n: int) -> np.ndarray | None:
-    target = _target(record)
-    if target is None:
-        return None
-    real = target.sample(n, seed=_REAL_SEED)
-    if isinstance(real, tuple | list):  # (images, labels)
-        real = real[0]
-    return np.asarray(real.detach().cpu().float().numpy() if hasattr(real, "detach") else real)
-
-
-def image_grid_figure(records: list[dict[str, Any]], store: RunStore,
+def image_grid_figure(records: list[RunRecord], store: RunStore,
                       dataset: str) -> Figure | None:
     """Real images beside each model's samples (first seed) for one image dataset, or None.
 
     The stored samples of an image run are its first 64 evaluation samples; the real images are
-    a fixed draw from the dataset. Grey for one channel (ink dark on white), colour for three.
+    the first of the reference images saved with the first run. Grey for one channel (ink dark
+    on white), colour for three.
     """
-    panels = []
-    for r in records:
-        arrays = store.load_samples(r["run_id"])
+    panels, first = [], None
+    for r in _typed(records):
+        arrays = store.load_samples(r.run_id)
         if arrays is not None and "samples" in arrays and arrays["samples"].ndim == 4 \
                 and arrays["samples"].shape[1] in (1, 3):
-            panels.append((f"{_name(r)} (seed {r['seed']})", arrays["samples"]))
+            panels.append((f"{_name(r)} (seed {r.seed})", arrays["samples"]))
+            first = first or (r, arrays)
     if not panels:
         return None
     n = min(len(panels[0][1]), _GRID_SIDE * _GRID_SIDE)
-    real = _real_images(records[0], n)
+    real, _ = _target(*first, n)
     if real is not None and real.shape[1:] == panels[0][1].shape[1:]:
         panels.insert(0, ("real images", real))
     fig = Figure(figsize=(2.4 * len(panels), 2.7), layout="constrained")
@@ -309,11 +314,11 @@ def image_grid_figure(records: list[dict[str, Any]], store: RunStore,
     return fig
 
 
-def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | None:
+def density_figure(records: list[RunRecord], store: RunStore) -> Figure | None:
     """Filled contours of the stored model log-density grids, mode centres marked."""
     panels = []
-    for r in records:
-        arrays = store.load_samples(r["run_id"])
+    for r in _typed(records):
+        arrays = store.load_samples(r.run_id)
         if arrays is not None and "grid_logp" in arrays:
             panels.append((r, arrays))
     if not panels:
@@ -328,11 +333,10 @@ def density_figure(records: list[dict[str, Any]], store: RunStore) -> Figure | N
         cs = ax.contourf(a["grid_x"], a["grid_y"], np.clip(logp, floor, None), levels=20,
                          cmap="viridis")
         fig.colorbar(cs, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
-        target = _target(r)
-        if target is not None and hasattr(target, "means"):
-            mu = target.means.cpu().numpy()
+        _, mu = _target(r, a, 0)
+        if mu is not None:
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=15, c="w", linewidths=1)
-        ax.set_title(f"log density: {r['dataset']} / {_name(r)}", fontsize=8)
+        ax.set_title(f"log density: {r.dataset} / {_name(r)}", fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
     return fig
@@ -438,16 +442,16 @@ def _reference_bands(ax, refs: pd.DataFrame, models: pd.DataFrame) -> None:
                     color="0.3")
 
 
-def mode_histograms(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+def mode_histograms(records: list[RunRecord], dataset: str) -> Figure | None:
     """Samples per mode for each model, averaged over seeds (uniform = perfect coverage)."""
     import seaborn as sns
 
     rows = []
-    for r in records:
+    for r in _typed(records):
         for group in ("mode_coverage", "stacked_modes"):
-            counts = r.get("metrics", {}).get(group, {}).get("details", {}).get("counts")
+            counts = r.metrics[group].details.get("counts") if group in r.metrics else None
             if counts:
-                rows += [{"model": r["model"], "seed": r["seed"], "mode": i, "count": c}
+                rows += [{"model": r.model, "seed": r.seed, "mode": i, "count": c}
                          for i, c in enumerate(counts)]
     if not rows:
         return None
@@ -502,16 +506,16 @@ def _ranked_modes(df: pd.DataFrame, models: list[str], n_modes: int, dataset: st
     return fig
 
 
-def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+def training_curves(records: list[RunRecord], dataset: str) -> Figure | None:
     """Training losses against step: one panel per model, one colour per seed (legend), one
     line style per loss (a GAN has two)."""
     import seaborn as sns
 
     rows = []
-    for r in records:
-        for loss, s in r.get("history", {}).get("series", {}).items():
-            rows += [{"model": r["model"], "seed": r["seed"], "loss": loss, "step": st,
-                      "value": v} for st, v in zip(s["step"], s["value"], strict=True)]
+    for r in _typed(records):
+        for loss, s in (r.history.series if r.history is not None else {}).items():
+            rows += [{"model": r.model, "seed": r.seed, "loss": loss, "step": st,
+                      "value": v} for st, v in zip(s.step, s.value, strict=True)]
     if not rows:
         return None
     df = pd.DataFrame(rows)
@@ -534,17 +538,18 @@ def training_curves(records: list[dict[str, Any]], dataset: str) -> Figure | Non
     return fig
 
 
-def metric_curves(records: list[dict[str, Any]], dataset: str) -> Figure | None:
+def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
     """Metric values against the training step, from the ``curves`` that ``eval_every`` stores:
     one panel per metric value, one colour per model, one line per seed. None without curves."""
     import seaborn as sns
 
     rows = []
-    for r in records:
-        curves = r.get("curves") or {}
-        for name, values in curves.get("values", {}).items():
-            rows += [{"model": r["model"], "seed": r["seed"], "metric": name, "step": st,
-                      "value": v} for st, v in zip(curves.get("step", []), values, strict=True)]
+    for r in _typed(records):
+        if r.curves is None:
+            continue
+        for name, values in r.curves.values.items():
+            rows += [{"model": r.model, "seed": r.seed, "metric": name, "step": st,
+                      "value": v} for st, v in zip(r.curves.step, values, strict=True)]
     if not rows:
         return None
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..suite.records import RunRecord
+from ..suite.references import is_reference
 from .explain import column_explanations
 from .inference import cell_summary
 from .naming import METRIC_ORDER
@@ -81,12 +83,12 @@ def _published_table(summary: pd.DataFrame, protocol: str, refs: set[str]) -> st
     return "\n".join(lines)
 
 
-def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]],
+def _stacked_table(summary: pd.DataFrame, records: list[RunRecord],
                    refs: set[str]) -> list[str]:
     """Our stacked-digit mode counts beside the published stacked-MNIST ones, labelled apart."""
-    sizes = sorted({int(r["config"].get("eval_samples", 0)) for r in records})
+    sizes = sorted({int(r.eval_samples or 0) for r in records})
     thresholds = {(m.get("params") or {}).get("threshold") for r in records
-                  for m in r["config"].get("metrics", []) if m.get("name") == "stacked_modes"}
+                  for m in r.metric_configs if m.get("name") == "stacked_modes"}
     ours_note = f"{', '.join(f'{n:,}' for n in sizes)} samples per evaluation"
     if thresholds != {None}:
         ours_note += ", confidence threshold " + ", ".join(sorted(map(str, thresholds)))
@@ -122,27 +124,30 @@ def _stacked_table(summary: pd.DataFrame, records: list[dict[str, Any]],
     return lines + [""]
 
 
-def _has_stacked_modes(records: list[dict[str, Any]]) -> bool:
-    return any("values" in r.get("metrics", {}).get("stacked_modes", {}) for r in records)
+def _has_stacked_modes(records: list[RunRecord]) -> bool:
+    return any(r.values("stacked_modes") for r in records)
 
 
-def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any]],
+def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
                   table: pd.DataFrame, failed: pd.DataFrame, figures: list[Path],
-                  out_dir: Path, stale: list[dict[str, Any]] | None = None,
+                  out_dir: Path, stale: list[RunRecord] | None = None,
                   published: list[PublishedCell] | None = None) -> str:
     """The report as Markdown text (figure links relative to ``out_dir``).
 
+    ``records``: the suite's run records (typed, or their JSON mappings).
     ``stale``: records in the folder from another configuration; listed, never averaged.
     ``published``: our runs against the published cells they follow
     (:func:`densitylab.report.published.check_records`), one check table per dataset.
     """
-    ok = [r for r in records if r.get("status") == "ok"]
-    suites = sorted({str(r.get("suite")) for r in ok}) or [str((suite_info or {}).get("name"))]
+    records = [RunRecord.of(r) for r in records]  # the JSON mappings are accepted too
+    stale = [RunRecord.of(r) for r in stale or []]
+    ok = [r for r in records if r.status == "ok"]
+    suites = sorted({str(r.suite) for r in ok}) or [str((suite_info or {}).get("name"))]
     lines = [f"# densitylab report: {', '.join(suites)}", ""]
     lines += _what_this_suite_is(suite_info, records)
-    devices = Counter(str(r.get("device")) for r in ok)
-    versions = ok[0].get("versions", {}) if ok else {}
-    total_s = sum(float(r.get("wall_s") or 0) for r in ok)
+    devices = Counter(str(r.device) for r in ok)
+    versions = ok[0].versions if ok else {}
+    total_s = sum(float(r.wall_s or 0) for r in ok)
     diverged = int((failed["status"] == "diverged").sum()) if "status" in failed else 0
     lines += [
         f"- runs: {len(ok)} finished, {diverged} diverged, {len(failed) - diverged} failed "
@@ -161,7 +166,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
     cells = cell_summary(table)
     refs = _references(table)
     fig_names = {p.name: p for p in figures}
-    for dataset in dict.fromkeys(r["dataset"] for r in ok):
+    for dataset in dict.fromkeys(r.dataset for r in ok):
         sub = summary[summary["dataset"] == dataset]
         lines += [f"## {dataset}", ""]
         if sub.empty:
@@ -169,9 +174,10 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
             continue
         sub_cells = cells[cells["dataset"] == dataset]
         lines += [cells_table(sub_cells, _ordered(sub_cells["metric"])), ""]
-        lines += _collapse_counts([r for r in ok if r["dataset"] == dataset])
-        protocols = {protocol_of(r["config"]) for r in ok if r["dataset"] == dataset}
-        mismatch = budget_mismatch([r["config"] for r in ok if r["dataset"] == dataset])
+        runs = [r for r in ok if r.dataset == dataset]
+        lines += _collapse_counts(runs)
+        protocols = {protocol_of(r.config) for r in runs}
+        mismatch = budget_mismatch([r.config for r in runs])
         if len(protocols) == 1 and (protocol := next(iter(protocols))) is not None and mismatch:
             lines += [
                 f"Published numbers on this protocol ({protocol}: same target, 2,500 samples, "
@@ -194,7 +200,6 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                 _published_table(sub, protocol, refs), "",
             ]
         lines += _published_check_table([c for c in published or [] if c.dataset == dataset])
-        runs = [r for r in ok if r["dataset"] == dataset]
         if _has_stacked_modes(runs):
             lines += _stacked_table(sub, runs, refs)
         for stem, caption in (("samples", "Real images (left) and each model's samples, first "
@@ -249,8 +254,8 @@ def render_report(suite_info: dict[str, Any] | None, records: list[dict[str, Any
                   "| suite | dataset | model | seed | run id | status |",
                   "|---|---|---|---|---|---|"]
         for r in stale:
-            lines.append(f"| {r.get('suite')} | {r.get('dataset')} | {r.get('model')} | "
-                         f"{r.get('seed')} | `{r['run_id']}` | {r.get('status')} |")
+            lines.append(f"| {r.suite} | {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | "
+                         f"{r.status} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -281,34 +286,30 @@ def _published_check_table(cells: list[PublishedCell]) -> list[str]:
     return lines + ["", format_check(cells) + ".", ""]
 
 
-def _has_modes(record: dict[str, Any]) -> bool:
-    return any("values" in res for name, res in record.get("metrics", {}).items()
-               if name == "mode_coverage")
+def _has_modes(record: RunRecord) -> bool:
+    return bool(record.values("mode_coverage"))
 
 
-def _what_this_suite_is(info: dict[str, Any] | None, records: list[dict[str, Any]]) -> list[str]:
+def _what_this_suite_is(info: dict[str, Any] | None, records: list[RunRecord]) -> list[str]:
     """The report's opening: what was run, at which budget, and what such a run can show."""
-    from ..suite.references import is_reference
-
     info = info or {}
-    records = [r for r in records if not is_reference(r)]  # the oracle and noise do not train
+    records = [r for r in records if not is_reference(r.model_kind)]  # the oracle and noise
+    # do not train
     lines = ["## What this suite is", ""]
     if info.get("description"):
         lines += [info["description"], ""]
-    seeds = sorted({r.get("seed") for r in records})
+    seeds = sorted({r.seed for r in records})
     budgets: dict[str, set[tuple[int, int]]] = {}
     for r in records:
-        train = r.get("config", {}).get("train", {})
-        budgets.setdefault(str(r.get("model")), set()).add(
-            (int(train.get("steps", 0)), int(train.get("batch_size", 0))))
-    eval_sizes = sorted({r.get("config", {}).get("eval_samples") for r in records} - {None})
+        budgets.setdefault(str(r.model), set()).add((int(r.steps or 0), int(r.batch_size or 0)))
+    eval_sizes = sorted({r.eval_samples for r in records} - {None})
     lines.append(f"- seeds: {len(seeds)} ({', '.join(map(str, seeds))}); evaluation samples per "
                  f"run: {', '.join(f'{n:,}' for n in eval_sizes)}")
     for model, sizes in budgets.items():
         text = "; ".join(f"{st:,} steps of {bs:,} samples ({st * bs:,} samples seen)"
                          for st, bs in sorted(sizes))
         lines.append(f"- {model}: {text}")
-    least = min((training_samples(r.get("config", {})) for r in records),
+    least = min((training_samples(r.config) for r in records),
                 default=PUBLISHED_TRAINING_SAMPLES)
     lines.append("")
     can = ["which model covers the modes and which puts its samples on them (blur against "
@@ -328,15 +329,15 @@ def _what_this_suite_is(info: dict[str, Any] | None, records: list[dict[str, Any
     return lines + [""]
 
 
-def _collapse_counts(records: list[dict[str, Any]]) -> list[str]:
+def _collapse_counts(records: list[RunRecord]) -> list[str]:
     """Per model: in how many seeds every mode was covered, and each seed's count (so that a
     collapsed seed is counted, not hidden in a mean +- standard error)."""
     per_model: dict[str, list[tuple[int, int, int]]] = {}
     for r in records:
-        values = r.get("metrics", {}).get("mode_coverage", {}).get("values")
-        if values and "num_modes" in values:
-            per_model.setdefault(r["model"], []).append(
-                (int(r["seed"]), int(values["modes_covered"]), int(values["num_modes"])))
+        values = r.values("mode_coverage")
+        if "num_modes" in values:
+            per_model.setdefault(r.model, []).append(
+                (int(r.seed), int(values["modes_covered"]), int(values["num_modes"])))
     if not per_model:
         return []
     lines = ["Modes covered per seed (a seed that misses modes is a collapse, counted here "
@@ -350,19 +351,19 @@ def _collapse_counts(records: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _metric_notes(records: list[dict[str, Any]]) -> list[str]:
+def _metric_notes(records: list[RunRecord]) -> list[str]:
     notes: dict[str, set[str]] = {}
     for r in records:
-        for metric, res in r.get("metrics", {}).items():
-            if "skipped" in res:
-                key = f"- `{metric}` skipped for {r['dataset']} / {r['model']}: {res['skipped']}"
+        for metric, res in r.metrics.items():
+            if res.skipped is not None:
+                key = f"- `{metric}` skipped for {r.dataset} / {r.model}: {res.skipped}"
                 notes.setdefault(key, set())
-            elif "error" in res:
-                key = f"- `{metric}` failed for {r['dataset']} / {r['model']}: {res['error']}"
-                notes.setdefault(key, set()).add(str(r["seed"]))
-            for detail, why in res.get("details", {}).items():
+            elif res.error is not None:
+                key = f"- `{metric}` failed for {r.dataset} / {r.model}: {res.error}"
+                notes.setdefault(key, set()).add(str(r.seed))
+            for detail, why in res.details.items():
                 if detail.endswith("_note"):  # a value the metric could not define: no row
-                    key = (f"- `{detail[:-len('_note')]}` ({metric}) {why} for {r['dataset']} / "
-                           f"{r['model']}")
-                    notes.setdefault(key, set()).add(str(r["seed"]))
+                    key = (f"- `{detail[:-len('_note')]}` ({metric}) {why} for {r.dataset} / "
+                           f"{r.model}")
+                    notes.setdefault(key, set()).add(str(r.seed))
     return [k + (f" (seeds {', '.join(sorted(v))})" if v else "") for k, v in notes.items()]

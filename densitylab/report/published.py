@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..suite.records import RunRecord
+
 __all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for",
            "PublishedSetup", "published_setup", "PublishedCell", "published_check",
            "check_records", "format_check",
@@ -248,21 +250,20 @@ def published_check(summary, setups: dict[str, PublishedSetup],
     return cells
 
 
-def check_records(records: list[dict[str, Any]], summary) -> list[PublishedCell]:
+def check_records(records: list[RunRecord], summary) -> list[PublishedCell]:
     """:func:`published_check` for a suite's run records: the datasets on the published protocol
     (:func:`protocol_of`) and the models with PacGAN's published setup (:func:`published_setup`),
     scored from ``summary`` (:func:`densitylab.report.table.summarize` of the same runs)."""
     protocols: dict[str, str] = {}
     setups: dict[str, PublishedSetup] = {}
     for rec in records:
-        cfg = rec.get("config", {})
-        protocol = protocol_of(cfg)
+        protocol = protocol_of(rec.config)
         if protocol is None:
             continue
-        setup = published_setup(cfg.get("model", {}), cfg.get("train", {}))
+        setup = published_setup(rec.model_config, rec.train)
         if setup is not None:
-            protocols[str(rec.get("dataset"))] = protocol
-            setups[str(rec.get("model"))] = setup
+            protocols[str(rec.dataset)] = protocol
+            setups[str(rec.model)] = setup
     return published_check(summary, setups, protocols) if setups else []
 
 

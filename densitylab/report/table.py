@@ -11,7 +11,6 @@ import pandas as pd
 
 from ..suite.references import is_reference
 from ..suite.store import RunRecord, RunStore
-from .explain import _undefined
 
 __all__ = ["COLUMNS", "results_table", "failed_runs", "summarize", "run_status"]
 
@@ -27,9 +26,7 @@ COLUMNS = ["suite", "dataset", "model", "seed", "metric", "value", "group", "run
 def run_status(rec: dict[str, Any] | RunRecord) -> str:
     """``ok``, ``diverged`` (status or a ``diverged`` entry: an untrained model's scores are no
     result) or ``failed`` (:attr:`densitylab.suite.store.RunRecord.outcome`)."""
-    if isinstance(rec, dict):  # a figure's record may be a partial one, without its run id
-        rec = RunRecord.from_dict({**rec, "run_id": str(rec.get("run_id", ""))})
-    return rec.outcome
+    return RunRecord.of(rec).outcome
 
 
 def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.DataFrame:
@@ -49,7 +46,7 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
     for rec in records:  # the value names each metric gives, to name an erroring metric's rows
         for group, result in rec.metrics.items():
             known = names.setdefault((rec.dataset, rec.model, group), [])
-            for name in list(result.get("values", {})) + _undefined(result):
+            for name in list(result.values) + result.undefined:
                 if name not in known:
                     known.append(name)
     rows: list[dict[str, Any]] = []
@@ -62,19 +59,19 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
                              "status": status, "reason": rec.failure_reason})
             continue
         for group, result in rec.metrics.items():
-            for name, value in result.get("values", {}).items():
+            for name, value in result.values.items():
                 rows.append({**base, "metric": name, "value": float(value), "group": group,
                              "status": "ok", "reason": ""})
             if not with_failures:
                 continue
-            details = result.get("details", {})
-            for name in _undefined(result):
+            for name in result.undefined:
                 rows.append({**base, "metric": name, "value": np.nan, "group": group,
-                             "status": "undefined", "reason": str(details[f"{name}_note"])})
-            if "error" in result:
+                             "status": "undefined",
+                             "reason": str(result.details[f"{name}_note"])})
+            if result.error is not None:
                 for name in names.get((rec.dataset, rec.model, group)) or [group]:
                     rows.append({**base, "metric": name, "value": np.nan, "group": group,
-                                 "status": "error", "reason": str(result["error"])})
+                                 "status": "error", "reason": str(result.error)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -31,6 +31,15 @@ from . import registry
 from .config import RunSpec, _data_shape, import_plugin
 from .context import EvalContext, declared_options, derive_seed, draw, model_log_prob
 from .metric_adapters import BUILTIN_METRICS
+from .records import (
+    RECORD_FORMAT,
+    BatchInfo,
+    Curves,
+    Divergence,
+    History,
+    MetricResult,
+    RunRecord,
+)
 from .store import RunStore
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "batch_key",
@@ -277,52 +286,50 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
     start = time.perf_counter()
     try:
         device = resolve_device(spec.device)
-        record["device"] = str(device)
+        record.device = str(device)
         with torch_threads(spec.threads):
-            record["threads"] = torch.get_num_threads()
-            record.update(_train_and_score(spec, store, device))
+            record.threads = torch.get_num_threads()
+            _train_and_score(record, spec, store, device)
         _set_status(record)
     except Exception as err:  # recorded and retried on the next run of the suite
         _record_failure(record, spec, err)
     return _finish(record, store, time.perf_counter() - start)
 
 
-def _base_record(spec: RunSpec) -> dict[str, Any]:
-    return {
-        "format": 1, "run_id": spec.run_id, "suite": spec.suite, "dataset": spec.dataset,
-        "model": spec.model, "seed": spec.seed, "config": spec.config, "versions": _versions(),
-        "host": platform.node(),
-    }
+def _base_record(spec: RunSpec) -> RunRecord:
+    return RunRecord(run_id=spec.run_id, format=RECORD_FORMAT, suite=spec.suite,
+                     dataset=spec.dataset, model=spec.model, seed=spec.seed, config=spec.config,
+                     versions=_versions(), host=platform.node())
 
 
-def _set_status(record: dict[str, Any]) -> None:
+def _set_status(record: RunRecord) -> None:
     """``"diverged"`` when training hit a non-finite loss (a failure of the configuration,
     reported as such and never averaged into results; the Python API raises
     ``TrainingDiverged`` there), else ``"ok"``."""
-    div = record.get("diverged")
+    div = record.diverged
     if div:
-        record["status"] = "diverged"
-        record["error"] = (f"training diverged at step {div.get('step')} "
-                           f"(loss {div.get('loss')}); lower the learning rate")
+        record.status = "diverged"
+        record.error = (f"training diverged at step {div.step} (loss {div.loss}); lower the "
+                        "learning rate")
     else:
-        record["status"] = "ok"
+        record.status = "ok"
 
 
-def _record_failure(record: dict[str, Any], spec: RunSpec, err: BaseException) -> None:
-    record["status"] = "failed"
-    record["error"] = f"{type(err).__name__}: {err}"
-    record["traceback"] = traceback.format_exc()
-    record.setdefault("device", str(spec.device))
-    logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, record["error"])
+def _record_failure(record: RunRecord, spec: RunSpec, err: BaseException) -> None:
+    record.status = "failed"
+    record.error = f"{type(err).__name__}: {err}"
+    record.traceback = traceback.format_exc()
+    if record.device is None:
+        record.device = str(spec.device)
+    logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, record.error)
 
 
-def _finish(record: dict[str, Any], store: RunStore, wall_s: float) -> dict[str, Any]:
-    record["wall_s"] = wall_s
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _finish(record: RunRecord, store: RunStore, wall_s: float) -> dict[str, Any]:
+    record.wall_s = wall_s
+    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     store.write_record(record)
-    return {"run_id": record["run_id"], "label": f"{record['dataset']}/{record['model']}/"
-            f"{record['seed']}", "status": record["status"], "wall_s": wall_s,
-            "error": record.get("error")}
+    return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
+            "status": record.status, "wall_s": wall_s, "error": record.error}
 
 
 def batch_key(spec: RunSpec) -> str | None:
@@ -402,12 +409,12 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
     for spec, model, history, div in zip(specs, trained, histories, batched.divergences,
                                          strict=True):
         record = _base_record(spec)
-        record["device"] = str(device)
-        record["batched"] = {"seeds": seeds, "train_s_total": train_s * len(specs)}
+        record.device = str(device)
+        record.batched = BatchInfo(seeds=seeds, train_s_total=train_s * len(specs))
         t0 = time.perf_counter()
         try:
-            record.update(_score(spec, store, device, target, model, history,
-                                 None if div is None else dict(div), train_s))
+            _score(record, spec, store, device, target, model, history,
+                   None if div is None else dict(div), train_s)
             _set_status(record)
         except Exception as err:  # recorded and retried on the next run of the suite
             _record_failure(record, spec, err)
@@ -415,7 +422,8 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
     return out
 
 
-def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> dict[str, Any]:
+def _train_and_score(record: RunRecord, spec: RunSpec, store: RunStore,
+                     device: torch.device) -> None:
     import densitylab
 
     cfg = spec.config
@@ -434,22 +442,27 @@ def _train_and_score(spec: RunSpec, store: RunStore, device: torch.device) -> di
         diverged = {"step": err.step, "loss": float(err.loss)}
         history = getattr(model, "history", None)
     train_s = time.perf_counter() - t0
-    out = _score(spec, store, device, target, model, history, diverged, train_s)
+    _score(record, spec, store, device, target, model, history, diverged, train_s)
     if recorder is not None:
-        out["curves"] = recorder.curves
-    return out
+        record.curves = Curves.from_dict(recorder.curves)
 
 
-def _score(spec: RunSpec, store: RunStore, device: torch.device, target, model, history,
-           diverged: dict[str, Any] | None, train_s: float) -> dict[str, Any]:
-    """Sample the trained ``model``, score it with the run's metrics, save its samples.
+def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.device, target,
+           model, history, diverged: dict[str, Any] | None, train_s: float) -> None:
+    """Sample the trained ``model``, score it with the run's metrics, save its samples (with the
+    reference sample and the target's modes, see :func:`saved_arrays`) into ``record``.
 
     A diverged run is not scored: its metrics would describe an untrained model.
     """
     cfg = spec.config
+    record.history = History.from_dict(summarize_history(history))
+    record.train_s = train_s
+    record.trained_steps = cfg["train"]["steps"]
     if diverged:
-        return {"metrics": {}, "history": summarize_history(history), "diverged": diverged,
-                "train_s": train_s, "eval_s": 0.0, "steps": cfg["train"]["steps"]}
+        record.diverged = Divergence.from_dict(diverged)
+        record.keep_empty("metrics")
+        record.eval_s = 0.0
+        return
     n = cfg["eval_samples"]
     t1 = time.perf_counter()
     with torch.no_grad():
@@ -460,26 +473,42 @@ def _score(spec: RunSpec, store: RunStore, device: torch.device, target, model, 
         raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "
                          f"dataset has {tuple(reference.shape[1:])}")
     ctx = EvalContext(target, model, samples, reference, spec.seed, n, device)
-    metrics_out = evaluate_metrics(ctx, cfg["metrics"])
+    record.metrics = {label: MetricResult.from_dict(result)
+                      for label, result in evaluate_metrics(ctx, cfg["metrics"]).items()}
 
     if cfg.get("save_samples", True):
-        arrays: dict[str, np.ndarray] = {}
-        if ctx.is_image:
-            arrays["samples"] = samples[:64].detach().cpu().float().numpy()
-        else:
-            arrays["samples"] = samples.detach().cpu().float().numpy()
-            grid = cfg.get("density_grid", 0)
-            if grid and samples.shape[1] == 2 and getattr(model, "has_density", False):
-                try:
-                    arrays.update(_density_grid(model, reference, grid, device))
-                except Exception as err:  # the figure is optional; the run still counts
-                    logger.warning("density grid for %s failed: %s", spec.label, err)
-        store.write_samples(spec.run_id, arrays)
-    return {
-        "metrics": metrics_out,
-        "history": summarize_history(history),
-        "diverged": diverged,
-        "train_s": train_s,
-        "eval_s": time.perf_counter() - t1,
-        "steps": cfg["train"]["steps"],
-    }
+        arrays = saved_arrays(ctx)
+        grid = cfg.get("density_grid", 0)
+        if (not ctx.is_image and grid and samples.shape[1] == 2
+                and getattr(model, "has_density", False)):
+            try:
+                arrays.update(_density_grid(model, reference, grid, device))
+            except Exception as err:  # the figure is optional; the run still counts
+                logger.warning("density grid for %s failed: %s", spec.label, err)
+        record.samples_file = store.write_samples(spec.run_id, arrays).name
+    record.eval_s = time.perf_counter() - t1
+
+
+#: Images kept per image run (the report's image grids show at most 8 x 8).
+SAVED_IMAGES = 64
+
+
+def saved_arrays(ctx: EvalContext) -> dict[str, np.ndarray]:
+    """What a run saves beside its record for the report, which never rebuilds a dataset.
+
+    ``samples``: the model's evaluation samples (an image run: the first :data:`SAVED_IMAGES`);
+    ``reference``: as many points of the run's own reference sample (the target sample its
+    two-sample metrics compared against); ``mode_means`` / ``mode_stds``: the target's mode
+    centres and standard deviations, when it has them (a Gaussian mixture).
+    """
+    keep = SAVED_IMAGES if ctx.is_image else len(ctx.samples)
+    arrays = {"samples": _numpy(ctx.samples[:keep]), "reference": _numpy(ctx.reference[:keep])}
+    means, stds = getattr(ctx.target, "means", None), getattr(ctx.target, "stds", None)
+    if isinstance(means, torch.Tensor) and isinstance(stds, torch.Tensor):
+        arrays["mode_means"] = means.detach().cpu().double().numpy()
+        arrays["mode_stds"] = stds.detach().cpu().double().numpy()
+    return arrays
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().float().numpy()

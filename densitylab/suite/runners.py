@@ -161,7 +161,7 @@ def run_suite(
     if result.skipped:
         logger.info("%d of %d run(s) already done in %s", len(result.skipped), len(selected), out)
     if todo:
-        before = {r.run_id: (store.load(r.run_id) or {}).get("finished_at") for r in todo}
+        before = {r.run_id: _finished_at(store, r.run_id) for r in todo}
         units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
         if dask is not None:
             stream = _run_dask(units, out, dask, workers)
@@ -189,14 +189,20 @@ def _collect_written(result: SuiteResult, todo: list[RunSpec], store: RunStore,
     for spec in todo:
         if spec.run_id in seen:
             continue
-        rec = store.load(spec.run_id)
-        if rec is None or rec.get("finished_at") == before.get(spec.run_id):
+        rec = store.load_record(spec.run_id)
+        if rec is None or rec.finished_at == before.get(spec.run_id):
             continue
-        summary = {"run_id": spec.run_id, "label": spec.label, "status": rec.get("status"),
-                   "wall_s": float(rec.get("wall_s") or 0.0), "error": rec.get("error")}
+        summary = {"run_id": spec.run_id, "label": spec.label, "status": rec.status,
+                   "wall_s": float(rec.wall_s or 0.0), "error": rec.error}
         logger.info("%s %s %s in %.1f s (written before the interrupt)", summary["label"],
                     summary["run_id"], summary["status"], summary["wall_s"])
         result.finished.append(summary)
+
+
+def _finished_at(store: RunStore, run_id: str) -> str | None:
+    """When the record of ``run_id`` was written (None without one)."""
+    rec = store.load_record(run_id)
+    return None if rec is None else rec.finished_at
 
 
 def claim_folder(config: SuiteConfig, out_dir: str | Path, *, force: bool = False

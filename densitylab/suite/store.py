@@ -5,7 +5,10 @@ Layout of ``DIR``::
     DIR/suite.json                  the suite this folder belongs to (name, source, settings,
                                     the ids of its runs)
     DIR/runs/<run_id>.json          one record per run: status "ok", "diverged" or "failed"
-    DIR/runs/<run_id>.samples.npz   model samples (and a log-density grid) for the figures
+    DIR/runs/<run_id>.samples.npz   what the figures draw: the model's samples, the run's
+                                    reference (target) sample, the target's mode centres and
+                                    stds, and a log-density grid (see
+                                    :func:`densitylab.suite.evaluate.saved_arrays`)
     DIR/stale/<time>/               records of another configuration, moved aside by
                                     ``densitylab run --force`` (never deleted)
 
@@ -13,9 +16,11 @@ A folder belongs to one suite configuration: a run into it with another configur
 refused (:func:`densitylab.suite.runners.claim_folder`), and the report reads only the records
 whose ids the folder's ``suite.json`` lists (others are listed as stale, never averaged).
 
-Every file is written with :func:`densitylab._runtime.atomic_write_bytes` (temp file in the same
-folder, fsync, rename), the samples before the record, so a ``kill -9`` at any moment leaves
-either no record or a complete one. Readers skip the hidden temp files a killed writer leaves
+A record is a :class:`~densitylab.suite.records.RunRecord` (typed; its JSON layout is the one
+every earlier version wrote, so old folders load). Every file is written with
+:func:`densitylab._runtime.atomic_write_bytes` (temp file in the same folder, fsync, rename),
+the samples before the record, so a ``kill -9`` at any moment leaves either no record or a
+complete one. Readers skip the hidden temp files a killed writer leaves
 behind and any file that does not parse (with a warning), so the report never breaks on them.
 """
 
@@ -24,113 +29,15 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._runtime import atomic_write_bytes, atomic_write_json, logger
+from .records import DONE_STATUSES, RunRecord
 
 __all__ = ["RunStore", "RunRecord", "DONE_STATUSES"]
-
-#: Statuses of a finished run: not run again when the suite is (a diverged run diverges again
-#: from the same seed). A "failed" run is retried.
-DONE_STATUSES = ("ok", "diverged")
-
-
-@dataclass
-class RunRecord:
-    """One run's record (``runs/<run_id>.json``) as typed fields, for readers such as the report.
-
-    :meth:`from_dict` reads the JSON layout the suite writes (every key optional but
-    ``run_id``); keys without a field here (``versions``, ``history``, ``curves``, ...) and keys
-    written as null are kept in ``extra``, so :meth:`to_dict` gives back the same mapping.
-    """
-
-    run_id: str
-    suite: str | None = None
-    dataset: str | None = None  # the dataset's label in the suite
-    model: str | None = None  # the model's label in the suite
-    seed: int | None = None
-    status: str | None = None  # as written: "ok", "diverged" or "failed"
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    error: str | None = None
-    diverged: dict[str, Any] | None = None
-    device: str | None = None
-    wall_s: float | None = None
-    train_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: the keys :meth:`from_dict` read (an empty ``config`` or ``metrics`` is written back only
-    #: when it was there)
-    read_keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        """The record of a JSON mapping (TypeError when it is not one or has no ``run_id``)."""
-        if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
-            raise TypeError(f"run record: expected a mapping with a string 'run_id', got "
-                            f"{type(data).__name__}")
-        typed = {f.name for f in fields(cls)} - {"extra", "read_keys"}
-        known = {k: v for k, v in data.items() if k in typed and v is not None}
-        return cls(**known, extra={k: v for k, v in data.items() if k not in known},
-                   read_keys=frozenset(data))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON mapping :meth:`from_dict` read (the layout of ``runs/<run_id>.json``)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in ("extra", "read_keys")}
-        out = {k: v for k, v in out.items() if v is not None
-               and (v or k not in ("config", "metrics") or k in self.read_keys)}
-        return {**out, **self.extra}
-
-    @property
-    def outcome(self) -> str:
-        """``ok``, ``diverged`` (the status, or a ``diverged`` entry: an untrained model's
-        scores are no result) or ``failed``."""
-        status = self.status or "failed"
-        if status == "ok" and self.diverged:
-            return "diverged"
-        return status if status in DONE_STATUSES else "failed"
-
-    @property
-    def failure_reason(self) -> str:
-        """Why a run that is not ``ok`` has no result ("" for an ok run)."""
-        outcome = self.outcome
-        if outcome == "ok":
-            return ""
-        if outcome == "diverged":
-            div = self.diverged or {}
-            if isinstance(div, dict) and "step" in div:
-                return f"training diverged at step {div['step']} (loss {div.get('loss')})"
-            return self.error or "training diverged"
-        return self.error or "run failed"
-
-    def _section(self, name: str) -> dict[str, Any]:
-        value = self.config.get(name)
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def dataset_name(self) -> str | None:
-        """The registered dataset name (``config.dataset.name``)."""
-        return self._section("dataset").get("name")
-
-    @property
-    def model_kind(self) -> str | None:
-        """The registered model kind (``config.model.kind``)."""
-        return self._section("model").get("kind")
-
-    @property
-    def steps(self) -> int | None:
-        """Training steps (``config.train.steps``)."""
-        return self._section("train").get("steps")
-
-    @property
-    def eval_samples(self) -> int | None:
-        """Points drawn from the model for scoring (``config.eval_samples``)."""
-        return self.config.get("eval_samples")
-
 
 class RunStore:
     """Read and write the run records of one results folder."""
@@ -147,8 +54,11 @@ class RunStore:
         """Where the samples of ``run_id`` live."""
         return self.runs_dir / f"{run_id}.samples.npz"
 
-    def write_record(self, record: dict[str, Any]) -> Path:
-        """Atomically write a run record (it must carry ``run_id``)."""
+    def write_record(self, record: RunRecord | dict[str, Any]) -> Path:
+        """Atomically write a run record (a :class:`RunRecord`, or its JSON mapping, which must
+        carry ``run_id``)."""
+        if isinstance(record, RunRecord):
+            record = record.to_dict()
         return atomic_write_json(self.record_path(record["run_id"]), record)
 
     def write_samples(self, run_id: str, arrays: dict[str, np.ndarray]) -> Path:
@@ -169,11 +79,16 @@ class RunStore:
         """The record of ``run_id``, or None when it is absent or unreadable."""
         return _read_json(self.record_path(run_id))
 
+    def load_record(self, run_id: str) -> RunRecord | None:
+        """The typed record of ``run_id``, or None when it is absent or not a run record."""
+        data = self.load(run_id)
+        return RunRecord.from_dict(data) if _is_record(data, run_id) else None
+
     def is_finished(self, run_id: str) -> bool:
         """True when ``run_id`` has a record with status ``"ok"`` or ``"diverged"`` (failed runs
         are retried; a diverged one would diverge again)."""
-        rec = self.load(run_id)
-        return rec is not None and rec.get("status") in DONE_STATUSES
+        rec = self.load_record(run_id)
+        return rec is not None and rec.status in DONE_STATUSES
 
     def record_ids(self) -> list[str]:
         """The ids of every record file in ``runs/`` (readable or not)."""
@@ -218,7 +133,7 @@ class RunStore:
             if path.name.startswith("."):  # a temp file left by a killed writer
                 continue
             rec = _read_json(path)
-            if rec is None or "run_id" not in rec or rec["run_id"] != path.stem:
+            if not _is_record(rec, path.stem):
                 if rec is not None:
                     logger.warning("ignoring %s: not a run record", path)
                 continue
@@ -233,6 +148,10 @@ class RunStore:
         typed."""
         return [RunRecord.from_dict(r) for r in self.current_and_stale()[0]]
 
+    def stale_records(self) -> list[RunRecord]:
+        """The records of another configuration (see :meth:`current_and_stale`), typed."""
+        return [RunRecord.from_dict(r) for r in self.current_and_stale()[1]]
+
     def current_and_stale(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The records of the suite this folder belongs to (the run ids in ``suite.json``), and
         the others (stale: another configuration's). Without ``suite.json`` every record is
@@ -244,6 +163,11 @@ class RunStore:
         ids = set(info["run_ids"])
         return ([r for r in records if r["run_id"] in ids],
                 [r for r in records if r["run_id"] not in ids])
+
+
+def _is_record(data: Any, run_id: str) -> bool:
+    """True for the JSON mapping of the record of ``run_id`` (its ``run_id`` matches)."""
+    return isinstance(data, dict) and data.get("run_id") == run_id
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
