@@ -146,7 +146,8 @@ def explain(name: str, group: str, params: dict[str, Any] | None = None) -> str 
     return None
 
 
-def column_explanations(records: Iterable[RunRecord], order: list[str]) -> list[str]:
+def column_explanations(records: Iterable[RunRecord | dict[str, Any]],
+                        order: list[str]) -> list[str]:
     """Markdown bullet lines explaining the value names in ``order`` for the finished ``records``.
 
     A value with one meaning across the datasets gets one line; a value whose meaning differs
@@ -154,7 +155,7 @@ def column_explanations(records: Iterable[RunRecord], order: list[str]) -> list[
     naming its datasets.
     """
     meanings: dict[str, dict[str, list[str]]] = {}
-    for r in records:
+    for r in map(RunRecord.of, records):  # typed, or their JSON mappings
         params = r.metric_params()
         for group, result in r.metrics.items():
             for name in list(result.values) + result.undefined:
