@@ -230,11 +230,12 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int,
         start = time.perf_counter()
         result = run_suite(cfg, out, show_progress=False)
         wall = time.perf_counter() - start
-        records = [r for r in (RunStore(out).load(spec.run_id) for spec in cfg.runs) if r]
+        records = [r for r in (RunStore(out).load_record(spec.run_id) for spec in cfg.runs)
+                   if r is not None]
     # each batch records its training time once per seed; count it once
-    train_s = sum(r["batched"]["train_s_total"] / len(r["batched"]["seeds"]) if "batched" in r
-                  else r.get("train_s", 0.0) for r in records)
-    eval_s = sum(r.get("eval_s", 0.0) for r in records)
+    train_s = sum(r.batched.train_s_total / len(r.batched.seeds) if r.batched is not None
+                  else r.train_s or 0.0 for r in records)
+    eval_s = sum(r.eval_s or 0.0 for r in records)
     print(f"  toy2d: {len(result.ok)} runs ok, {len(result.failed)} failed in {wall:.1f} s "
           f"(training {train_s:.1f} s, evaluation {eval_s:.1f} s)", flush=True)
     return {"datasets": ["ring", "grid"], "models": ["vae", "gan"], "seeds": seeds,
@@ -242,7 +243,7 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int,
             "metrics": [m["name"] for m in data["metrics"]],
             "runs": result.total, "ok": len(result.ok), "failed": len(result.failed),
             "errors": sorted({r["error"] for r in result.failed if r.get("error")}),
-            "batched_runs": sum("batched" in r for r in records),
+            "batched_runs": sum(r.batched is not None for r in records),
             "train_s": train_s, "eval_s": eval_s, "wall_s": wall}
 
 
