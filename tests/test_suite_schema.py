@@ -308,3 +308,16 @@ def test_the_user_guides_metric_defaults_are_the_metrics_own():
             else:
                 assert default is None, (spec.name, key)  # "omitted: ..." in words
         assert set(written) <= set(spec.defaults), spec.name
+
+
+def test_the_user_guides_default_learning_rates_are_the_models_own():
+    from densitylab import models
+
+    text = GUIDE.read_text(encoding="utf-8")
+    stated = re.search(r"each model's own default \((.*?)\)", text, re.S).group(1)
+    pairs = dict(re.findall(r"(\w+) ([0-9.e-]+)", stated.replace("#", " ")))
+    classes = {"VAE": models.VAE, "GAN": models.GAN, "flow": models.Flow,
+               "diffusion": models.Diffusion}
+    assert set(pairs) == set(classes)
+    for name, cls in classes.items():
+        assert float(pairs[name]) == cls.default_lr, name
