@@ -373,7 +373,7 @@ def _tiny_suite(batch_seeds: bool):
 
     return parse_suite({
         "suite": {"name": "tiny", "device": "cpu", "seeds": [0, 1, 2], "eval_samples": 200,
-                  "batch_seeds": batch_seeds, "density_grid": 0},
+                  "batch_seeds": batch_seeds, "density_grid": 0, "references": False},
         "train": {"steps": 4, "batch_size": 32},
         "datasets": [{"name": "ring"}],
         "models": [{"name": "gan", "kind": "gan", "params": {"hidden": [16, 16], "pack": 2}},

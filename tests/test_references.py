@@ -11,10 +11,12 @@ import math
 import _suite_fakes  # noqa: F401  (registers the gaussfit model)
 import numpy as np
 import pytest
+import tomllib
 import torch
 
 from densitylab import distributions
-from densitylab.suite import RunStore, parse_suite, run_suite
+from densitylab.report import results_table
+from densitylab.suite import RunStore, load_suite, parse_suite, run_suite
 from densitylab.suite.references import (
     BOX_PADDING,
     NoiseReference,
@@ -61,6 +63,57 @@ def test_references_come_first_and_only_when_asked():
     clash["models"][0]["name"] = "oracle"
     with pytest.raises(ValueError, match="reference rows"):
         parse_suite(clash)
+
+
+PLAIN_SUITE = """
+[suite]
+name = "plain"
+device = "cpu"
+seeds = [0, 1]
+eval_samples = 64
+save_samples = false
+density_grid = 0
+
+[train]
+steps = 1
+batch_size = 8
+
+[[datasets]]
+name = "ring"
+
+[[models]]
+name = "g"
+kind = "gaussfit"
+
+[[metrics]]
+name = "mean_gap"
+"""
+
+
+def test_a_suite_file_gets_the_reference_rows_by_default_and_false_removes_them(tmp_path):
+    default, off = tmp_path / "plain.toml", tmp_path / "off.toml"
+    default.write_text(PLAIN_SUITE)
+    off.write_text(PLAIN_SUITE.replace("[suite]\n", "[suite]\nreferences = false\n"))
+    on_cfg, off_cfg = load_suite(default), load_suite(off)
+    assert [(r.model, r.seed) for r in on_cfg.runs] == [
+        ("oracle", 0), ("oracle", 1), ("noise", 0), ("noise", 1), ("g", 0), ("g", 1)]
+    assert [(r.model, r.seed) for r in off_cfg.runs] == [("g", 0), ("g", 1)]
+    # the references add runs; the model's runs are the same runs, with the same ids
+    assert [r.run_id for r in on_cfg.runs if r.model == "g"] == [r.run_id for r in off_cfg.runs]
+    # a file without a [suite] table at all gets them too
+    bare = tomllib.loads(PLAIN_SUITE)
+    del bare["suite"]
+    assert list(dict.fromkeys(r.model for r in parse_suite(bare).runs)) == ["oracle", "noise", "g"]
+
+    result = run_suite(on_cfg, tmp_path / "out", show_progress=False)
+    assert len(result.ok) == 6
+    kinds = {(rec["model"], rec["config"]["model"]["kind"])
+             for rec in RunStore(tmp_path / "out").records()}
+    assert kinds == {("oracle", "oracle"), ("noise", "noise"), ("g", "gaussfit")}
+    table = results_table(tmp_path / "out")
+    assert sorted(table.groupby("model")["reference"].all().items()) == [
+        ("g", False), ("noise", True), ("oracle", True)]
+    assert len(table) == 6  # one mean_gap value per run
 
 
 def test_oracle_covers_every_mode_with_the_3_sigma_share(refs):

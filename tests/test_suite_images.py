@@ -12,7 +12,8 @@ from densitylab.suite import parse_suite
 from densitylab.suite.evaluate import EvalContext, evaluate_metrics
 
 SUITE = {
-    "suite": {"name": "stacked", "device": "cpu", "seeds": [0], "eval_samples": 100},
+    "suite": {"name": "stacked", "device": "cpu", "seeds": [0], "eval_samples": 100,
+              "references": False},  # runs[0] is the GAN's run
     "datasets": [{"name": "stacked_digits", "params": {"split": "test"}}],
     "models": [{"name": "gan", "kind": "gan", "params": {"network": "conv"}}],
     "metrics": [{"name": "stacked_modes"}],

@@ -28,6 +28,7 @@ device = "cpu"
 seeds = [0, 1, 2, 3, 4, 5]
 eval_samples = 200
 density_grid = 0
+references = false
 plugins = ["_suite_fakes"]
 
 [train]

@@ -27,7 +27,8 @@ PLUGIN_MODULE = "densitylab_test_plugin_pkg"
 
 def _suite(model: str = "gaussfit", dataset: str = "ring", metric: str = "mmd",
            **train) -> dict:
-    return {"suite": {"name": "plug", "seeds": [0], "eval_samples": 64, "save_samples": False},
+    return {"suite": {"name": "plug", "seeds": [0], "eval_samples": 64, "save_samples": False,
+                      "references": False},
             "train": {"steps": 2, "batch_size": 16, **train},
             "datasets": [{"name": dataset}],
             "models": [{"name": "m", "kind": model}],

@@ -23,6 +23,7 @@ device = "cpu"
 seeds = [0, 1]
 eval_samples = 2500
 density_grid = 0
+references = false
 
 [train]
 steps = 4

@@ -212,6 +212,7 @@ device = "cpu"
 seeds = [0]
 eval_samples = 300
 density_grid = 12
+references = false
 
 [train]
 steps = 10

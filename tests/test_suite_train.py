@@ -15,6 +15,7 @@ device = "cpu"
 seeds = [0, 1]
 eval_samples = 64
 save_samples = false
+references = false
 
 [train]
 steps = 3

@@ -1,9 +1,8 @@
 """Reference rows: what a perfect model and pure noise score under the suite's own protocol.
 
-A suite with ``references = true`` in its ``[suite]`` table (off by default, see
-:class:`densitylab.suite.schema.SuiteSection`; on in the built-in suites) runs two reference
-"models" on every dataset, with the suite's seeds, sample size and metrics, before its real
-models:
+A suite runs two reference "models" on every dataset, with the suite's seeds, sample size and
+metrics, before its real models (on by default; ``references = false`` in its ``[suite]`` table
+leaves them out, see :class:`densitylab.suite.schema.SuiteSection`):
 
 * ``oracle``: fresh samples of the target itself. For an image dataset built from a training
   split (``split = "train"``), held-out real images: the same dataset on its test split.

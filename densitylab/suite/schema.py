@@ -75,7 +75,8 @@ class SuiteSection:
     threads: int | None = option(
         None, minimum=1, doc="torch threads per run (default: torch's own; not in the run id)")
     references: bool = option(
-        False, doc="add the oracle and noise reference rows on every dataset")
+        True, doc="add the oracle and noise reference rows on every dataset (false: leave them "
+        "out)")
     eval_every: int = option(
         None, minimum=1, doc="the default of [train] eval_every")
 
