@@ -37,6 +37,25 @@ def _singles(cls, seeds, **kwargs):
     return out
 
 
+def _check_training_equals_separate_fits(batched_cls, single_cls, kwargs, schedule, losses, *,
+                                         lr, atol):
+    """Fit S seeds batched and one by one (float64, 6 steps on the ring); every slice's weights
+    and recorded ``losses`` must equal its separate fit's within ``atol``."""
+    ring = distributions.ring()
+    batched = batched_cls(seeds=SEEDS, **kwargs)
+    batched.networks.double()
+    histories = batched.fit(ring, steps=6, batch_size=32, lr=lr, progress=False,
+                            lr_schedule=schedule)
+    state = batched.networks.state_dict()
+    for i, single in enumerate(_singles(single_cls, SEEDS, **kwargs)):
+        h = single.fit(ring, steps=6, batch_size=32, lr=lr, seed=SEEDS[i], progress=False,
+                       lr_schedule=schedule)
+        _state_close(single, state, i, atol=atol)
+        for key in losses:
+            assert histories[i][key] == pytest.approx(h[key], abs=atol)
+    return batched
+
+
 @pytest.mark.parametrize("batched_cls, single_cls, extra", [
     (BatchedGAN, GAN, {"pack": 2}),
     (BatchedVAE, VAE, {"decoder_scale": "learned"}),
@@ -71,18 +90,8 @@ def test_stacked_networks_keep_the_single_layout_with_a_seed_dimension():
     ({"loss": "least_squares"}, "constant"),
 ])
 def test_batched_gan_training_equals_separate_fits(extra, schedule):
-    ring = distributions.ring()
-    batched = BatchedGAN(seeds=SEEDS, **SMALL, **extra)
-    batched.networks.double()
-    histories = batched.fit(ring, steps=6, batch_size=32, lr=1e-3, progress=False,
-                            lr_schedule=schedule)
-    state = batched.networks.state_dict()
-    for i, single in enumerate(_singles(GAN, SEEDS, **SMALL, **extra)):
-        h = single.fit(ring, steps=6, batch_size=32, lr=1e-3, seed=SEEDS[i], progress=False,
-                       lr_schedule=schedule)
-        _state_close(single, state, i, atol=1e-12)
-        for key in ("d_loss", "g_loss"):
-            assert histories[i][key] == pytest.approx(h[key], abs=1e-12)
+    _check_training_equals_separate_fits(BatchedGAN, GAN, {**SMALL, **extra}, schedule,
+                                         ("d_loss", "g_loss"), lr=1e-3, atol=1e-12)
 
 
 @pytest.mark.parametrize("extra, schedule", [
@@ -90,16 +99,8 @@ def test_batched_gan_training_equals_separate_fits(extra, schedule):
     ({"decoder_scale": 0.5, "activation": "tanh"}, "cosine"),
 ])
 def test_batched_vae_training_equals_separate_fits(extra, schedule):
-    ring = distributions.ring()
-    batched = BatchedVAE(seeds=SEEDS, **SMALL, **extra)
-    batched.networks.double()
-    histories = batched.fit(ring, steps=6, batch_size=32, progress=False, lr_schedule=schedule)
-    state = batched.networks.state_dict()
-    for i, single in enumerate(_singles(VAE, SEEDS, **SMALL, **extra)):
-        h = single.fit(ring, steps=6, batch_size=32, seed=SEEDS[i], progress=False,
-                       lr_schedule=schedule)
-        _state_close(single, state, i, atol=1e-12)
-        assert histories[i]["loss"] == pytest.approx(h["loss"], abs=1e-12)
+    _check_training_equals_separate_fits(BatchedVAE, VAE, {**SMALL, **extra}, schedule,
+                                         ("loss",), lr=None, atol=1e-12)
 
 
 def test_jit_is_accepted_and_changes_nothing_in_the_batched_step():
@@ -233,17 +234,9 @@ DIFFUSION = {"data_dim": 2, "hidden": (16, 16), "timesteps": 20}
     ({"schedule": "cosine", "time_sampling": "uniform"}, "cosine"),
 ])
 def test_batched_diffusion_training_equals_separate_fits(extra, schedule):
-    ring = distributions.ring()
-    batched = BatchedDiffusion(seeds=SEEDS, **DIFFUSION, **extra)
-    batched.networks.double()
-    histories = batched.fit(ring, steps=6, batch_size=32, lr=3e-3, progress=False,
-                            lr_schedule=schedule)
-    state = batched.networks.state_dict()
-    for i, single in enumerate(_singles(Diffusion, SEEDS, **DIFFUSION, **extra)):
-        h = single.fit(ring, steps=6, batch_size=32, lr=3e-3, seed=SEEDS[i], progress=False,
-                       lr_schedule=schedule)
-        _state_close(single, state, i, atol=1e-10)
-        assert histories[i]["loss"] == pytest.approx(h["loss"], abs=1e-10)
+    batched = _check_training_equals_separate_fits(
+        BatchedDiffusion, Diffusion, {**DIFFUSION, **extra}, schedule, ("loss",), lr=3e-3,
+        atol=1e-10)
     samples = batched.sample(5, seed=1, sampler="ddim", steps=4)
     assert samples.shape == (3, 5, 2)
     for i, model in enumerate(batched.unstack()):

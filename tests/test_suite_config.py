@@ -194,13 +194,15 @@ def test_changing_a_default_in_code_changes_the_run_id(monkeypatch):
     assert after.run_id != before.run_id  # a constructor default
 
 
-def test_registered_model_without_config_resolves_its_declared_defaults():
+def _width_runs(**register_options):
+    """The first run of a suite leaving a registered model's ``width`` implicit, and of one
+    writing its default (64) out."""
     from densitylab.suite import register_model, unregister
 
     def factory(data_dim, seed=None, width=64):
         return _suite_fakes.GaussianFit(data_dim, seed)
 
-    register_model("widthfit", factory, defaults={"width": 64})
+    register_model("widthfit", factory, **register_options)
     try:
         data = copy.deepcopy(BASE)
         data["models"] = [{"name": "w", "kind": "widthfit"}]
@@ -209,26 +211,18 @@ def test_registered_model_without_config_resolves_its_declared_defaults():
         explicit = parse_suite(data).runs[0]
     finally:
         unregister("widthfit")
+    return implicit, explicit
+
+
+def test_registered_model_without_config_resolves_its_declared_defaults():
+    implicit, explicit = _width_runs(defaults={"width": 64})
     assert implicit.config["model"]["params"] == {"width": 64}
     assert implicit.run_id == explicit.run_id
 
 
 def test_registered_model_without_config_or_defaults_hashes_what_the_suite_writes():
     # nothing is read from the factory's signature: undeclared defaults are not in the id
-    from densitylab.suite import register_model, unregister
-
-    def factory(data_dim, seed=None, width=64):
-        return _suite_fakes.GaussianFit(data_dim, seed)
-
-    register_model("widthfit", factory)
-    try:
-        data = copy.deepcopy(BASE)
-        data["models"] = [{"name": "w", "kind": "widthfit"}]
-        implicit = parse_suite(data).runs[0]
-        data["models"] = [{"name": "w", "kind": "widthfit", "params": {"width": 64}}]
-        explicit = parse_suite(data).runs[0]
-    finally:
-        unregister("widthfit")
+    implicit, explicit = _width_runs()
     assert implicit.config["model"]["params"] == {}
     assert explicit.config["model"]["params"] == {"width": 64}
 

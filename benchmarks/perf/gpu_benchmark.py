@@ -209,8 +209,6 @@ def bench_toy2d(device: torch.device, steps: int, seeds: int, eval_samples: int,
     from densitylab.suite import RunStore, parse_suite, run_suite
     from densitylab.suite import config as suite_config
 
-    if "batch_seeds" not in getattr(suite_config, "_SUITE_KEYS", ()):
-        return {"skipped": "this densitylab's suite has no batch_seeds option"}
     if seed_rows and seeds == seed_rows[0]["num_seeds"]:
         projected = sum(steps * r["batched_ms_per_step"] / 1e3 for r in seed_rows)
         if 1.5 * projected > remaining:
