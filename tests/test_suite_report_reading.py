@@ -80,8 +80,10 @@ def test_collapsed_seeds_are_counted(report):
     out, paths = report
     text = paths.markdown.read_text()
     for r in RunStore(out).records():
-        modes = int(r["metrics"]["mode_coverage"]["values"]["modes_covered"])
-        assert f"seed {r['seed']}: {modes}" in text
+        values = r["metrics"]["mode_coverage"]["values"]
+        modes, hq = int(values["modes_covered"]), values["high_quality_fraction"]
+        # each seed's count and its share of high-quality samples, beside each other
+        assert f"seed {r['seed']}: {modes} at {100 * hq:.1f} %" in text
     assert "- dens: all 8 modes in" in text
 
 

@@ -330,25 +330,33 @@ def _what_this_suite_is(info: dict[str, Any] | None, records: list[RunRecord]) -
 
 
 def _collapse_counts(records: list[RunRecord]) -> list[str]:
-    """Per model: in how many seeds every mode was covered, and each seed's count (so that a
-    collapsed seed is counted, not hidden in a mean +- standard error)."""
-    per_model: dict[str, list[tuple[int, int, int]]] = {}
+    """Per model: in how many seeds every mode was covered, and each seed's count and share of
+    high-quality samples (so that a collapsed seed is counted, not hidden in a mean +- standard
+    error, and a bimodal outcome, some seeds sharp and some failed, shows as such)."""
+    per_model: dict[str, list[tuple[int, int, int, float | None]]] = {}
     for r in records:
         values = r.values("mode_coverage")
         if "num_modes" in values:
+            hq = values.get("high_quality_fraction")
             per_model.setdefault(r.model, []).append(
-                (int(r.seed), int(values["modes_covered"]), int(values["num_modes"])))
+                (int(r.seed), int(values["modes_covered"]), int(values["num_modes"]),
+                 None if hq is None else float(hq)))
     if not per_model:
         return []
-    lines = ["Modes covered per seed (a seed that misses modes is a collapse, counted here "
-             "rather than averaged away):", ""]
+    lines = ["Modes covered and high-quality share per seed (a seed that misses modes is a "
+             "collapse, counted here rather than averaged away):", ""]
     for model, seeds in per_model.items():
         seeds.sort()
         total = seeds[0][2]
-        full = sum(m == total for _, m, _ in seeds)
+        full = sum(m == total for _, m, _, _ in seeds)
         lines.append(f"- {model}: all {total} modes in {full} of {len(seeds)} seeds ("
-                     + ", ".join(f"seed {s}: {m}" for s, m, _ in seeds) + ")")
+                     + ", ".join(f"seed {s}: {m}" + _high_quality_text(hq)
+                                 for s, m, _, hq in seeds) + ")")
     return lines + [""]
+
+
+def _high_quality_text(fraction: float | None) -> str:
+    return "" if fraction is None else f" at {100 * fraction:.1f} %"
 
 
 def _metric_notes(records: list[RunRecord]) -> list[str]:
