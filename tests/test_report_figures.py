@@ -32,3 +32,23 @@ def test_report_draws_without_building_any_dataset(tmp_path, monkeypatch):
         assert labels == ["target", "model", "mode centres"], labels
     fig = density_figure(first, store)
     assert all(len(ax.collections) >= 2 for ax in fig.axes if ax.get_title())  # crosses drawn
+
+
+def test_samples_figure_draws_the_median_seed_by_high_quality():
+    from densitylab.report.figures import _representative_seed
+    from densitylab.suite.store import RunRecord
+
+    def record(model, seed, hq):
+        values = {} if hq is None else {"high_quality_fraction": hq, "modes_covered": 8}
+        return RunRecord.of({"run_id": f"{model}{seed}", "dataset": "ring", "model": model,
+                             "seed": seed, "status": "ok",
+                             "metrics": {"mode_coverage": {"values": values}}})
+
+    # seed 0 collapsed (0.0), seed 3 is the lucky one: the median of 0.0, 0.5, 0.8, 0.9 (lower
+    # median of an even count) is seed 2's 0.5
+    gan = [record("gan", 0, 0.0), record("gan", 1, 0.8), record("gan", 2, 0.5),
+           record("gan", 3, 0.9)]
+    few = [record("vae", 4, 0.3), record("vae", 1, 0.1)]  # two seeds: the first is drawn
+    flow = [record("flow", s, None) for s in (2, 0, 1)]  # no mode counts: the first seed
+    shown = {r.model: r.seed for r in _representative_seed(gan + few + flow)}
+    assert shown == {"gan": 2, "vae": 1, "flow": 0}

@@ -1,7 +1,8 @@
 """Seaborn / matplotlib figures of a results folder, drawn off-screen (Agg canvas, no pyplot).
 
 * ``samples.png``: each model's samples over the target's mode centres, one panel per
-  (dataset, model): the picture of a VAE's blur against a GAN's collapse.
+  (dataset, model), from its median seed by high-quality fraction (the typical seed, not
+  whichever came first): the picture of a VAE's blur against a GAN's sharpness.
 * ``samples_flagged.png``: a small panel per diverged or collapsed seed (any seed, not only
   the first), so that a seed that failed is seen rather than averaged away.
 * ``samples_<dataset>.png`` (image datasets): a grid of real images beside a grid of each
@@ -81,17 +82,20 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
     fig_dir.mkdir(parents=True, exist_ok=True)
     ok = [r for r in records if r.status == "ok"]
     paths: list[Path] = []
-    first = _first_seed(ok)
-    for name, fig in (("samples", samples_figure(first, store)),
+    shown = _representative_seed(ok)
+    seeds_per_model: dict[tuple[str, str], int] = {}
+    for r in ok:
+        seeds_per_model[(r.dataset, r.model)] = seeds_per_model.get((r.dataset, r.model), 0) + 1
+    for name, fig in (("samples", samples_figure(shown, store, seeds_per_model)),
                       ("samples_flagged", flagged_samples_figure(records, store)),
-                      ("density", density_figure(first, store))):
+                      ("density", density_figure(shown, store))):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
     for dataset in dict.fromkeys(r.dataset for r in ok):
         slug = _slug(dataset)
         runs = [r for r in ok if r.dataset == dataset]
         for name, fig in (
-            (f"samples_{slug}", image_grid_figure([r for r in first if r.dataset == dataset],
+            (f"samples_{slug}", image_grid_figure([r for r in shown if r.dataset == dataset],
                                                   store, dataset)),
             (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
                                             no_density=_without_density(runs))),
@@ -120,14 +124,37 @@ def _without_density(records: list[RunRecord]) -> list[str]:
     return out
 
 
-def _first_seed(records: list[RunRecord]) -> list[RunRecord]:
-    """One record per (dataset, model): the one with the smallest seed."""
-    best: dict[tuple[str, str], RunRecord] = {}
+def _representative_seed(records: list[RunRecord]) -> list[RunRecord]:
+    """One record per (dataset, model) to draw: the seed with the median high-quality fraction
+    (the lower median for an even count) when the runs have mode counts, else the smallest
+    seed. A figure of the first seed shows whatever that seed did (a collapse, or a lucky run);
+    the median seed shows the typical one, and :func:`flagged_samples_figure` every failed one."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in records:
-        key = (r.dataset, r.model)
-        if key not in best or r.seed < best[key].seed:
-            best[key] = r
-    return list(best.values())
+        groups.setdefault((r.dataset, r.model), []).append(r)
+    out = []
+    for runs in groups.values():
+        runs.sort(key=lambda r: r.seed)
+        hq = [_high_quality(r) for r in runs]
+        if len(runs) > 2 and all(v is not None for v in hq):
+            ranked = sorted(range(len(runs)), key=lambda i: (hq[i], runs[i].seed))
+            out.append(runs[ranked[(len(runs) - 1) // 2]])
+        else:
+            out.append(runs[0])
+    return out
+
+
+def _high_quality(record: RunRecord) -> float | None:
+    value = record.values("mode_coverage").get("high_quality_fraction")
+    return None if value is None else float(value)
+
+
+def _seed_label(record: RunRecord, shown: dict[tuple[str, str], int]) -> str:
+    """``seed s``, and ``median high quality of n seeds`` when the seed was picked that way."""
+    n = shown.get((record.dataset, record.model), 1)
+    if n > 2 and _high_quality(record) is not None:
+        return f"seed {record.seed}, median high quality of {n}"
+    return f"seed {record.seed}"
 
 
 def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],
@@ -190,8 +217,12 @@ def _points_2d(arrays: dict[str, np.ndarray] | None) -> bool:
         and arrays["samples"].shape[1] == 2
 
 
-def samples_figure(records: list[RunRecord], store: RunStore) -> Figure | None:
-    """Samples of each (dataset, model) over a faint target sample and its mode centres."""
+def samples_figure(records: list[RunRecord], store: RunStore,
+                   seeds_per_model: dict[tuple[str, str], int] | None = None) -> Figure | None:
+    """Samples of each (dataset, model) over a faint target sample and its mode centres.
+
+    ``seeds_per_model`` (how many seeds each (dataset, model) ran) marks a panel whose seed was
+    picked as the median-high-quality one (see :func:`_representative_seed`)."""
     panels = []
     for r in _typed(records):
         arrays = store.load_samples(r.run_id)
@@ -210,7 +241,8 @@ def samples_figure(records: list[RunRecord], store: RunStore) -> Figure | None:
         if mu is not None:
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=20, c="C3", linewidths=1,
                        label="mode centres")
-        ax.set_title(f"{r.dataset} / {_name(r)} (seed {r.seed})", fontsize=8)
+        ax.set_title(f"{r.dataset} / {_name(r)}\n({_seed_label(r, seeds_per_model or {})})",
+                     fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     # one legend below the panels: inside a panel it hides the modes in its corner
@@ -281,7 +313,8 @@ def image_mosaic(images: np.ndarray, side: int = _GRID_SIDE, pad: int = 1) -> np
 
 def image_grid_figure(records: list[RunRecord], store: RunStore,
                       dataset: str) -> Figure | None:
-    """Real images beside each model's samples (first seed) for one image dataset, or None.
+    """Real images beside each model's samples (the seed :func:`_representative_seed` picks) for
+    one image dataset, or None.
 
     The stored samples of an image run are its first 64 evaluation samples; the real images are
     the first of the reference images saved with the first run. Grey for one channel (ink dark
