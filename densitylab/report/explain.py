@@ -20,6 +20,8 @@ __all__ = ["explain", "column_explanations"]
 _LOGLIK = {
     "heldout_loglik": "mean model log-density on held-out target points (VAE: importance-weighted "
                       "bound, Burda et al. 2016; flow: exact)",
+    "heldout_loglik_median": "median of the same per-point log-densities: far above the mean "
+                             "when a few held-out points dominate it",
     "target_loglik": "mean target log-density on the same points (the ceiling)",
 }
 _KL_MC = {

@@ -149,6 +149,9 @@ def _log_likelihood(ctx: EvalContext, num_samples: int, sigma: float | None, ais
         out["heldout_loglik_stderr"] = res.mean_stderr
         out["loglik_estimator"] = f"AIS, sigma = {sigma:g}"
     out["heldout_loglik"] = float(logq.mean())
+    # The mean is the estimand (cross-entropy); the median shows when a few points dominate it
+    # (a diffusion model's ODE can send rare tail points to absurd values, docs/metrics.md).
+    out["heldout_loglik_median"] = float(logq.median())
     if getattr(ctx.target, "has_density", False):
         logp = torch.as_tensor(ctx.target.log_prob(x.to(ctx.target.device))).double()
         out["target_loglik"] = float(logp.mean())
