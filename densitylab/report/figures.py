@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from ..suite.records import RunRecord
 from ..suite.references import is_reference
 from ..suite.store import RunStore
+from .inference import cell_summary
 from .legacy import legacy_target
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
@@ -389,8 +390,6 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     target's own log-likelihood is a dashed line in the held-out log-likelihood panel; the models
     in ``no_density`` are marked "no density" in the panels of metrics that need a density.
     """
-    from .inference import cell_summary
-
     if table.empty:
         return None
     cells = cell_summary(table)

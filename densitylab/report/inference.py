@@ -20,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..suite.references import REFERENCE_KINDS
+from ..suite.store import RunStore
+from .table import results_table
 
 __all__ = ["HEADLINE_METRICS", "ALPHA", "load_table", "cell_summary", "pairwise_tests",
            "failure_tests", "compare", "format_compare", "Group"]
@@ -36,9 +39,6 @@ _SEED = 0  # seed of every bootstrap and Monte Carlo permutation in a report
 def load_table(path: str | Path) -> pd.DataFrame:
     """The tidy table of a results folder (its run records when present, with failures), or
     of a ``results.csv`` file or a folder holding only one."""
-    from ..suite.store import RunStore
-    from .table import results_table
-
     p = Path(path)
     if p.is_dir() and RunStore(p).records():
         return results_table(p, with_failures=True)
@@ -50,8 +50,6 @@ def load_table(path: str | Path) -> pd.DataFrame:
 
 
 def _is_reference(table: pd.DataFrame) -> pd.Series:
-    from ..suite.references import REFERENCE_KINDS
-
     if "reference" in table.columns:
         return table["reference"].fillna(False).astype(bool)
     kind = table["model_kind"] if "model_kind" in table.columns else table["model"]
