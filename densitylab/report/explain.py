@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..metrics.modes import HIGH_QUALITY_STDS
 from ..suite.records import RunRecord
 
 __all__ = ["explain", "column_explanations"]
@@ -52,7 +53,7 @@ _FEATURES = {
 
 
 def _mixture(name: str, params: dict[str, Any]) -> str | None:
-    threshold = float(params.get("threshold", 3.0))
+    threshold = float(params.get("threshold", HIGH_QUALITY_STDS))
     min_count = int(params.get("min_count", 1))
     return {
         "modes_covered": f"mixture components with at least {min_count} high-quality sample(s)",

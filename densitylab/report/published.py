@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..metrics.modes import HIGH_QUALITY_STDS
 from ..suite.records import RunRecord
 
 __all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for",
@@ -103,7 +104,8 @@ def protocol_of(config: dict[str, Any]) -> str | None:
     for m in config.get("metrics", []):
         if m.get("name") == "mode_coverage":
             p = m.get("params", {})
-            if float(p.get("threshold", 3.0)) == 3.0 and int(p.get("min_count", 1)) == 1:
+            threshold = float(p.get("threshold", HIGH_QUALITY_STDS))
+            if threshold == HIGH_QUALITY_STDS and int(p.get("min_count", 1)) == 1:
                 return name
     return None
 

@@ -40,6 +40,7 @@ from .records import (
     MetricResult,
     RunRecord,
 )
+from .schema import TRAIN_DEFAULTS, SuiteSection
 from .store import RunStore
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "batch_key",
@@ -185,8 +186,8 @@ def _fit(model, target, train: dict[str, Any], seed: int, device: torch.device,
     if train.get("lr") is not None:
         kwargs["lr"] = train["lr"]
     params = declared_options(model, "fit")
-    schedule = train.get("lr_schedule", "constant")
-    if schedule != "constant" or "lr_schedule" in params:
+    schedule = train.get("lr_schedule", TRAIN_DEFAULTS["lr_schedule"])
+    if schedule != TRAIN_DEFAULTS["lr_schedule"] or "lr_schedule" in params:
         kwargs["lr_schedule"] = schedule
     if "device" in params:
         kwargs["device"] = device
@@ -392,7 +393,8 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
     try:
         histories = batched.fit(target, steps=train["steps"], batch_size=train["batch_size"],
                                 lr=train.get("lr"),
-                                lr_schedule=train.get("lr_schedule", "constant"),
+                                lr_schedule=train.get("lr_schedule",
+                                                      TRAIN_DEFAULTS["lr_schedule"]),
                                 device=device, progress=False, **extra)
         trained = batched.unstack()
     except Exception as err:  # every run of the batch failed; each is retried next time
@@ -476,7 +478,7 @@ def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.devi
     record.metrics = {label: MetricResult.from_dict(result)
                       for label, result in evaluate_metrics(ctx, cfg["metrics"]).items()}
 
-    if cfg.get("save_samples", True):
+    if cfg.get("save_samples", SuiteSection.save_samples):
         arrays = saved_arrays(ctx)
         grid = cfg.get("density_grid", 0)
         if (not ctx.is_image and grid and samples.shape[1] == 2
