@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def run_suite(
         else:
             stream = (s for unit in units for s in execute_batched_runs(unit, out))
         try:
-            with _TerminateAsInterrupt():
+            with _signal_handled(signal.SIGTERM, _raise_terminated):
                 for summary in _report_progress(stream, len(todo), show_progress):
                     result.finished.append(summary)
         except KeyboardInterrupt as err:
@@ -318,18 +319,23 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-class _SigintIgnored:
-    """Ignore SIGINT while worker processes are started, so that they inherit "ignore" and a
-    Ctrl-C during their start-up cannot kill them half-way (the parent handles it)."""
+@contextmanager
+def _signal_handled(signum: int, handler):
+    """Install ``handler`` for ``signum`` while the block runs, then restore the old one.
 
-    def __enter__(self):
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+    Only the main thread may set handlers; elsewhere (a suite run from a thread) nothing is
+    changed. Used to ignore SIGINT while worker processes start, so that they inherit "ignore"
+    and a Ctrl-C during their start-up cannot kill them half-way (the parent handles it), and
+    to turn SIGTERM into :class:`Terminated` while a suite runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, old)
 
 
 class Terminated(KeyboardInterrupt):
@@ -341,21 +347,8 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-class _TerminateAsInterrupt:
-    """Handle SIGTERM as Ctrl-C while a suite runs (main thread only; restored after)."""
-
-    def __enter__(self):
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise Terminated(signum)
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
 
 
 def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
@@ -369,7 +362,7 @@ def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
                                initargs=(threads,))
     futures: dict = {}
     try:
-        with _SigintIgnored():
+        with _signal_handled(signal.SIGINT, signal.SIG_IGN):
             futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)):
                        unit for unit in units}
         for fut in as_completed(futures):
@@ -401,7 +394,8 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
         n = workers or 1
         threads = max(1, (os.cpu_count() or 1) // n)
         extra = {"env": {"OMP_NUM_THREADS": str(threads)}} if n > 1 else {}
-        with _SigintIgnored():  # its worker processes leave Ctrl-C to this process
+        # its worker processes leave Ctrl-C to this process
+        with _signal_handled(signal.SIGINT, signal.SIG_IGN):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
                                    dashboard_address=":0", **extra)
         client = Client(cluster)
