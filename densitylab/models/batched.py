@@ -253,17 +253,20 @@ class BatchedModel(NetworksOnDevice):
         return out
 
     # ------------------------------------------------------------------ sampling
-    def _sample_generators(self, seed) -> list[torch.Generator | None]:
+    def _slice_seeds(self, seed) -> list[int | None]:
+        """The sampling seed of each slice: ``None`` for all, an int for all, or one per slice."""
         if seed is None:
             return [None] * self.num_seeds
         if isinstance(seed, Sequence) and not isinstance(seed, str):
             if len(seed) != self.num_seeds:
                 raise ValueError(f"seed must be an int or {self.num_seeds} ints (one per slice), "
                                  f"got {len(seed)}")
-            return [make_generator(check_int(x, "seed entry", minimum=0), self.device)
-                    for x in seed]
-        seed = check_int(seed, "seed", minimum=0)
-        return [make_generator(seed, self.device) for _ in range(self.num_seeds)]
+            return [check_int(x, "seed entry", minimum=0) for x in seed]
+        return [check_int(seed, "seed", minimum=0)] * self.num_seeds
+
+    def _sample_generators(self, seed) -> list[torch.Generator | None]:
+        return [None if s is None else make_generator(s, self.device)
+                for s in self._slice_seeds(seed)]
 
     def sample(self, n: int, seed: int | Sequence[int] | None = None, **options) -> torch.Tensor:
         """Draw ``n`` samples per slice, ``(S, n, *data_shape)``, on :attr:`device`.
@@ -402,13 +405,7 @@ class BatchedDiffusion(BatchedModel):
         """``(S, n, *data_shape)`` samples, slice by slice (seeds as in
         :meth:`BatchedModel.sample`; ``options`` are ``Diffusion.sample``'s)."""
         n = check_int(n, "n", minimum=0)
-        if isinstance(seed, Sequence) and not isinstance(seed, str):
-            if len(seed) != self.num_seeds:
-                raise ValueError(f"seed must be an int or {self.num_seeds} ints (one per slice), "
-                                 f"got {len(seed)}")
-            seeds = list(seed)
-        else:
-            seeds = [seed] * self.num_seeds
+        seeds = self._slice_seeds(seed)
         return torch.stack([model.sample(n, s, **options)
                             for model, s in zip(self.unstack(), seeds, strict=True)])
 
