@@ -50,5 +50,7 @@ def test_samples_figure_draws_the_median_seed_by_high_quality():
            record("gan", 3, 0.9)]
     few = [record("vae", 4, 0.3), record("vae", 1, 0.1)]  # two seeds: the first is drawn
     flow = [record("flow", s, None) for s in (2, 0, 1)]  # no mode counts: the first seed
-    shown = {r.model: r.seed for r in _representative_seed(gan + few + flow)}
-    assert shown == {"gan": 2, "vae": 1, "flow": 0}
+    picked, why = _representative_seed(gan + few + flow)
+    assert {r.model: r.seed for r in picked} == {"gan": 2, "vae": 1, "flow": 0}
+    # only the seed picked as the median says so in its caption
+    assert why == {"gan2": "seed 2, median high quality of 4"}

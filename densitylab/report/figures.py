@@ -84,11 +84,8 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
     fig_dir.mkdir(parents=True, exist_ok=True)
     ok = [r for r in records if r.status == "ok"]
     paths: list[Path] = []
-    shown = _representative_seed(ok)
-    seeds_per_model: dict[tuple[str, str], int] = {}
-    for r in ok:
-        seeds_per_model[(r.dataset, r.model)] = seeds_per_model.get((r.dataset, r.model), 0) + 1
-    for name, fig in (("samples", samples_figure(shown, store, seeds_per_model)),
+    shown, why_shown = _representative_seed(ok)
+    for name, fig in (("samples", samples_figure(shown, store, why_shown)),
                       ("samples_flagged", flagged_samples_figure(records, store)),
                       ("density", density_figure(shown, store))):
         if fig is not None:
@@ -126,37 +123,33 @@ def _without_density(records: list[RunRecord]) -> list[str]:
     return out
 
 
-def _representative_seed(records: list[RunRecord]) -> list[RunRecord]:
-    """One record per (dataset, model) to draw: the seed with the median high-quality fraction
-    (the lower median for an even count) when the runs have mode counts, else the smallest
-    seed. A figure of the first seed shows whatever that seed did (a collapse, or a lucky run);
-    the median seed shows the typical one, and :func:`flagged_samples_figure` every failed one."""
+def _representative_seed(records: list[RunRecord]) -> tuple[list[RunRecord], dict[str, str]]:
+    """One record per (dataset, model) to draw, and why it was picked (by run id).
+
+    The seed with the median high-quality fraction (the lower median for an even count) when
+    there are at least 3 seeds and all have mode counts, else the smallest seed. A figure of the
+    first seed shows whatever that seed did (a collapse, or a lucky run); the median seed shows
+    the typical one, and :func:`flagged_samples_figure` every failed one."""
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in records:
         groups.setdefault((r.dataset, r.model), []).append(r)
-    out = []
+    out, why = [], {}
     for runs in groups.values():
         runs.sort(key=lambda r: r.seed)
         hq = [_high_quality(r) for r in runs]
         if len(runs) > 2 and all(v is not None for v in hq):
             ranked = sorted(range(len(runs)), key=lambda i: (hq[i], runs[i].seed))
-            out.append(runs[ranked[(len(runs) - 1) // 2]])
+            pick = runs[ranked[(len(runs) - 1) // 2]]
+            why[pick.run_id] = f"seed {pick.seed}, median high quality of {len(runs)}"
         else:
-            out.append(runs[0])
-    return out
+            pick = runs[0]
+        out.append(pick)
+    return out, why
 
 
 def _high_quality(record: RunRecord) -> float | None:
     value = record.values("mode_coverage").get("high_quality_fraction")
     return None if value is None else float(value)
-
-
-def _seed_label(record: RunRecord, shown: dict[tuple[str, str], int]) -> str:
-    """``seed s``, and ``median high quality of n seeds`` when the seed was picked that way."""
-    n = shown.get((record.dataset, record.model), 1)
-    if n > 2 and _high_quality(record) is not None:
-        return f"seed {record.seed}, median high quality of {n}"
-    return f"seed {record.seed}"
 
 
 def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],
@@ -220,11 +213,11 @@ def _points_2d(arrays: dict[str, np.ndarray] | None) -> bool:
 
 
 def samples_figure(records: list[RunRecord], store: RunStore,
-                   seeds_per_model: dict[tuple[str, str], int] | None = None) -> Figure | None:
+                   why_shown: dict[str, str] | None = None) -> Figure | None:
     """Samples of each (dataset, model) over a faint target sample and its mode centres.
 
-    ``seeds_per_model`` (how many seeds each (dataset, model) ran) marks a panel whose seed was
-    picked as the median-high-quality one (see :func:`_representative_seed`)."""
+    ``why_shown`` (by run id, from :func:`_representative_seed`) replaces a panel's ``seed s``
+    caption, e.g. to say that the seed is the median-high-quality one."""
     panels = []
     for r in _typed(records):
         arrays = store.load_samples(r.run_id)
@@ -243,8 +236,8 @@ def samples_figure(records: list[RunRecord], store: RunStore,
         if mu is not None:
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=20, c="C3", linewidths=1,
                        label="mode centres")
-        ax.set_title(f"{r.dataset} / {_name(r)}\n({_seed_label(r, seeds_per_model or {})})",
-                     fontsize=8)
+        caption = (why_shown or {}).get(r.run_id, f"seed {r.seed}")
+        ax.set_title(f"{r.dataset} / {_name(r)}\n({caption})", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=6)
     # one legend below the panels: inside a panel it hides the modes in its corner
