@@ -12,6 +12,8 @@ run through: :mod:`densitylab.metrics.sanity`.
 """
 
 from .c2st import CLASSIFIERS, C2STResult, c2st
+from .copying import (AuthenticityResult, CopyingResult, DistanceRatioResult, authenticity,
+                      data_copying, nn_distance_ratio)
 from .divergence import KLEstimate, entropy_knn, kl_knn, kl_mc
 from .fidelity import KID, PRDC, frechet_distance, kid, prdc
 from .kernels import KERNELS, Kernel, make_kernel, median_bandwidth
@@ -22,8 +24,11 @@ from .transport import energy_distance, sliced_wasserstein
 
 __all__ = [
     "AISResult",
+    "AuthenticityResult",
     "C2STResult",
+    "CopyingResult",
     "CLASSIFIERS",
+    "DistanceRatioResult",
     "ESTIMATORS",
     "KERNELS",
     "KID",
@@ -33,7 +38,9 @@ __all__ = [
     "ModeCoverage",
     "PRDC",
     "ais_log_likelihood",
+    "authenticity",
     "c2st",
+    "data_copying",
     "energy_distance",
     "entropy_knn",
     "frechet_distance",
@@ -46,6 +53,7 @@ __all__ = [
     "mmd_test",
     "mode_coverage",
     "mode_histogram_kl",
+    "nn_distance_ratio",
     "prdc",
     "sliced_wasserstein",
 ]
