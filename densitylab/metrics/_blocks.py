@@ -50,6 +50,45 @@ def sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return sqdist_gemm(a, b)
 
 
+def knn_sqdists(
+    queries: torch.Tensor,
+    points: torch.Tensor,
+    k: int,
+    *,
+    exclude_self: bool = False,
+    positive_only: bool = False,
+    block_size: int | None = None,
+    return_index: bool = False,
+):
+    """Squared distances from each query to its ``k`` nearest neighbours in ``points``, sorted
+    ascending, shape ``(n_q, k)`` (brute force); with ``return_index`` also their row indices.
+
+    Distances come from coordinate differences, so duplicates are exactly 0.
+
+    ``exclude_self``: queries are ``points`` itself and row ``i`` skips column ``i``.
+    ``positive_only``: distances equal to 0 are skipped (duplicates count as one position);
+    where fewer than ``k`` positive distances exist for a query, the missing ones are ``inf``.
+    Cost ``O(n_q * n_p * d)`` time and ``O(block * n_p)`` memory.
+    """
+    nq, npts = queries.shape[0], points.shape[0]
+    side = default_block_size(queries.dtype, queries.device)
+    bs = block_size or max(1, side * side // max(npts, 1))
+    out = torch.empty(nq, k, dtype=queries.dtype, device=queries.device)
+    index = torch.empty(nq, k, dtype=torch.long, device=queries.device)
+    for start in range(0, nq, bs):
+        stop = min(start + bs, nq)
+        d = sqdist_exact(queries[start:stop], points)
+        if exclude_self:
+            rows = torch.arange(stop - start, device=d.device)
+            d[rows, rows + start] = math.inf
+        if positive_only:
+            d.masked_fill_(d <= 0, math.inf)
+        top = torch.topk(d, k, dim=1, largest=False, sorted=True)
+        out[start:stop] = top.values
+        index[start:stop] = top.indices
+    return (out, index) if return_index else out
+
+
 def knn_sqdist(
     queries: torch.Tensor,
     points: torch.Tensor,
@@ -59,29 +98,10 @@ def knn_sqdist(
     positive_only: bool = False,
     block_size: int | None = None,
 ) -> torch.Tensor:
-    """Squared distance from each query to its k-th nearest neighbour in ``points`` (brute force).
-
-    Distances come from coordinate differences, so duplicates are exactly 0.
-
-    ``exclude_self``: queries are ``points`` itself and row ``i`` skips column ``i``.
-    ``positive_only``: distances equal to 0 are skipped (duplicates count as one position);
-    if fewer than ``k`` positive distances exist for a query, its result is ``inf``.
-    Cost ``O(n_q * n_p * d)`` time and ``O(block * n_p)`` memory.
-    """
-    nq, npts = queries.shape[0], points.shape[0]
-    side = default_block_size(queries.dtype, queries.device)
-    bs = block_size or max(1, side * side // max(npts, 1))
-    out = torch.empty(nq, dtype=queries.dtype, device=queries.device)
-    for start in range(0, nq, bs):
-        stop = min(start + bs, nq)
-        d = sqdist_exact(queries[start:stop], points)
-        if exclude_self:
-            rows = torch.arange(stop - start, device=d.device)
-            d[rows, rows + start] = math.inf
-        if positive_only:
-            d.masked_fill_(d <= 0, math.inf)
-        out[start:stop] = torch.topk(d, k, dim=1, largest=False, sorted=True).values[:, k - 1]
-    return out
+    """Squared distance from each query to its k-th nearest neighbour in ``points`` (brute force);
+    the last column of :func:`knn_sqdists` (same options)."""
+    return knn_sqdists(queries, points, k, exclude_self=exclude_self,
+                       positive_only=positive_only, block_size=block_size)[:, k - 1]
 
 
 def too_many_duplicates(name: str, k: int) -> ValueError:
