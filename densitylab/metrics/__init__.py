@@ -12,8 +12,15 @@ run through: :mod:`densitylab.metrics.sanity`.
 """
 
 from .c2st import CLASSIFIERS, C2STResult, c2st
-from .copying import (AuthenticityResult, CopyingResult, DistanceRatioResult, authenticity,
-                      data_copying, nn_distance_ratio)
+from .calibration import CALIBRATION_METHODS, CalibrationResult, calibration
+from .copying import (
+    AuthenticityResult,
+    CopyingResult,
+    DistanceRatioResult,
+    authenticity,
+    data_copying,
+    nn_distance_ratio,
+)
 from .divergence import KLEstimate, entropy_knn, kl_knn, kl_mc
 from .fidelity import KID, PRDC, frechet_distance, kid, prdc
 from .kernels import KERNELS, Kernel, make_kernel, median_bandwidth
@@ -26,6 +33,8 @@ __all__ = [
     "AISResult",
     "AuthenticityResult",
     "C2STResult",
+    "CALIBRATION_METHODS",
+    "CalibrationResult",
     "CopyingResult",
     "CLASSIFIERS",
     "DistanceRatioResult",
@@ -40,6 +49,7 @@ __all__ = [
     "ais_log_likelihood",
     "authenticity",
     "c2st",
+    "calibration",
     "data_copying",
     "energy_distance",
     "entropy_knn",
