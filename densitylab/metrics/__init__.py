@@ -7,8 +7,11 @@ Two-sample: :func:`mmd`, :func:`mmd_test` (Gretton et al. 2012). Divergences: :f
 al. 2017). Likelihood of decoder models: :func:`ais_log_likelihood` (Neal 2001; Wu et al.
 2017). Classifier test: :func:`c2st` (Lopez-Paz and Oquab 2017). Transport and energy:
 :func:`sliced_wasserstein` (Bonneel et al. 2015), :func:`energy_distance` (Szekely and Rizzo
-2013). Definitions and references: ``docs/metrics.md``; the sanity battery every metric is
-run through: :mod:`densitylab.metrics.sanity`.
+2013). Diagnostics: :func:`data_copying` (Meehan et al. 2020), :func:`authenticity` (Alaa
+et al. 2022) and :func:`nn_distance_ratio` (copying of the training set); :func:`calibration`
+(ranks: TARP, HPD, PIT); :func:`witness_map` (where a 2D model is wrong). Definitions and
+references: ``docs/metrics.md``; the sanity battery every metric is run through:
+:mod:`densitylab.metrics.sanity`.
 """
 
 from .c2st import CLASSIFIERS, C2STResult, c2st
@@ -28,6 +31,7 @@ from .likelihood import AISResult, ais_log_likelihood
 from .mmd import ESTIMATORS, MMDTestResult, mmd, mmd_test
 from .modes import ModeCoverage, mode_coverage, mode_histogram_kl
 from .transport import energy_distance, sliced_wasserstein
+from .witness import WitnessMap, witness_map
 
 __all__ = [
     "AISResult",
@@ -46,6 +50,7 @@ __all__ = [
     "MMDTestResult",
     "ModeCoverage",
     "PRDC",
+    "WitnessMap",
     "ais_log_likelihood",
     "authenticity",
     "c2st",
@@ -66,4 +71,5 @@ __all__ = [
     "nn_distance_ratio",
     "prdc",
     "sliced_wasserstein",
+    "witness_map",
 ]
