@@ -9,7 +9,8 @@ al. 2017). Likelihood of decoder models: :func:`ais_log_likelihood` (Neal 2001; 
 :func:`sliced_wasserstein` (Bonneel et al. 2015), :func:`energy_distance` (Szekely and Rizzo
 2013). Diagnostics: :func:`data_copying` (Meehan et al. 2020), :func:`authenticity` (Alaa
 et al. 2022) and :func:`nn_distance_ratio` (copying of the training set); :func:`calibration`
-(ranks: TARP, HPD, PIT); :func:`witness_map` (where a 2D model is wrong). Definitions and
+(ranks: TARP, HPD, PIT); :func:`witness_map` (where a 2D model is wrong); :func:`prd_curve`
+(Simon et al. 2019). Definitions and
 references: ``docs/metrics.md``; the sanity battery every metric is run through:
 :mod:`densitylab.metrics.sanity`.
 """
@@ -30,6 +31,7 @@ from .kernels import KERNELS, Kernel, make_kernel, median_bandwidth
 from .likelihood import AISResult, ais_log_likelihood
 from .mmd import ESTIMATORS, MMDTestResult, mmd, mmd_test
 from .modes import ModeCoverage, mode_coverage, mode_histogram_kl
+from .prd import PRDCurve, prd_curve, prd_from_scores
 from .transport import energy_distance, sliced_wasserstein
 from .witness import WitnessMap, witness_map
 
@@ -50,6 +52,7 @@ __all__ = [
     "MMDTestResult",
     "ModeCoverage",
     "PRDC",
+    "PRDCurve",
     "WitnessMap",
     "ais_log_likelihood",
     "authenticity",
@@ -69,6 +72,8 @@ __all__ = [
     "mode_coverage",
     "mode_histogram_kl",
     "nn_distance_ratio",
+    "prd_curve",
+    "prd_from_scores",
     "prdc",
     "sliced_wasserstein",
     "witness_map",
