@@ -8,6 +8,10 @@ This module is public: import it from your own test suite. It gives
 * assertion helpers for laws that many functions should obey: :func:`assert_finite`,
   :func:`assert_divergence_laws`, :func:`assert_symmetric`,
   :func:`assert_permutation_invariant`, :func:`assert_invariant`;
+* laws of GAN losses and variational bounds, one call each:
+  :func:`assert_generator_loss_laws`, :func:`assert_discriminator_loss_laws`,
+  :func:`assert_optimal_discriminator`, :func:`assert_elbo_laws`, :func:`assert_iwae_monotone`
+  (with the exactly solvable :func:`linear_gaussian_model` they use);
 * :func:`register_profiles`, which registers a fast derandomized ``ci`` profile and a
   ``thorough`` profile and loads the one named by ``DENSITYLAB_HYPOTHESIS_PROFILE``.
 
@@ -45,6 +49,16 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
+from ._loss_laws import (
+    OPTIMA,
+    LinearGaussianModel,
+    assert_discriminator_loss_laws,
+    assert_elbo_laws,
+    assert_generator_loss_laws,
+    assert_iwae_monotone,
+    assert_optimal_discriminator,
+    linear_gaussian_model,
+)
 from .distributions import GaussianMixture
 
 __all__ = [
@@ -61,6 +75,14 @@ __all__ = [
     "assert_symmetric",
     "assert_permutation_invariant",
     "assert_invariant",
+    "assert_generator_loss_laws",
+    "assert_discriminator_loss_laws",
+    "assert_optimal_discriminator",
+    "assert_elbo_laws",
+    "assert_iwae_monotone",
+    "OPTIMA",
+    "LinearGaussianModel",
+    "linear_gaussian_model",
     "register_profiles",
 ]
 
