@@ -11,6 +11,7 @@ import torch
 import densitylab
 from densitylab import distributions, losses, models
 from densitylab.models.gan import pack_samples
+from densitylab.models.networks import SlotBatchNorm1d
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -216,7 +217,7 @@ def test_published_architecture_layers_and_shapes(pack):
                      g_norm="batch", d_activation="maxout", maxout_pieces=5, pack=pack,
                      betas=(0.8, 0.999), init_std=0.02, seed=0)
     g_layers = list(gan.generator.net.net)
-    assert [type(m) for m in g_layers] == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 4 + [nn.Linear]
+    assert [type(m) for m in g_layers] == [nn.Linear, SlotBatchNorm1d, nn.ReLU] * 4 + [nn.Linear]
     g_linear = [m for m in g_layers if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features, m.bias is None) for m in g_linear] == [
         (2, 400, True), (400, 400, True), (400, 400, True), (400, 400, True), (400, 2, False)]

@@ -9,7 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from densitylab.models.networks import MLP, ConvDecoder, ConvEncoder, Maxout, init_normal_
+from densitylab.models.networks import (
+    MLP,
+    ConvDecoder,
+    ConvEncoder,
+    Maxout,
+    SlotBatchNorm1d,
+    init_normal_,
+)
 
 
 def test_maxout_is_the_maximum_over_each_units_pieces():
@@ -42,7 +49,7 @@ def test_batch_norm_mlp_hidden_layers_are_linear_without_bias():
     linears = [m for m in net.net if isinstance(m, nn.Linear)]
     assert [m.bias is None for m in linears] == [True, True, True, False]  # output has a bias
     kinds = [type(m) for m in net.net]
-    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 3 + [nn.Linear]
+    assert kinds == [nn.Linear, SlotBatchNorm1d, nn.ReLU] * 3 + [nn.Linear]  # a BatchNorm1d
     x = torch.randn(32, 2)
     net.train()
     h = net.net[:2](x)  # training mode: each unit standardised over the batch

@@ -19,7 +19,7 @@ def test_pacgan2d_preset_is_the_published_architecture():
     assert cfg["maxout_pieces"] == 5 and cfg["pack"] == 1
     assert cfg["betas"] == [0.8, 0.999] and cfg["init_std"] == 0.02
     assert cfg["loss"] == "non_saturating"
-    assert models.available_presets() == ["pacgan2d"]
+    assert models.available_presets() == ["pacgan2d", "pacgan2d_alternating"]
 
 
 def test_preset_keywords_override_one_by_one_and_train_defaults_follow_the_pack():

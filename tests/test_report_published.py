@@ -35,7 +35,9 @@ def test_a_shorter_budget_is_named_not_hidden():
 
 
 @pytest.mark.parametrize("override", [{"g_hidden": [128, 128]}, {"d_activation": "leaky_relu"},
-                                      {"init_std": None}, {"g_norm": "none"}])
+                                      {"init_std": None},
+                                      {"g_norm": "none", "pack_norm": "joint",
+                                       "bn_updates": "every_pass", "bn_refresh_batches": 0}])
 def test_other_architectures_are_not_the_published_setup(override):
     assert published_setup(_pacgan_model(1, **override), PUBLISHED_BUDGET) is None
 

@@ -117,8 +117,8 @@ class History:
 
 
 def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: torch.device,
-                 dtype: torch.dtype, seed: int | None,
-                 train_size: int | None = None) -> Iterator[torch.Tensor]:
+                 dtype: torch.dtype, seed: int | None, train_size: int | None = None,
+                 fixed_packs: int | None = None) -> Iterator[torch.Tensor]:
     """Endless stream of ``(batch_size, *data_shape)`` training batches on ``device``.
 
     ``data`` is an array or tensor ``(n, *data_shape)`` (shuffled each epoch, last partial batch
@@ -131,6 +131,16 @@ def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: 
     that the first fresh batch would have had, and then iterates epochs over it as over a data
     tensor (shuffled each epoch by the same generator), as the published protocols train on a
     finite sample.
+
+    ``fixed_packs=m`` (a fixed set: ``train_size`` or a data tensor) builds PacGAN's packed
+    training set once, as the authors' ``GaussianPackingMixture`` does (Lin et al., NeurIPS
+    2018, ``pacgan/datasets.py``): for each of the m slots one bootstrap resample (n indices
+    drawn with replacement) of the n points, so example i is the tuple of the m slots' i-th
+    points; the n tuples stay fixed for the whole fit and are shuffled each epoch. A batch is
+    ``batch_size / m`` tuples, flattened to ``batch_size`` rows with each tuple's m points
+    consecutive (the rows ``pack_samples`` groups), so an epoch is ``n m / batch_size`` steps.
+    With fresh batches from a sampler every point is already an independent draw and
+    ``fixed_packs`` changes nothing.
     """
     gen = make_generator(seed, "cpu") if seed is not None else torch.Generator()
     if seed is None:
@@ -154,6 +164,9 @@ def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: 
         raise ValueError(
             f"batch_size={batch_size} exceeds the {x.shape[0]} points of {what}; lower batch_size"
         )
+    if fixed_packs is not None:
+        return _packed_batches(x, batch_size, check_int(fixed_packs, "fixed_packs", minimum=1),
+                               gen)
     return _tensor_batches(x, batch_size, gen)
 
 
@@ -183,6 +196,20 @@ def _tensor_batches(x: torch.Tensor, batch_size: int, gen) -> Iterator[torch.Ten
         perm = torch.randperm(n, generator=gen).to(x.device)
         for start in range(0, n - batch_size + 1, batch_size):
             yield x[perm[start:start + batch_size]]
+
+
+def _packed_batches(x: torch.Tensor, batch_size: int, pack: int,
+                    gen) -> Iterator[torch.Tensor]:
+    if batch_size % pack:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of the pack size {pack}")
+    n = x.shape[0]
+    slots = torch.randint(0, n, (pack, n), generator=gen).to(x.device)  # one resample per slot
+    tuples = x[slots.T]  # (n, pack, *data_shape): fixed for the whole fit
+    per_batch = batch_size // pack
+    while True:
+        perm = torch.randperm(n, generator=gen).to(x.device)
+        for start in range(0, n - per_batch + 1, per_batch):
+            yield tuples[perm[start:start + per_batch]].reshape(batch_size, *x.shape[1:])
 
 
 def check_data(x, data_shape: tuple[int, ...], name: str = "x") -> torch.Tensor:
@@ -376,7 +403,8 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
         batches = iter_batches(data, batch_size, self.data_shape, device=dev,
-                               dtype=self._dtype(), seed=seed + 1, train_size=train_size)
+                               dtype=self._dtype(), seed=seed + 1, train_size=train_size,
+                               fixed_packs=self._fixed_packs())
         history = History()
         self.history = history
         fork_devices = [dev] if dev.type == "cuda" else []
@@ -396,6 +424,8 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         def one_step(t: int) -> dict[str, float]:
             nonlocal step
             step = t
+            if isinstance(state, SingleEngine):
+                state.step = t
             return self._train_step(state, batches)
 
         with torch.random.fork_rng(devices=fork_devices), torch_threads(num_threads), \
@@ -443,6 +473,11 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         """True when the model's training step is written against an engine, so many seeds can
         train as one batched computation derived from it."""
         return cls._step is not GenerativeModel._step
+
+    def _fixed_packs(self) -> int | None:
+        """The pack size m when training batches come from packs built once (see
+        :func:`iter_batches`), None for plain shuffled batches (the default)."""
+        return None
 
     def _check_training(self, batch_size: int) -> None:  # noqa: B027 - optional hook
         """Raise ``ValueError`` for training options the model cannot take (single or batched)."""

@@ -203,7 +203,8 @@ class BatchedModel(NetworksOnDevice):
         # Per slice: the batch stream and the noise generator the single model's fit would use.
         # Batches are drawn on the CPU (as a distribution samples them) and moved once, stacked.
         streams = [iter_batches(data, batch_size, self.data_shape, device=torch.device("cpu"),
-                                dtype=dtype, seed=seed + 1, train_size=train_size)
+                                dtype=dtype, seed=seed + 1, train_size=train_size,
+                                fixed_packs=template._fixed_packs())
                    for seed in train_seeds]
         gens = [make_generator(seed, dev) for seed in train_seeds]
         engine = StackedEngine(template, self.networks, lr, batch_size, streams, gens)

@@ -1,9 +1,15 @@
 """A generative adversarial network: an implicit model that samples well but defines no density.
 
 Generator ``G: z -> x`` with ``z ~ N(0, I)`` and discriminator (critic) ``D: x -> logit``
-(Goodfellow et al., NeurIPS 2014), trained by alternating Adam steps on the losses of
-:mod:`densitylab.losses`. Options from the literature:
+(Goodfellow et al., NeurIPS 2014), trained by Adam steps on the losses of
+:mod:`densitylab.losses`, alternating or simultaneous. Options from the literature:
 
+* ``updates``: ``"alternating"`` (the default): ``n_critic`` discriminator steps, each on a
+  fresh batch and fresh noise, then a generator step on fresh noise. ``"simultaneous"``: the
+  rule of ALI's ``ali_algorithm`` (Dumoulin et al., ICLR 2017), which the PacGAN authors train
+  with: one batch, one draw of noise, one forward pass; the discriminator's loss is
+  differentiated w.r.t. the discriminator's parameters and the generator's loss w.r.t. the
+  generator's, and both Adam steps are applied (needs ``n_critic=1``, ``unrolled_steps=0``).
 * ``loss``: minimax, non_saturating, hinge, wasserstein, least_squares (see ``losses``).
 * ``gp_weight``: WGAN-GP gradient penalty (Gulrajani et al., NeurIPS 2017); 10 by default with
   ``loss="wasserstein"``, 0 otherwise.
@@ -18,8 +24,22 @@ Generator ``G: z -> x`` with ``z ~ N(0, I)`` and discriminator (critic) ``D: x -
   without bias followed by batch norm and ReLU, a maxout discriminator without batch norm
   (``maxout_pieces`` pieces per unit), weights ``N(0, init_std^2)`` and biases 0. The whole
   published setup is the preset ``models.preset("pacgan2d", pack=m)`` (see
-  :mod:`densitylab.models.presets`). The generator's batch norm normalises over the
-  ``batch_size`` samples of a step; sampling uses its running statistics (``model.eval()``).
+  :mod:`densitylab.models.presets`). Sampling uses the batch norm's population (running)
+  statistics (``model.eval()``).
+* How the PacGAN authors' code trains that batch norm and packs its data (each off by default,
+  each on in the ``pacgan2d`` preset): ``pack_norm="per_slot"`` normalises each pack slot over
+  its own ``batch_size / pack`` samples, as the authors' generator runs once per slot
+  (``"joint"``: over all ``batch_size`` samples); ``bn_updates="once_per_step"`` moves the
+  population statistics once per step (the alternating discriminator step's generator pass
+  uses batch statistics without moving them; ``"every_pass"`` lets every training-mode pass move
+  them, twice a step when alternating); ``bn_refresh_batches=k`` runs, after every
+  ``bn_refresh_every`` steps (an epoch of the authors' 1,000 steps), k more training-mode
+  generator passes on fresh noise without gradients, each moving the population statistics by
+  the same momentum, as the authors' ``DataStreamMonitoring(..., updates=bn_updates)`` over 50
+  batches of the training stream does before each epoch's evaluation; ``packs="fixed"`` builds
+  the packed training set once (one bootstrap resample of the training set per slot) and
+  shuffles the packed tuples each epoch, instead of regrouping shuffled points each epoch
+  (``"regrouped"``; see ``iter_batches``).
 * ``unrolled_steps``: unrolled GAN (Metz, Poole, Pfau, Sohl-Dickstein, ICLR 2017): the
   generator's loss is taken against the discriminator after ``k`` further differentiable
   gradient steps on it, and the generator's gradient flows through those steps. Here the inner
@@ -33,6 +53,7 @@ metrics (``metrics.mmd``, ``metrics.kl_knn``, ``metrics.mode_coverage``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,9 +72,27 @@ from .base import (
     resolve_data_shape,
     seeded_init,
 )
-from .networks import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, init_normal_
+from .networks import (
+    ACTIVATIONS,
+    MLP,
+    NORMS,
+    ConvDecoder,
+    ConvEncoder,
+    frozen_batch_stats,
+    init_normal_,
+)
 
-__all__ = ["GAN"]
+__all__ = ["GAN", "UPDATES", "PROTOCOL_DEFAULTS"]
+
+#: The update rules of ``GAN(updates=...)``.
+UPDATES = ("alternating", "simultaneous")
+
+#: The training-protocol options and their defaults (the behaviour before they existed). A
+#: GAN's ``config`` holds one of them only when it differs from its default (the refresh period
+#: also whenever there is a refresh pass), so the configs, and the suite run ids hashed from
+#: them, of GANs that do not use them are unchanged.
+PROTOCOL_DEFAULTS = {"updates": "alternating", "pack_norm": "joint", "bn_updates": "every_pass",
+                     "bn_refresh_batches": 0, "bn_refresh_every": 1000, "packs": "regrouped"}
 
 
 class Generator(nn.Module):
@@ -106,6 +145,10 @@ class GAN(GenerativeModel):
             initialisation.
         loss: one of ``losses.GAN_LOSSES``.
         n_critic, gp_weight, r1_weight, pack, unrolled_steps, unrolled_lr: see module docstring.
+        updates: ``"alternating"`` or ``"simultaneous"`` (ALI's rule); see module docstring.
+        pack_norm, bn_updates, bn_refresh_batches, bn_refresh_every, packs: how the
+            generator's batch norm is trained and the packs formed (PacGAN authors' protocol);
+            see the module docstring. The batch-norm options need ``g_norm="batch"`` and an MLP.
         betas: Adam's betas for both players ((0.5, 0.999) as in DCGAN).
         output: ``"auto"`` (sigmoid for images, identity for flat data), ``"sigmoid"`` or
             ``"identity"``.
@@ -133,7 +176,10 @@ class GAN(GenerativeModel):
                  betas: Sequence[float] = (0.5, 0.999), output: str = "auto",
                  conv_width: int = 32, g_norm: str | None = None,
                  d_activation: str = "leaky_relu", maxout_pieces: int = 5,
-                 init_std: float | None = None, seed: int | None = None):
+                 init_std: float | None = None, updates: str = "alternating",
+                 pack_norm: str = "joint", bn_updates: str = "every_pass",
+                 bn_refresh_batches: int = 0, bn_refresh_every: int = 1000,
+                 packs: str = "regrouped", seed: int | None = None):
         shape = resolve_data_shape(data_dim, data_shape)
         latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
         hidden = check_hidden(hidden)
@@ -170,6 +216,9 @@ class GAN(GenerativeModel):
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
         check_network_shape(network, shape)
+        protocol = _check_protocol(updates, pack_norm, bn_updates, bn_refresh_batches,
+                                   bn_refresh_every, packs, n_critic=n_critic,
+                                   unrolled_steps=unrolled_steps, g_norm=g_norm, network=network)
         config = {
             "data_shape": list(shape), "latent_dim": latent_dim, "hidden": list(hidden),
             "network": network, "loss": loss, "n_critic": n_critic, "gp_weight": gp_weight,
@@ -177,10 +226,12 @@ class GAN(GenerativeModel):
             "unrolled_lr": unrolled_lr, "g_hidden": list(g_hidden), "d_hidden": list(d_hidden),
             "betas": betas, "output": output, "conv_width": conv_width, "g_norm": g_norm,
             "d_activation": d_activation, "maxout_pieces": maxout_pieces, "init_std": init_std,
+            **_protocol_config(protocol),
             "seed": seed,
         }
         super().__init__(config, shape)
         self.latent_dim = latent_dim
+        self._protocol = protocol
         packed_shape = (pack * shape[0], *shape[1:])
         with seeded_init(seed):
             if network == "conv":
@@ -188,7 +239,8 @@ class GAN(GenerativeModel):
                                     batch_norm=g_norm == "batch")
                 d_net = ConvEncoder(packed_shape, 1, width=conv_width, activation=d_activation)
             else:
-                g_net = MLP((latent_dim,), shape, g_hidden, "relu", norm=g_norm)
+                g_net = MLP((latent_dim,), shape, g_hidden, "relu", norm=g_norm,
+                            norm_slots=pack if pack_norm == "per_slot" else 1)
                 d_net = MLP(packed_shape, (1,), d_hidden, d_activation, pieces=maxout_pieces)
             if init_std is not None:
                 init_normal_(g_net, init_std)
@@ -239,14 +291,42 @@ class GAN(GenerativeModel):
         if batch_size % pack:
             raise ValueError(f"batch_size={batch_size} must be a multiple of pack={pack}")
 
+    def _fixed_packs(self) -> int | None:
+        return self._config["pack"] if self._protocol["packs"] == "fixed" else None
+
     def _start_training(self, lr: float, batch_size: int):
         self._unrolled_lr = lr  # the unrolled steps' size when unrolled_lr is None
         return super()._start_training(lr, batch_size)
 
     def _step(self, eng) -> dict[str, Any]:
+        """One training step (``updates``), then the batch-norm refresh pass when one is due.
+        The noise (and the gradient penalty's mixing weights) is drawn here, outside the
+        objectives; alternating steps draw it in the order a single fit has always drawn it."""
+        if self._protocol["updates"] == "simultaneous":
+            out = self._simultaneous_step(eng)
+        else:
+            out = self._alternating_step(eng)
+        every, batches = self._protocol["bn_refresh_every"], self._protocol["bn_refresh_batches"]
+        if batches and (eng.step + 1) % every == 0:
+            for _ in range(batches):
+                eng.no_grad_call("_sample_from", eng.normal(eng.batch_size, self.latent_dim))
+        return out
+
+    def _simultaneous_step(self, eng) -> dict[str, Any]:
+        """ALI's rule: one batch, one noise draw, both players updated from one forward pass."""
+        bs = eng.batch_size
+        real = eng.batch()
+        z = eng.normal(bs, self.latent_dim)
+        mix = None
+        if self._config["gp_weight"] > 0:
+            mix = eng.uniform(bs // self._config["pack"], *([1] * len(self.data_shape)))
+        d_loss, g_loss = eng.update_each(("discriminator", "generator"), "joint_objective",
+                                         real, z, mix)
+        return {"d_loss": d_loss, "g_loss": g_loss}
+
+    def _alternating_step(self, eng) -> dict[str, Any]:
         """``n_critic`` discriminator updates (each on a fresh batch and fresh noise), then one
-        generator update on fresh noise. The noise (and the gradient penalty's mixing weights)
-        is drawn here, outside the objectives, in the order a single fit has always drawn it."""
+        generator update on fresh noise."""
         cfg = self._config
         bs = eng.batch_size
         d_loss = real = None
@@ -266,10 +346,25 @@ class GAN(GenerativeModel):
                     mix: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's loss on ``real`` and on ``G(z)`` (no gradient into G), with the
         R1 and gradient penalties when set; ``mix`` holds the gradient penalty's interpolation
-        weights (one per packed example)."""
-        with torch.no_grad():
+        weights (one per packed example). With ``bn_updates="once_per_step"`` this generator
+        pass does not move the batch norm's population statistics."""
+        frozen = self._protocol["bn_updates"] == "once_per_step"
+        with torch.no_grad(), (frozen_batch_stats(self.generator) if frozen
+                               else contextlib.nullcontext()):
             fake = self.generator(z)
         return self._d_loss(real, fake, mix)
+
+    def joint_objective(self, real: torch.Tensor, z: torch.Tensor,
+                        mix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(discriminator loss, generator loss)`` from one forward pass: ``G(z)`` once (one
+        move of the batch norm's population statistics), its packed logits shared by both
+        losses (the losses of the PacGAN authors' ``compute_losses``; the generator loss here
+        omits their ``softplus(D(x))`` term, which carries no generator gradient)."""
+        cfg = self._config
+        fake = self.generator(z)
+        fake_logits = self.discriminator(pack_samples(fake, cfg["pack"]))
+        d_loss = self._d_loss(real, fake.detach(), mix, fake_logits=fake_logits)
+        return d_loss, losses.generator_loss(fake_logits, cfg["loss"])
 
     def g_objective(self, z: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         """The generator's loss on ``G(z)`` (against the unrolled discriminator, fitted on
@@ -287,8 +382,8 @@ class GAN(GenerativeModel):
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device,
                            dtype=self._dtype())
 
-    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor,
-                mix: torch.Tensor | None = None) -> torch.Tensor:
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, mix: torch.Tensor | None = None,
+                fake_logits: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self._config
         d = self.discriminator
         real_p = pack_samples(real, cfg["pack"])
@@ -296,7 +391,9 @@ class GAN(GenerativeModel):
         if cfg["r1_weight"] > 0:
             real_p = real_p.detach().requires_grad_(True)
         real_logits = d(real_p)
-        loss = losses.discriminator_loss(real_logits, d(fake_p), cfg["loss"])
+        if fake_logits is None:
+            fake_logits = d(fake_p)
+        loss = losses.discriminator_loss(real_logits, fake_logits, cfg["loss"])
         if cfg["r1_weight"] > 0:
             loss = loss + 0.5 * cfg["r1_weight"] * losses.r1_penalty(real_logits, real_p)
         if cfg["gp_weight"] > 0:
@@ -329,3 +426,37 @@ class GAN(GenerativeModel):
     def _sample_from(self, z: torch.Tensor) -> torch.Tensor:
         """``_sample`` given its random inputs (see :meth:`_sample_inputs`)."""
         return self.generator(z)
+
+
+def _protocol_config(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol options a config records: those off their defaults (and the refresh period
+    whenever there is a refresh pass)."""
+    return {k: v for k, v in protocol.items() if v != PROTOCOL_DEFAULTS[k]
+            or (k == "bn_refresh_every" and protocol["bn_refresh_batches"])}
+
+
+def _check_protocol(updates, pack_norm, bn_updates, bn_refresh_batches, bn_refresh_every, packs,
+                    *, n_critic, unrolled_steps, g_norm, network) -> dict[str, Any]:
+    """Check the training-protocol options (see the module docstring); return them as a dict."""
+    check_choice(updates, "updates", UPDATES)
+    check_choice(pack_norm, "pack_norm", ("joint", "per_slot"))
+    check_choice(bn_updates, "bn_updates", ("every_pass", "once_per_step"))
+    check_choice(packs, "packs", ("regrouped", "fixed"))
+    bn_refresh_batches = check_int(bn_refresh_batches, "bn_refresh_batches", minimum=0)
+    bn_refresh_every = check_int(bn_refresh_every, "bn_refresh_every", minimum=1)
+    if updates == "simultaneous" and (n_critic != 1 or unrolled_steps):
+        raise ValueError(f"updates='simultaneous' updates both players from one forward pass, so "
+                         f"it needs n_critic=1 and unrolled_steps=0 (got n_critic={n_critic}, "
+                         f"unrolled_steps={unrolled_steps}); use updates='alternating'")
+    bn_options = {"pack_norm": (pack_norm, "joint"), "bn_updates": (bn_updates, "every_pass"),
+                  "bn_refresh_batches": (bn_refresh_batches, 0)}
+    set_bn = {name: v for name, (v, default) in bn_options.items() if v != default}
+    if set_bn and (g_norm != "batch" or network != "mlp"):
+        given = ", ".join(f"{k}={v!r}" for k, v in set_bn.items())
+        defaults = ", ".join(f"{k}={bn_options[k][1]!r}" for k in set_bn)
+        raise ValueError(f"{given} train the generator's batch norm of an MLP, so they need "
+                         f"g_norm='batch' and network='mlp' (got g_norm={g_norm!r}, "
+                         f"network={network!r}); for a generator without it set {defaults}")
+    return {"updates": updates, "pack_norm": pack_norm, "bn_updates": bn_updates,
+            "bn_refresh_batches": bn_refresh_batches, "bn_refresh_every": bn_refresh_every,
+            "packs": packs}

@@ -21,13 +21,15 @@ by 4 work.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "NORMS", "MLP", "Maxout", "ConvEncoder", "ConvDecoder", "conv_shape_ok",
-           "init_normal_"]
+__all__ = ["ACTIVATIONS", "NORMS", "MLP", "Maxout", "SlotBatchNorm1d", "frozen_batch_stats",
+           "ConvEncoder", "ConvDecoder", "conv_shape_ok", "init_normal_"]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -77,11 +79,13 @@ class MLP(nn.Module):
     Each hidden layer is ``Linear -> activation``; with ``norm="batch"`` it is ``Linear`` without
     bias ``-> BatchNorm1d -> activation``; with ``activation="maxout"`` it is a :class:`Maxout`
     layer of ``pieces`` pieces. The output layer is always a plain ``Linear`` with bias.
+    ``norm_slots=m`` makes the batch norm a :class:`SlotBatchNorm1d` over ``m`` interleaved
+    slots (PacGAN's per-slot generator passes).
     """
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int],
                  hidden: Sequence[int] = (128, 128), activation: str = "relu", *,
-                 norm: str = "none", pieces: int = 5):
+                 norm: str = "none", pieces: int = 5, norm_slots: int = 1):
         super().__init__()
         self.in_shape = tuple(in_shape)
         self.out_shape = tuple(out_shape)
@@ -94,9 +98,9 @@ class MLP(nn.Module):
             if activation == "maxout":
                 layers.append(Maxout(width, h, pieces))
                 if norm == "batch":
-                    layers.append(_batch_norm(h))
+                    layers.append(_batch_norm(h, norm_slots))
             elif norm == "batch":
-                layers += [nn.Linear(width, h, bias=False), _batch_norm(h),
+                layers += [nn.Linear(width, h, bias=False), _batch_norm(h, norm_slots),
                            ACTIVATIONS[activation]()]
             else:
                 layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
@@ -113,8 +117,80 @@ class MLP(nn.Module):
         return out.reshape(*batch, *self.out_shape)
 
 
-def _batch_norm(width: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(width, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+def _batch_norm(width: int, slots: int = 1) -> nn.BatchNorm1d:
+    return SlotBatchNorm1d(width, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, slots=slots)
+
+
+class SlotBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` whose training batch may hold ``slots`` interleaved groups normalised
+    separately, with population statistics that can be held still for a pass.
+
+    With ``slots=m`` the rows of an ``(n, C)`` batch are ``n / m`` packed examples of ``m``
+    consecutive rows (as PacGAN packs them), and row ``i * m + j`` belongs to slot ``j``. In
+    training mode each slot is normalised by its own batch mean and (biased) variance, as when
+    the generator runs once per slot on its own ``n / m`` noise vectors (the PacGAN authors'
+    ``compute_losses``), and the population statistics move **once**, by ``momentum`` times the
+    slot average of the batch statistics (the authors merge the slots' updates the same way,
+    ``pacgan_task.py`` ``create_models``). The running variance averages unbiased per-slot
+    variances as torch's ``BatchNorm1d`` does (Blocks' ``BatchNormalization`` averages the
+    standard deviation ``sqrt(var + eps)``; the two differ by ``O(1 / n)``). ``slots=1`` is
+    exactly ``BatchNorm1d`` (same code path). In eval mode the population statistics are used
+    whatever ``slots`` is. The state dict is ``BatchNorm1d``'s.
+
+    ``update_running`` (a plain attribute, toggled by :func:`frozen_batch_stats`): when False a
+    training-mode pass normalises with batch statistics but leaves the population statistics
+    (and ``num_batches_tracked``) as they are.
+    """
+
+    def __init__(self, num_features: int, *, slots: int = 1, **kwargs):
+        super().__init__(num_features, **kwargs)
+        if int(slots) < 1:
+            raise ValueError(f"slots must be a positive int, got {slots!r}")
+        self.slots = int(slots)
+        self.update_running = True
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", slots={self.slots}" if self.slots > 1 else "")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or (self.slots == 1 and self.update_running):
+            return super().forward(x)
+        if self.slots == 1:  # batch statistics, population statistics untouched
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        n, c = x.shape
+        m = self.slots
+        if n % m or n // m < 2:
+            raise ValueError(f"a training batch of {n} rows cannot be split into {m} batch-norm "
+                             f"slots of at least 2 rows each")
+        xs = x.reshape(n // m, m, c)
+        mean = xs.mean(dim=0)
+        var = xs.var(dim=0, correction=0)
+        out = (xs - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            out = out * self.weight + self.bias
+        if self.update_running and self.track_running_stats:
+            k = n // m
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.mean(0))
+                self.running_var.mul_(1 - self.momentum).add_(
+                    self.momentum * (var * (k / (k - 1))).mean(0))
+                self.num_batches_tracked.add_(1)
+        return out.reshape(n, c)
+
+
+@contextlib.contextmanager
+def frozen_batch_stats(module: nn.Module) -> Iterator[None]:
+    """Within this block, training-mode passes of ``module``'s :class:`SlotBatchNorm1d` layers
+    use batch statistics but do not move the population statistics."""
+    layers = [m for m in module.modules() if isinstance(m, SlotBatchNorm1d)]
+    before = [m.update_running for m in layers]
+    for m in layers:
+        m.update_running = False
+    try:
+        yield
+    finally:
+        for m, b in zip(layers, before, strict=True):
+            m.update_running = b
 
 
 def init_normal_(module: nn.Module, std: float) -> nn.Module:

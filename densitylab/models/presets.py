@@ -90,22 +90,41 @@ def _pacgan2d_train(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"batch_size": PACGAN2D_PACKED_BATCH * int(kwargs.get("pack", 1))}
 
 
+_PACGAN2D_REFERENCE = (
+    "Lin, Khetan, Fanti, Oh, 'PacGAN', NeurIPS 2018, Table 1; the authors' code "
+    "(github.com/fjxmlzn/PacGAN) synthetic_data_experiments/2DRing_GAN&PacGAN and "
+    "2DGrid_GAN&PacGAN config.py and pacgan_task.py, PacGAN/pacgan/bricks.py, datasets.py, "
+    "streams.py, and ALI's ali_algorithm")
+
+#: PacGAN's 2D setup as the authors' code trains it (docs/comparative-analysis.md, "The pacgan2d
+#: preset beside the authors' code", gives the line each setting comes from).
+_PACGAN2D_MODEL = {
+    "latent_dim": 2, "g_hidden": [400] * 4, "d_hidden": [200] * 3, "g_norm": "batch",
+    "d_activation": "maxout", "maxout_pieces": 5, "pack": 1, "betas": [0.8, 0.999],
+    "init_std": 0.02, "loss": "non_saturating",
+    # the authors' training loop: ALI's simultaneous rule; batch norm per pack slot, its
+    # population statistics moved once a step and by 50 more batches before each epoch's
+    # evaluation (an epoch is 1,000 steps); packed tuples built once and shuffled each epoch
+    "updates": "simultaneous", "pack_norm": "per_slot", "bn_updates": "once_per_step",
+    "bn_refresh_batches": 50, "bn_refresh_every": 1000, "packs": "fixed",
+}
+
+#: 400 epochs of 1,000 steps: the authors' 100,000 packed examples in batches of 100 (each
+#: example a tuple of pack points, one bootstrap resample of the 100,000 points per slot).
+_PACGAN2D_TRAIN = {"lr": 1e-4, "batch_size": PACGAN2D_PACKED_BATCH, "train_size": 100_000,
+                   "steps": 400_000, "lr_schedule": "constant"}
+
 PRESETS: dict[str, Preset] = {
     "pacgan2d": Preset(
-        cls=GAN,
-        model={
-            "latent_dim": 2, "g_hidden": [400] * 4, "d_hidden": [200] * 3, "g_norm": "batch",
-            "d_activation": "maxout", "maxout_pieces": 5, "pack": 1, "betas": [0.8, 0.999],
-            "init_std": 0.02, "loss": "non_saturating",
-        },
-        # 400 epochs of 1,000 steps: the authors' 100,000 packed examples in batches of 100.
-        # Here train_size counts distinct points (the authors draw 100,000 and build each packed
-        # example from pack of them picked at random); steps stays 400,000 whatever the pack.
-        train={"lr": 1e-4, "batch_size": PACGAN2D_PACKED_BATCH, "train_size": 100_000,
-               "steps": 400_000, "lr_schedule": "constant"},
-        data_dim=2,
-        reference=("Lin, Khetan, Fanti, Oh, 'PacGAN', NeurIPS 2018, Table 1; the authors' "
-                   "synthetic_data_experiments/2DGrid_GAN&PacGAN/config.py and pacgan_task.py"),
+        cls=GAN, model=_PACGAN2D_MODEL, train=_PACGAN2D_TRAIN, data_dim=2,
+        reference=_PACGAN2D_REFERENCE, train_for=_pacgan2d_train,
+    ),
+    # The same architecture, data and batch-norm protocol with alternating updates (a
+    # discriminator step, then a generator step on fresh noise): the one difference from
+    # pacgan2d, so the two update rules compare on equal terms.
+    "pacgan2d_alternating": Preset(
+        cls=GAN, model={**_PACGAN2D_MODEL, "updates": "alternating"}, train=_PACGAN2D_TRAIN,
+        data_dim=2, reference=_PACGAN2D_REFERENCE + " (with alternating updates instead)",
         train_for=_pacgan2d_train,
     ),
 }
@@ -126,12 +145,17 @@ def _get(name: str) -> Preset:
 def preset(name: str, **overrides) -> GenerativeModel:
     """Build the model of preset ``name``; ``overrides`` replace the preset's keywords one by one.
 
-    ``pacgan2d`` is PacGAN's published 2D setup (Lin et al., NeurIPS 2018, from the authors'
-    code): ``GAN(data_dim=2, latent_dim=2, g_hidden=(400,) * 4, d_hidden=(200,) * 3,
+    ``pacgan2d`` is PacGAN's published 2D setup (Lin et al., NeurIPS 2018) as the authors' code
+    trains it: ``GAN(data_dim=2, latent_dim=2, g_hidden=(400,) * 4, d_hidden=(200,) * 3,
     g_norm="batch", d_activation="maxout", maxout_pieces=5, pack=1, betas=(0.8, 0.999),
-    init_std=0.02)``; set ``pack=m`` for PacGAN-m. Train it with
-    ``fit(data, **preset_train_defaults("pacgan2d", pack=m))`` (lr 1e-4, 100 packed examples a
-    step, a fixed set of 100,000 points, 400,000 steps) or a shorter ``steps``.
+    init_std=0.02, updates="simultaneous", pack_norm="per_slot", bn_updates="once_per_step",
+    bn_refresh_batches=50, bn_refresh_every=1000, packs="fixed")``; set ``pack=m`` for
+    PacGAN-m. Train it with ``fit(data, **preset_train_defaults("pacgan2d", pack=m))`` (lr 1e-4,
+    100 packed examples a step, a fixed set of 100,000 points, 400,000 steps) or a shorter
+    ``steps``. ``pacgan2d_alternating`` differs only by ``updates="alternating"``. The settings
+    densitylab used before (alternating, joint batch norm moved twice a step, packs regrouped
+    each epoch) are ``pacgan2d`` with ``updates="alternating", pack_norm="joint",
+    bn_updates="every_pass", bn_refresh_batches=0, packs="regrouped"``.
 
     Raises:
         ValueError: unknown preset; TypeError/ValueError from the model's own checks.

@@ -12,6 +12,12 @@ A model writes its training step once, against an *engine* (:class:`Engine`)::
 scalar loss of explicit tensors: no random draws inside), backpropagates it, checks that loss
 and gradients are finite and applies the optimiser of parameter group ``group``
 (``model._param_groups()`` names the groups, ``model._make_optimizer`` builds their optimisers).
+``eng.update_each(groups, objective, *inputs)`` is the simultaneous form (ALI's
+``ali_algorithm``, Dumoulin et al., ICLR 2017): the objective returns one loss per group from
+one forward pass, each group's gradient is taken of its own loss, every loss and gradient is
+checked, and then every group's optimiser steps. ``eng.no_grad_call(name, *inputs)`` runs a
+model method without gradients (a pass that only moves batch-norm population statistics), and
+``eng.step`` is the 0-based index of the step being run.
 
 * :class:`SingleEngine` runs the step on the model itself: batches from the fit's stream, noise
   from the global RNG that ``fit`` forks and seeds, and a non-finite loss raises before any
@@ -125,6 +131,11 @@ class Engine(Protocol):
 
     def update(self, group: str, objective: str, *inputs: torch.Tensor | None) -> Any: ...
 
+    def update_each(self, groups: Sequence[str], objective: str,
+                    *inputs: torch.Tensor | None) -> tuple[Any, ...]: ...
+
+    def no_grad_call(self, name: str, *inputs: torch.Tensor | None) -> Any: ...
+
 
 def _group_params(model) -> dict[str, list[nn.Parameter]]:
     return {g: list(m.parameters()) for g, m in model._param_groups().items()}
@@ -140,6 +151,7 @@ class SingleEngine:
         self.optimizers = {g: model._make_optimizer(g, ps, lr) for g, ps in self.params.items()}
         self.batches: Iterator[torch.Tensor] | None = None
         self._all = [p for ps in self.params.values() for p in ps]
+        self.step = 0  # set by fit before each step
 
     def batch(self) -> torch.Tensor:
         return next(self.batches)
@@ -160,6 +172,37 @@ class SingleEngine:
         for p in self._all:  # gradients that reached other groups are not kept
             p.grad = None
         return value
+
+    def update_each(self, groups: Sequence[str], objective: str, *inputs) -> tuple[float, ...]:
+        """Simultaneous update: ``objective`` returns one loss per group; group ``g`` steps on
+        the gradient of its own loss w.r.t. its own parameters, all taken from one forward pass
+        before any optimiser moves (raises :class:`NonFinite` before any update)."""
+        losses = getattr(self.model, objective)(*inputs)
+        for p in self._all:
+            p.grad = None
+        try:
+            values = []
+            for group, loss in zip(groups, losses, strict=True):
+                _set_grads(loss, self.params[group])
+                values.append(check_finite_step(loss, self.params[group]))
+            for group in groups:
+                self.optimizers[group].step()
+        finally:
+            for p in self._all:
+                p.grad = None
+        return tuple(values)
+
+    def no_grad_call(self, name: str, *inputs) -> Any:
+        """``model.name(*inputs)`` without gradients (in the mode fit left it: training)."""
+        with torch.no_grad():
+            return getattr(self.model, name)(*inputs)
+
+
+def _set_grads(loss: torch.Tensor, params: list[nn.Parameter]) -> None:
+    """``p.grad = d loss / d p`` for ``params`` only (the graph is kept for the other losses)."""
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
 
 
 class _Objective(nn.Module):
@@ -259,56 +302,92 @@ class StackedEngine:
         return vmap_call(self.template, self.stacked, name, *inputs, state=self._state,
                          call=self._call)
 
-    def update(self, group: str, objective: str, *inputs) -> torch.Tensor:
+    def _call_keeping_frozen(self, name: str, *inputs) -> Any:
+        """:meth:`call`, with the buffers (running statistics) of frozen seeds restored after."""
         frozen = ~self.active
         held = None
         if self._buffers and bool(frozen.any()):  # frozen seeds keep their running statistics
             held = [b.detach().clone() for b in self._buffers]
-        losses = self.call(objective, *inputs)
+        out = self.call(name, *inputs)
         if held is not None:
             with torch.no_grad():
                 for b, old in zip(self._buffers, held, strict=True):
                     m = frozen.view(-1, *([1] * (b.ndim - 1)))
                     b.copy_(torch.where(m, old, b))
+        return out
+
+    def update(self, group: str, objective: str, *inputs) -> torch.Tensor:
+        losses = self._call_keeping_frozen(objective, *inputs)
         for p in self._all:
             p.grad = None
         losses.sum().backward()  # slice s of each gradient is dL_s / d theta_s
-        self._guarded_step(losses, self.params[group], self.optimizers[group])
+        self._guarded_steps([(losses, self.params[group], self.optimizers[group])])
         for p in self._all:
             p.grad = None
         return losses.detach()
 
-    def _guarded_step(self, loss: torch.Tensor, params: list[nn.Parameter],
-                      optimizer: torch.optim.Optimizer) -> None:
-        """Apply ``optimizer`` to the slices whose loss and gradients are finite; freeze others.
+    def update_each(self, groups: Sequence[str], objective: str,
+                    *inputs) -> tuple[torch.Tensor, ...]:
+        """Simultaneous update of every slice (see :meth:`SingleEngine.update_each`): a slice
+        steps only when all its losses and gradients are finite; otherwise it is frozen."""
+        losses = self._call_keeping_frozen(objective, *inputs)
+        for p in self._all:
+            p.grad = None
+        items = []
+        for group, loss in zip(groups, losses, strict=True):
+            _set_grads(loss.sum(), self.params[group])  # slice s: dL_s / d theta_s
+            items.append((loss, self.params[group], self.optimizers[group]))
+        self._guarded_steps(items)
+        for p in self._all:
+            p.grad = None
+        return tuple(loss.detach() for loss in losses)
+
+    def no_grad_call(self, name: str, *inputs) -> Any:
+        """``template.name(*inputs)`` per seed without gradients; frozen seeds keep their
+        buffers."""
+        with torch.no_grad():
+            return self._call_keeping_frozen(name, *inputs)
+
+    def _guarded_steps(self, items: Sequence[tuple[torch.Tensor, list[nn.Parameter],
+                                                   torch.optim.Optimizer]]) -> None:
+        """Apply each ``(loss, params, optimizer)`` to the slices whose losses and gradients
+        (of every item) are finite; freeze the others.
 
         One device sync per call (a single model's ``fit`` also reads its loss every step). A
         slice found non-finite is recorded in :attr:`divergences` and stays frozen.
         """
         s = self.num_seeds
-        grads = [p.grad.reshape(s, -1) for p in params if p.grad is not None]
-        probe = loss.detach()
-        if grads:  # 0 * sum is NaN exactly when a gradient entry is not finite
-            probe = probe + 0.0 * torch.cat(grads, dim=1).sum(dim=1)
-        newly = self.active & ~torch.isfinite(probe)
+        probes = []
+        for loss, params, _ in items:
+            grads = [p.grad.reshape(s, -1) for p in params if p.grad is not None]
+            probe = loss.detach()
+            if grads:  # 0 * sum is NaN exactly when a gradient entry is not finite
+                probe = probe + 0.0 * torch.cat(grads, dim=1).sum(dim=1)
+            probes.append(probe)
+        finite = torch.stack([torch.isfinite(p) for p in probes]).all(dim=0)
+        newly = self.active & ~finite
         if bool(newly.any()):  # the one device sync of this update
             for i in newly.nonzero().flatten().tolist():
-                self.divergences[i] = {"step": self.step, "loss": float(loss[i].detach())}
+                bad = next(k for k, p in enumerate(probes) if not bool(torch.isfinite(p[i])))
+                self.divergences[i] = {"step": self.step,
+                                       "loss": float(items[bad][0][i].detach())}
             self.active &= ~newly
         if all(d is None for d in self.divergences):
-            optimizer.step()
+            for _, _, optimizer in items:
+                optimizer.step()
             return
         # Frozen slices get zero gradients, and the update Adam's moments would still make is
         # undone, so they keep exactly their last finite parameters (buffers are restored too).
-        masks = [self.active.view(s, *([1] * (p.ndim - 1))) for p in params]
-        for p, m in zip(params, masks, strict=True):
-            if p.grad is not None:
-                p.grad = torch.where(m, p.grad, torch.zeros_like(p.grad))
-        before = [p.detach().clone() for p in params]
-        optimizer.step()
-        with torch.no_grad():
-            for p, m, b in zip(params, masks, before, strict=True):
-                p.copy_(torch.where(m, p, b))
+        for _, params, optimizer in items:
+            masks = [self.active.view(s, *([1] * (p.ndim - 1))) for p in params]
+            for p, m in zip(params, masks, strict=True):
+                if p.grad is not None:
+                    p.grad = torch.where(m, p.grad, torch.zeros_like(p.grad))
+            before = [p.detach().clone() for p in params]
+            optimizer.step()
+            with torch.no_grad():
+                for p, m, b in zip(params, masks, before, strict=True):
+                    p.copy_(torch.where(m, p, b))
 
 
 def run_steps(step_fn: Callable[[int], dict[str, Any]], steps: int, *, desc: str,
