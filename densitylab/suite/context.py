@@ -82,11 +82,28 @@ class EvalContext:
     seed: int
     eval_samples: int
     device: torch.device
+    #: the size of the fixed training set when the run trains on one (``train.train_size``)
+    train_size: int | None = None
 
     @property
     def is_image(self) -> bool:
         """True for image datasets (samples of shape (n, C, H, W))."""
         return self.samples.ndim > 2
+
+    def training_set(self) -> torch.Tensor | None:
+        """The fixed training set a ``train_size`` run was fitted on (None without one): the
+        first epoch of the batches the model families' ``fit(seed=s)`` draws, i.e.
+        ``iter_batches`` with seed ``s + 1``, as rows in shuffled order. A registered model
+        that draws its training set otherwise is not covered."""
+        if self.train_size is None:
+            return None
+        from ..models.base import iter_batches
+
+        shape = tuple(self.reference.shape[1:])
+        batches = iter_batches(self.target, self.train_size, shape, device=torch.device("cpu"),
+                               dtype=self.reference.dtype, seed=self.seed + 1,
+                               train_size=self.train_size)
+        return next(batches)
 
     def heldout(self, n: int) -> torch.Tensor:
         """``n`` target points never used in training or as the reference sample."""

@@ -226,7 +226,8 @@ class _CurveRecorder:
                 samples = draw(model, self.n, derive_seed(self.spec.seed, "sample"),
                                 **self.spec.config["model"].get("sample", {}))
             ctx = EvalContext(self.target, model, samples.to(self.device), self.reference,
-                              self.spec.seed, self.n, self.device)
+                              self.spec.seed, self.n, self.device,
+                              train_size=self.spec.config["train"].get("train_size"))
             out = evaluate_metrics(ctx, [m for m in self.spec.config["metrics"]
                                          if m.get("curves", True)])
         if was_training:
@@ -474,7 +475,8 @@ def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.devi
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "
                          f"dataset has {tuple(reference.shape[1:])}")
-    ctx = EvalContext(target, model, samples, reference, spec.seed, n, device)
+    ctx = EvalContext(target, model, samples, reference, spec.seed, n, device,
+                      train_size=cfg["train"].get("train_size"))
     record.metrics = {label: MetricResult.from_dict(result)
                       for label, result in evaluate_metrics(ctx, cfg["metrics"]).items()}
 

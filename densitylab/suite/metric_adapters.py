@@ -119,20 +119,15 @@ def _needs_likelihood(ctx: EvalContext, sigma=None, **_: Any) -> str | None:
         return None
     if sigma is not None and hasattr(ctx.model, "generator"):
         return None
-    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored under "
-            "N(x; G(z), sigma^2 I) when the metric states sigma: params = { sigma = 0.05 } "
-            "or { sigma = \"validated\" })")  # plain strings: single braces
+    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored by AIS "
+            "when the metric states an observation noise: params = {{ sigma = ... }})")
 
 
-def _log_likelihood(ctx: EvalContext, num_samples: int, sigma, sigma_grid, validation_points: int,
-                    estimator: str, ais_points: int, ais_steps: int,
-                    ais_chains: int) -> dict[str, Any]:
-    """Held-out log-likelihood of every family beside the target's own log-density, on one
-    held-out set (the same points for every estimator of the run, and for every model of a suite
-    with the same seed): flow exact, VAE IWAE (and, with a latent space of dimension <= 2, its
-    exact value by latent quadrature), diffusion probability-flow ODE with its per-point check
-    (and the variational bound of any model with an ``elbo``), GAN under N(x; G(z), sigma^2 I)
-    by quadrature (latents <= 2) and/or AIS, sigma given or chosen on a validation split."""
+def _log_likelihood(ctx: EvalContext, num_samples: int, sigma: float | None, ais_points: int,
+                    ais_steps: int, ais_chains: int) -> dict[str, Any]:
+    """Held-out log-likelihood of every family beside the target's own log-density: flow exact,
+    VAE IWAE, diffusion probability-flow ODE (and the variational bound of any model with an
+    ``elbo``), GAN by AIS under N(x; G(z), sigma^2 I) on ``ais_points`` of the held-out points."""
     n = num_samples or ctx.eval_samples
     x = ctx.heldout(n).to(ctx.device)
     model = ctx.model
@@ -240,6 +235,61 @@ def _check_energy_distance(estimator: str) -> None:
     check_choice(estimator, "estimator", ("biased", "unbiased"))
 
 
+def _needs_training_set(ctx: EvalContext, **_: Any) -> str | None:
+    if ctx.train_size is None:
+        return "the run has no fixed training set (set train.train_size)"
+    return None
+
+
+def _data_copying(ctx: EvalContext, num_cells: int, held_out: int) -> dict[str, Any]:
+    """C_T, authenticity and nearest-neighbour ratios of the model's samples against the run's
+    training set, each beside held-out target points (``held_out``: how many; 0 = eval_samples)."""
+    train = _flat(ctx.training_set()).to(ctx.device)
+    held = _flat(ctx.heldout(held_out or ctx.eval_samples)).to(ctx.device)
+    gen = _flat(ctx.samples)
+    ct = metrics.data_copying(train, held, gen, seed=derive_seed(ctx.seed, "data_copying"),
+                              num_cells=num_cells)
+    auth = metrics.authenticity(train, held, gen)
+    ratio = metrics.nn_distance_ratio(train, held, gen)
+    return {"data_copying": ct.statistic, "data_copying_zscore": ct.zscore,
+            "data_copying_pvalue": ct.pvalue, "data_copying_cells": float(ct.cells_used),
+            "authenticity": auth.generated, "authenticity_heldout": auth.held_out,
+            "authenticity_pvalue": auth.pvalue, "nn_ratio_below": ratio.generated_below,
+            "nn_ratio_below_heldout": ratio.held_out_below,
+            "nn_distance_pvalue": ratio.pvalue}
+
+
+def _check_data_copying(num_cells: int, held_out: int) -> None:
+    check_int(num_cells, "num_cells", minimum=1)
+    check_int(held_out, "held_out", minimum=0)
+
+
+def _needs_calibration_density(ctx: EvalContext, method: str = "tarp", **_: Any) -> str | None:
+    return _needs_model_density(ctx) if method == "hpd" else None
+
+
+def _calibration(ctx: EvalContext, method: str, num_points: int) -> dict[str, Any]:
+    """Calibration ranks of ``num_points`` held-out target points among the model's samples
+    (L = eval_samples // num_points each, disjoint sets); HPD scores by the model's log_prob."""
+    x = _flat(ctx.heldout(num_points)).to(ctx.device)
+    y = _flat(ctx.samples)
+    log_prob = None
+    if method == "hpd":
+        def log_prob(z):
+            return model_log_prob(ctx.model, z, ctx.seed)
+    res = metrics.calibration(x, y, method=method, seed=derive_seed(ctx.seed, "calibration"),
+                              log_prob=log_prob)
+    return {"calibration_area": res.area, "calibration_area_zscore": res.area_zscore,
+            "calibration_ks_pvalue": res.ks_pvalue,
+            "calibration_max_deviation": res.max_deviation, "calibration_dispersion":
+            res.dispersion, "calibration_samples_per_point": float(res.num_samples)}
+
+
+def _check_calibration(method: str, num_points: int) -> None:
+    check_choice(method, "method", metrics.CALIBRATION_METHODS)
+    check_int(num_points, "num_points", minimum=2)
+
+
 def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
     images = _images()
 
@@ -275,6 +325,17 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "classifier-based mode count over the 1,000 digit triples (VEEGAN / PacGAN "
                "stacked-MNIST protocol); threshold: per-channel confidence a sample needs to "
                "count (none: every sample)", check=_check_stacked_modes),
+    MetricSpec("data_copying", _data_copying, {"num_cells": 10, "held_out": 0},
+               _needs_training_set,
+               "copying of the fixed training set: C_T (Meehan et al. 2020; < 0 and a small "
+               "p-value mean copying), authenticity (Alaa et al. 2022) and the share of "
+               "nearest-neighbour distance ratios below 1/3, each beside held-out points",
+               check=_check_data_copying),
+    MetricSpec("calibration", _calibration, {"method": "tarp", "num_points": 100},
+               _needs_calibration_density,
+               "calibration by ranks of held-out points among the model's samples (tarp, hpd "
+               "or pit): signed coverage area (> 0 over-dispersed), KS p-value, dispersion call",
+               check=_check_calibration, min_samples=lambda method, num_points: num_points),
     MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
                "KID, Frechet distance and PRDC on digit-classifier features"),
     MetricSpec("c2st", _c2st, {"classifier": "mlp", "folds": 5},
