@@ -432,4 +432,4 @@ def test_ctrl_c_leaves_a_usable_model_with_partial_histories():
     assert all(h.interrupted and h.steps == 3 for h in batched.histories)
     assert not batched.networks.training
     assert torch.isfinite(batched.sample(5, seed=0)).all()
-    assert batched.fit(distributions.ring(), steps=0, batch_size=16)[0].steps == 0
+    assert batched.fit(distributions.ring(), steps=1, batch_size=16)[0].steps == 1

@@ -46,7 +46,8 @@ def _with(edit):
          r"models\[0\]\.train\.lr_schedule: model kind 'gaussfit' has no learning-rate "
          r"schedule"),
         (lambda d: d["models"][0].update(kind="vae", params={"latnet": 2}), ValueError,
-         r"models\[0\]\.params \(on dataset 'ring'\): .*latnet"),
+         r"models\[0\]\.params\.latnet: model kind 'vae' has no parameter 'latnet'; did "
+         r"you mean 'latent_dim'\?"),
         (lambda d: d["models"][0].update(train={"lr": "fast"}), TypeError,
          r"models\[0\]\.train\.lr: expected a number"),
         (lambda d: d["datasets"][0].update(params={"n_mode": 3}), ValueError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import stat
 
 import _suite_fakes
@@ -314,3 +315,148 @@ def test_model_sample_options_reach_sample_and_leave_other_ids_alone(tmp_path):
     assert saved[0].shape == saved[1].shape and not np.allclose(saved[0], saved[1])
     with pytest.raises(ValueError, match=r"models\[0\]\.sample\.temperature: model kind 'vae'"):
         vae({"temperature": 0.5})
+
+
+# ---------------------------------------------------------------- a scripted newcomer walk
+
+
+def test_force_leaves_no_stale_top_level_file(tmp_path):
+    suite, other = tmp_path / "s.toml", tmp_path / "o.toml"
+    suite.write_text(_suite_fakes.TINY_SUITE.replace("steps = 4", "steps = 3"))
+    other.write_text(_suite_fakes.TINY_SUITE)
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--only", "*/g/*", "--report", "-q"]) == 0
+    old = {name: (out / name).exists() for name in ("report.md", "results.csv", "figures")}
+    assert all(old.values()), old
+    assert main(["run", str(other), "--out", str(out), "--only", "*/g/*", "--force", "-q"]) == 0
+    # the old report, table and figures went aside with the records they were made from
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "stale", "suite.json"]
+    (moved,) = (out / "stale").iterdir()
+    assert {"report.md", "results.csv", "figures", "runs", "suite.json"} <= {
+        p.name for p in moved.iterdir()}
+    assert "steps | 3" in (moved / "report.md").read_text() or \
+        set(pd.read_csv(moved / "results.csv")["steps"]) == {3}
+
+
+def _limited_scores(limitation: str | None):
+    """The known-bad mean-gap score (blind to mode width: fails sharp_blurry), with or without
+    that failure declared as a limitation."""
+    from densitylab.metrics import sanity
+
+    def mean_gap(real, fake, target):
+        import torch
+
+        gap = torch.as_tensor(real).double().mean(0) - torch.as_tensor(fake).double().mean(0)
+        return {"mean_gap": float(gap @ gap)}
+
+    limits = {} if limitation is None else {"sharp_blurry": limitation}
+    return [sanity.Score("mean_gap", mean_gap, "mean_gap", "discrepancy", 0.0,
+                         limitations=limits)]
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_check_metrics_prints_a_verdict_and_fails_only_on_the_unexpected(
+        tmp_path, monkeypatch, capsys, declared):
+    from densitylab.metrics import sanity
+
+    full = sanity.run
+    why = "compares the means only, so the modes' width is invisible to it"
+
+    def reduced(out=None):
+        return full(out, scores=_limited_scores(why if declared else None),
+                    checks=("sharp_blurry", "translate"), targets=("ring",), n=200, reps=3)
+
+    monkeypatch.setattr(sanity, "run", reduced)
+    status = main(["check-metrics", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert "## Verdict" in text
+    if declared:
+        assert status == 0
+        assert "no unexpected failure" in text
+        assert "1 documented limitation" in text and why in text
+    else:
+        assert status == 1
+        assert "1 unexpected failure" in text and "`mean_gap` / sharp_blurry" in text
+    assert "## Verdict" in (tmp_path / "metric-checks.md").read_text()
+
+
+def test_every_default_failure_is_a_declared_limitation_with_its_reason():
+    from densitylab.metrics import sanity
+
+    names = {s.name for s in sanity.default_scores()}
+    declared = sanity.declared_limitations()
+    assert declared and all(score in names and check in sanity.CHECKS and len(why) > 20
+                            for (score, check), why in declared.items())
+    # the committed table's failures (docs/metric-checks.md, the full battery) are all declared
+    from pathlib import Path
+
+    table = (Path(__file__).resolve().parent.parent / "docs" / "metric-checks.md").read_text()
+    import re
+
+    fails = set(re.findall(r"^- `(\w+)` / (\w+) / \w+:", table, flags=re.M))
+    assert fails and fails <= set(declared), sorted(fails - set(declared))
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"data_dim": 3}, r"models\[0\]\.params\.data_dim: data_dim comes from the dataset .*; "
+                      r"remove data_dim from params"),
+    ({"latent_dm": 3}, r"models\[0\]\.params\.latent_dm: model kind 'vae' has no parameter "
+                       r"'latent_dm'; did you mean 'latent_dim'\? expected one of .*hidden.*"
+                       r"latent_dim"),
+])
+def test_a_wrong_model_parameter_names_the_fix(params, expected):
+    data = _with(lambda d: d.update(models=[{"name": "v", "kind": "vae", "params": params}]))
+    with pytest.raises(ValueError, match=expected) as err:
+        parse_suite(data)
+    assert "functools" not in str(err.value) and "0x" not in str(err.value)
+
+
+def test_an_unknown_sample_option_lists_the_valid_ones():
+    data = _with(lambda d: d.update(models=[{"name": "v", "kind": "vae",
+                                             "sample": {"nosie": True}}]))
+    with pytest.raises(ValueError, match=r"models\[0\]\.sample\.nosie: .*did you mean 'noise'\?"
+                                         r" expected one of noise"):
+        parse_suite(data)
+    data = _with(lambda d: d.update(models=[{"name": "f", "kind": "flow",
+                                             "sample": {"noise": True}}]))
+    with pytest.raises(ValueError, match=r"models\[0\]\.sample\.noise: .*'flow' takes no "
+                                         r"sample options; remove sample"):
+        parse_suite(data)
+
+
+@pytest.mark.parametrize(("broken", "line"), [
+    ("seeds = [0, 1\n", 5),  # an unclosed array: tomllib notices at the next line
+    ("seeds = \n", 5),
+    ("seeds = [0, 1] 2\n", 5),
+])
+def test_a_toml_error_points_to_its_line(tmp_path, broken, line):
+    text = _suite_fakes.TINY_SUITE.replace("seeds = [0, 1]\n", broken)
+    assert text.splitlines()[line - 1] == broken.rstrip("\n")
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    shown = re.escape(broken.strip())
+    with pytest.raises(ValueError, match=rf"s\.toml, line {line}: .*\n.*{shown}"):
+        load_suite(path)
+
+
+def test_fit_steps_agree_with_suites_and_an_untrained_sample_warns():
+    from densitylab import models
+
+    with pytest.raises(ValueError, match=r"steps must be >= 1, got -1"):
+        models.VAE(data_dim=2).fit(distributions.ring(), steps=-1)
+    with pytest.raises(ValueError, match=r"steps must be >= 1, got 0"):
+        models.GAN(data_dim=2).fit(distributions.ring(), steps=0)
+    with pytest.raises(ValueError, match=r"train\.steps.*>= 1"):
+        parse_suite(_with(lambda d: d["train"].update(steps=0)))
+    for cls in (models.Diffusion, models.VAE, models.GAN, models.Flow):
+        model = cls(data_dim=2, hidden=[8]) if cls is not models.Flow else cls(data_dim=2)
+        with pytest.warns(UserWarning, match=rf"{cls.__name__}\.sample before fit: .*untrained"
+                                             r".*call fit"):
+            model.sample(4, seed=0)
+    trained = models.Diffusion(data_dim=2, hidden=[8], timesteps=10)
+    trained.fit(distributions.ring(), steps=1, batch_size=8, progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trained.sample(4, seed=0)

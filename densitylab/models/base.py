@@ -30,6 +30,7 @@ import contextlib
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,6 +341,7 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         self.data_shape = tuple(int(s) for s in data_shape)
         self.networks = nn.ModuleDict()
         self.history: History | None = None
+        self._weights_loaded = False  # set by load: trained weights without a fit here
 
     # ------------------------------------------------------------------ properties
     @property
@@ -506,10 +508,21 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *data_shape)`` on ``model.device``; ``seed`` fixes them."""
         n = check_int(n, "n", minimum=0)
+        self._warn_if_untrained("sample")
         gen = make_generator(seed, self.device)
         self.eval()
         with torch.no_grad():
             return self._sample(n, gen)
+
+    def _warn_if_untrained(self, method: str) -> None:
+        """Warn (``UserWarning``) that ``method`` is used on the random initial weights: the
+        model was neither fitted nor loaded. A warning rather than an error, as an untrained
+        model's samples are legitimate (a baseline, a shape check); every model family warns
+        alike."""
+        if self.history is None and not self._weights_loaded:
+            warnings.warn(f"{type(self).__name__}.{method} before fit: the networks are untrained "
+                          "(their random initial weights); call fit(...) first, or load a "
+                          "trained model with models.load(path)", UserWarning, stacklevel=3)
 
     @abc.abstractmethod
     def _sample(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
@@ -550,5 +563,6 @@ def _from_payload(payload: dict[str, Any], device) -> GenerativeModel:
         raise ValueError(f"unknown model class {cls_name!r} in file")
     model = MODEL_CLASSES[cls_name](**payload["config"])
     model.networks.load_state_dict(payload["state_dict"])
+    model._weights_loaded = True
     model.eval()
     return model.to(device)

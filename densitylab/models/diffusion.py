@@ -534,3 +534,4 @@ class Diffusion(GenerativeModel):
             divergence = "exact" if exact else "hutchinson"
         return probability_flow_log_prob(self.eps, x, self.schedule, t_eps=self.config["t_min"],
                                          num_steps=steps, divergence=divergence, generator=gen)
+        self._warn_if_untrained("sample")

@@ -69,7 +69,7 @@ def check_fit_args(steps, batch_size, lr, num_threads, lr_schedule, *,
 
     Returns ``(steps, batch_size, lr, num_threads)``, with ``lr`` defaulting to ``default_lr``.
     """
-    steps = check_int(steps, "steps", minimum=0)
+    steps = check_int(steps, "steps", minimum=1)  # as suites: a fit trains
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = default_lr if lr is None else check_positive(lr, "lr")
     if num_threads is not None:

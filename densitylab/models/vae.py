@@ -380,6 +380,7 @@ class VAE(GenerativeModel):
         with the decoder std, or Bernoulli draws): true samples of the model's ``p(x)``.
         """
         n = check_int(n, "n", minimum=0)
+        self._warn_if_untrained("sample")
         gen = make_generator(seed, self.device)
         self.networks.eval()
         with torch.no_grad():

@@ -25,10 +25,12 @@ the model's constructor), so the id also names what a worker with other defaults
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import json
 import numbers
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,10 +201,9 @@ def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
     """Read and validate a suite TOML file (or built-in suite name); ``device`` overrides it."""
     path = resolve_suite_path(suite)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from err
+        raise ValueError(_toml_error(path, text, str(err))) from err
     return parse_suite(data, default_name=path.stem, device=device, source=str(path),
                        base_dir=path.resolve().parent)
 
@@ -214,6 +215,7 @@ def parse_suite(
     """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
 
     The file is checked against its declaration (:mod:`densitylab.suite.schema`: every key's
+    text = path.read_bytes().decode("utf-8", errors="replace")
     type, default and constraints), then each dataset and model is built and each metric's
     parameters checked, then the constraints between keys (each metric's minimum sample size
     against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
@@ -223,6 +225,29 @@ def parse_suite(
     """
     if not isinstance(data, dict):
         raise SuiteConfigError([f"suite file: expected a table, got {type(data).__name__} "
+def _toml_error(path: Path, text: str, message: str) -> str:
+    """``tomllib``'s message with the line it is about and that line's text.
+
+    An unclosed array or inline table is noticed at the start of the next statement (column 1
+    of a later line); the line to fix is the last non-blank one before it.
+    """
+    found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if found is None:  # e.g. "(at end of document)"
+        return f"{path}: not valid TOML: {message}"
+    line, column = int(found[1]), int(found[2])
+    what = message[:found.start()]
+    lines = text.splitlines()
+    if what.startswith("Unclosed") and column == 1 and line > 1:
+        line -= 1
+        while line > 1 and not lines[line - 1].strip():
+            line -= 1
+        what += " (the line ends before it is closed)"
+    else:
+        what += f" (column {column})"
+    shown = lines[line - 1] if 0 < line <= len(lines) else ""
+    return f"{path}, line {line}: not valid TOML: {what}\n    {line} | {shown}"
+
+
                                 f"{data!r}"], source)
     errs = _Errors()
     plugin_dir = str(base_dir) if base_dir is not None else None
@@ -447,6 +472,10 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
 
     Each model is built once per dataset (untrained, weight seed 0): a mistyped or unsuitable
     hyperparameter fails now, naming the model and the dataset, and the built model's ``config``
+            try:  # once, not per dataset
+                registry.check_model_params(kind, params)
+            except registry.ModelParamError as err:
+                raise ValueError(f"{key}.params.{err.key}: {err.reason}") from err
     gives its hyperparameters with the defaults filled in. A model named by ``preset`` is built
     from the preset with its ``params`` overriding the preset's key by key; what enters the run
     id is the resolved hyperparameters, the same whether written out or taken from a preset.
@@ -472,10 +501,18 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                     raise ValueError(f"{where}: {err}") from err
                 kind = m["kind"]
                 for option in m.get("sample", {}):
-                    if option not in declared_options(model, "sample"):
+                    if option not in options:
+                        close = difflib.get_close_matches(option, options, n=1)
+                        fix = ((f"did you mean {close[0]!r}? " if close else "")
+                               + f"expected one of {', '.join(options)}" if options else
+                               f"{kind!r} takes no sample options; remove sample")
+                        said = True
                         raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
                                          f"without such an option (its sample_options do not "
-                                         f"declare {option!r})")
+        said = False  # an error that is the same on every dataset is said once
+                                         f"declare {option!r}); {fix}")
+            if said:
+                break
                 params = _jsonable(_resolved_params(kind, model, m["params"]), where)
                 out[ds["label"], m["label"]] = (params,
                                                 _resolved_train(model, kind, m["train"], key))
@@ -489,9 +526,13 @@ def _resolved_params(kind: str, model, written: dict[str, Any]) -> dict[str, Any
     config = getattr(model, "config", None)
     if isinstance(config, dict):
         resolved = {**written, **config}
+                except registry.ModelParamError as err:
+                    said = True
+                    raise ValueError(f"{key}.params.{err.key}: {err.reason}") from err
     else:
         resolved = {**registry.model_defaults(kind), **written}
     resolved = {k: v for k, v in resolved.items() if k not in registry.FILLED_IN}
+                options = sorted(declared_options(model, "sample"))
     if "seed" in written:  # the suite file fixes the weights' seed for every run
         resolved["seed"] = written["seed"]
     return resolved

@@ -119,15 +119,20 @@ def _needs_likelihood(ctx: EvalContext, sigma=None, **_: Any) -> str | None:
         return None
     if sigma is not None and hasattr(ctx.model, "generator"):
         return None
-    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored by AIS "
-            "when the metric states an observation noise: params = {{ sigma = ... }})")
+    return (f"{type(ctx.model).__name__} has no tractable density (a GAN is scored under "
+            "N(x; G(z), sigma^2 I) when the metric states sigma: params = { sigma = 0.05 } "
+            "or { sigma = \"validated\" })")  # plain strings: single braces
 
 
-def _log_likelihood(ctx: EvalContext, num_samples: int, sigma: float | None, ais_points: int,
-                    ais_steps: int, ais_chains: int) -> dict[str, Any]:
-    """Held-out log-likelihood of every family beside the target's own log-density: flow exact,
-    VAE IWAE, diffusion probability-flow ODE (and the variational bound of any model with an
-    ``elbo``), GAN by AIS under N(x; G(z), sigma^2 I) on ``ais_points`` of the held-out points."""
+def _log_likelihood(ctx: EvalContext, num_samples: int, sigma, sigma_grid, validation_points: int,
+                    estimator: str, ais_points: int, ais_steps: int,
+                    ais_chains: int) -> dict[str, Any]:
+    """Held-out log-likelihood of every family beside the target's own log-density, on one
+    held-out set (the same points for every estimator of the run, and for every model of a suite
+    with the same seed): flow exact, VAE IWAE (and, with a latent space of dimension <= 2, its
+    exact value by latent quadrature), diffusion probability-flow ODE with its per-point check
+    (and the variational bound of any model with an ``elbo``), GAN under N(x; G(z), sigma^2 I)
+    by quadrature (latents <= 2) and/or AIS, sigma given or chosen on a validation split."""
     n = num_samples or ctx.eval_samples
     x = ctx.heldout(n).to(ctx.device)
     model = ctx.model

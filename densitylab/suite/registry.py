@@ -36,9 +36,11 @@ with ``sample(n, seed=)`` and ``dim`` (or ``data_shape``); a model factory as
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import importlib.metadata
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -353,6 +355,59 @@ def _model_keywords(params: dict[str, Any], data_shape: tuple[int, ...],
     return {**shape_kw, **({"seed": seed} if seed is not None and "seed" not in params else {})}
 
 
+class ModelParamError(ValueError):
+    """A key of a model's ``params`` that the model cannot take: ``key`` names it and the
+    message says what to write instead."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"params.{key}: {reason}")
+        self.key, self.reason = key, reason
+
+
+def check_model_params(kind: str, params: Mapping[str, Any]) -> None:
+    """Refuse the keys of ``params`` that come from the dataset (``data_dim``, ``data_shape``),
+    saying so, before a model of ``kind`` is built.
+
+    Raises:
+        ModelParamError: naming the key and how to fix it.
+    """
+    for key in ("data_dim", "data_shape"):
+        if key in params:
+            raise ModelParamError(key, f"{key} comes from the dataset (each model is built for "
+                                       f"the points of the dataset it runs on); remove {key} "
+                                       "from params")
+
+
+def model_parameters(kind: str) -> list[str] | None:
+    """The parameters model ``kind`` declares: the keys of the ``config`` of a model built with
+    its defaults for 2D points (the ``defaults`` given at registration for a model without a
+    ``config``), with ``seed``; None when neither is known."""
+    entry = REGISTRY.models.get(kind)
+    try:
+        model = entry.value(**_model_keywords({}, (2,), 0))
+        config = getattr(model, "config", None)
+    except Exception:  # noqa: BLE001 - e.g. a model for images only
+        config = None
+    if not isinstance(config, Mapping):
+        config = entry.metadata.get("defaults") or None
+    if config is None:
+        return None
+    return sorted({*config, "seed"} - {"data_dim", "data_shape"})
+
+
+def _unknown_param(kind: str, err: TypeError) -> ModelParamError | None:
+    """A clear error for Python's "unexpected keyword argument 'x'" from a model factory."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+    valid = model_parameters(kind) if found else None
+    if found is None or valid is None:
+        return None
+    key = found[1]
+    close = difflib.get_close_matches(key, valid, n=1)
+    return ModelParamError(key, f"model kind {kind!r} has no parameter {key!r}; "
+                                + (f"did you mean {close[0]!r}? " if close else "")
+                                + "expected one of " + ", ".join(valid))
+
+
 def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...],
                seed: int | None = None) -> Model:
     """Build an untrained model of ``kind`` for points of shape ``data_shape``; it is checked
@@ -362,12 +417,16 @@ def make_model(kind: str, params: dict[str, Any], *, data_shape: tuple[int, ...]
     instead of ``data_dim`` for images; no ``seed`` when ``params`` sets one).
     """
     entry = REGISTRY.models.get(kind)
+    check_model_params(kind, params)
     keywords = _model_keywords(params, data_shape, seed)
-    if entry.source == "built-in":
-        return check_model(entry.value(**keywords, **params), kind)
     try:
         model = entry.value(**keywords, **params)
     except TypeError as err:
+        clear = _unknown_param(kind, err)
+        if clear is not None:
+            raise clear from err
+        if entry.source == "built-in":
+            raise
         raise TypeError(f"model kind {kind!r}: {err} (its factory is called with "
                         f"{', '.join(keywords)} and the suite's params)") from err
     return check_model(model, kind)

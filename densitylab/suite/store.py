@@ -37,7 +37,10 @@ import numpy as np
 from .._runtime import atomic_write_bytes, atomic_write_json, logger
 from .records import DONE_STATUSES, RunRecord
 
-__all__ = ["RunStore", "RunRecord", "DONE_STATUSES"]
+__all__ = ["RunStore", "RunRecord", "DONE_STATUSES", "REPORT_FILES", "load_model"]
+
+#: What ``densitylab report`` writes at the top of a results folder (made from its records).
+REPORT_FILES = ("report.md", "results.csv", "figures")
 
 class RunStore:
     """Read and write the run records of one results folder."""
@@ -97,8 +100,10 @@ class RunStore:
         return sorted(p.stem for p in self.runs_dir.glob("*.json") if not p.name.startswith("."))
 
     def move_aside(self, run_ids) -> Path:
-        """Move the records (and samples) of ``run_ids`` and the current ``suite.json`` into
-        ``stale/<UTC time>/``; nothing is deleted. Returns that folder."""
+        """Move the records (with their samples, models and event files) of ``run_ids``, the
+        current ``suite.json`` and the report written from them (:data:`REPORT_FILES`) into
+        ``stale/<UTC time>/``, so that no file at the top of the folder describes another
+        configuration; nothing is deleted. Returns that folder."""
         from datetime import datetime, timezone
 
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -108,8 +113,13 @@ class RunStore:
             for path in (self.record_path(rid), self.samples_path(rid)):
                 if path.exists():
                     os.replace(path, dest / "runs" / path.name)
-        if (self.root / "suite.json").exists():
-            os.replace(self.root / "suite.json", dest / "suite.json")
+            for path in (self.root / "tb").glob(f"*/*/seed*-{rid}"):
+                target = dest / path.relative_to(self.root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        for name in ("suite.json", *REPORT_FILES):
+            if (self.root / name).exists():
+                os.replace(self.root / name, dest / name)
         return dest
 
     def load_samples(self, run_id: str) -> dict[str, np.ndarray] | None:
