@@ -11,6 +11,7 @@ Examples::
     densitylab list --verbose
     densitylab describe gan
     densitylab check-metrics --out results/metric-checks    # the metric sanity battery
+    densitylab plan benchmarks/suites/quick.toml            # what its seed count can decide
 
 Exit status: 0 on success, 1 when some runs failed or diverged (``check-metrics``: when a check
 failed that no documented limitation of the metric explains), 2 on a usage or configuration
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run the metric sanity-check battery (densitylab.metrics.sanity)")
     chk.add_argument("--out", "-o", help="folder for metric-checks.md and metric-checks.json")
     _add_compare(sub)
+    pln = sub.add_parser("plan", parents=[common],
+                         help="what a suite's seed count can decide: the smallest p-value after "
+                              "the correction, and the seeds needed for 80 % power")
+    pln.add_argument("suite", help="a suite TOML file, or a built-in suite name")
     return parser
 
 
@@ -113,6 +118,14 @@ def _add_compare(sub) -> None:
     cmp.add_argument("--dataset", help="only this dataset (default: every one with values)")
     cmp.add_argument("model_a")
     cmp.add_argument("model_b")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .report.power import format_plan, plan_suite
+    from .suite import load_suite
+
+    print(format_plan(plan_suite(load_suite(args.suite))), end="")
+    return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -189,6 +202,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             state = "done" if store.is_finished(spec.run_id) else "pending"
             print(f"{spec.run_id}  {spec.label:<32} {state}")
         print(f"{len(runs)} run(s) in suite {config.name!r}")
+        from .report.power import dry_run_warning, plan_suite
+
+        for line in dry_run_warning(plan_suite(config)):
+            print(line)
         return 0
     result = run_suite(config, out, only=args.only, workers=args.workers, dask=args.dask,
                        force=args.force)
@@ -248,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_check_metrics(args)
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "plan":
+            return _cmd_plan(args)
         _write_report(args, args.dir, figures=not args.no_figures)
         return 0
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:

@@ -14,6 +14,8 @@
   panel says whether higher or lower is better; a model without a density is marked "no density"
   in the likelihood panels, and the target's own log-likelihood is a reference line, not a panel.
 * ``modes_<dataset>.png``: how many samples each mode received (mean over seeds).
+* ``thresholds_<dataset>.png``: high-quality share and modes covered against the threshold, 1
+  to 5 standard deviations, from the saved samples (:mod:`densitylab.report.thresholds`).
 * ``curves_<dataset>.png``: metric values against the training step (suites with
   ``eval_every``), one colour per model, one line per seed.
 * ``training_<dataset>.png``: training losses per model, one colour per seed.
@@ -37,6 +39,7 @@ from .legacy import legacy_target
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .sections import model_label
+from .thresholds import threshold_figure, threshold_table
 
 __all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
            "density_figure", "metric_bars", "mode_histograms", "training_curves",
@@ -99,6 +102,7 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
             (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
                                             no_density=_without_density(runs))),
             (f"modes_{slug}", mode_histograms(runs, dataset)),
+            (f"thresholds_{slug}", threshold_figure(threshold_table(runs, store), dataset)),
             (f"curves_{slug}", metric_curves(runs, dataset)),
             (f"training_{slug}", training_curves(runs, dataset)),
         ):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,14 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..suite.primary import primary_for
 from ..suite.references import REFERENCE_KINDS
 from ..suite.store import RunStore
 from .table import results_table
 
 __all__ = ["HEADLINE_METRICS", "ALPHA", "load_table", "cell_summary", "pairwise_tests",
-           "failure_tests", "compare", "format_compare", "Group"]
+           "primary_of", "failure_tests", "compare", "format_compare", "Group",
+           "PAIRWISE_COLUMNS"]
 
 #: Metrics tested between every pair of models in the report, where a table has them.
 HEADLINE_METRICS = ("modes_covered", "high_quality_fraction", "kl_modes", "mmd", "mmd_modes",
@@ -34,6 +37,10 @@ HEADLINE_METRICS = ("modes_covered", "high_quality_fraction", "kl_modes", "mmd",
 #: Family-wise error rate of the report's tests.
 ALPHA = 0.05
 _SEED = 0  # seed of every bootstrap and Monte Carlo permutation in a report
+#: Columns of :func:`pairwise_tests` before Holm's ``p_holm`` and ``holds``.
+PAIRWISE_COLUMNS = ["dataset", "metric", "family", "model_a", "model_b", "n_a", "n_b",
+                    "mean_a", "mean_b", "difference", "diff_low", "diff_high", "hedges_g",
+                    "cliffs_delta", "p", "exact", "relabellings"]
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
@@ -148,37 +155,83 @@ def _models(table: pd.DataFrame, dataset) -> list[str]:
     return list(dict.fromkeys(sub["model"]))
 
 
-def pairwise_tests(table: pd.DataFrame, metrics=HEADLINE_METRICS,
-                   alpha: float = ALPHA) -> pd.DataFrame:
-    """Every pair of (non-reference) models on each of ``metrics`` in each dataset: the
-    difference of means over the seeds with a value, Hedges' g, Cliff's delta, the two-sided
-    permutation p-value (:func:`densitylab.stats.permutation_test`, seed 0) and Holm's adjusted
-    p-value over the whole family of tests returned; ``holds`` when that is at most ``alpha``.
-    A pair where a model has fewer than 2 values is not tested (``p`` NaN)."""
-    rows = []
+def pairwise_tests(table: pd.DataFrame, metrics=HEADLINE_METRICS, alpha: float = ALPHA, *,
+                   primary: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every pair of (non-reference) models on each of ``metrics`` and each primary value in
+    each dataset: the difference of means over the seeds with a value, its bootstrap interval
+    (``diff_low``, ``diff_high``: :func:`densitylab.stats.bootstrap_difference`, 95 %, seed 0),
+    Hedges' g, Cliff's delta and the two-sided permutation p-value
+    (:func:`densitylab.stats.permutation_test`, seed 0; ``exact`` and ``relabellings`` say how
+    it was computed).
+
+    ``family`` is ``"primary"`` for the dataset's primary values (``primary`` as a suite
+    declares them, else :func:`densitylab.suite.primary.default_primary` of the dataset's
+    values) and ``"exploratory"`` for the rest. Holm's correction (``p_holm``) runs over the
+    primary rows only, and ``holds`` when it is at most ``alpha``; an exploratory row keeps its
+    unadjusted p and never holds. A pair where a model has fewer than 2 values is not tested
+    (``p`` NaN)."""
+    rows, groups = [], []
     for dataset in dict.fromkeys(table["dataset"]):
         models = _models(table, dataset)
         present = set(table[(table["dataset"] == dataset) & _ok(table)]["metric"])
-        for metric in (m for m in metrics if m in present):
+        first = primary_of(table, dataset, primary)
+        tested = list(first) + [m for m in metrics if m in present and m not in first]
+        sub = table[table["dataset"] == dataset]
+        for metric in tested:
+            cells = {m: _group(sub, dataset, m, metric) for m in models}
             for a, b in itertools.combinations(models, 2):
-                ga, gb = (_group(table, dataset, m, metric) for m in (a, b))
+                ga, gb = cells[a], cells[b]
                 if not (len(ga.values) and len(gb.values)):
                     continue  # not applicable to a model (no density), or it never had a value
-                row = {"dataset": dataset, "metric": metric, "model_a": a, "model_b": b,
+                row = {"dataset": dataset, "metric": metric,
+                       "family": "primary" if metric in first else "exploratory",
+                       "model_a": a, "model_b": b,
                        "n_a": len(ga.values), "n_b": len(gb.values),
                        "mean_a": _mean(ga.values), "mean_b": _mean(gb.values),
-                       "difference": math.nan, "hedges_g": math.nan, "cliffs_delta": math.nan,
-                       "p": math.nan, "exact": False}
+                       "difference": math.nan, "diff_low": math.nan, "diff_high": math.nan,
+                       "hedges_g": math.nan, "cliffs_delta": math.nan, "p": math.nan,
+                       "exact": False, "relabellings": 0}
                 if min(len(ga.values), len(gb.values)) >= 2:
-                    res = stats.permutation_test(ga.values, gb.values, seed=_SEED)
-                    row.update(difference=res.difference, p=res.pvalue, exact=res.exact,
+                    iv = stats.bootstrap_difference(ga.values, gb.values, seed=_SEED)
+                    row.update(diff_low=iv.low, diff_high=iv.high,
                                hedges_g=stats.hedges_g(ga.values, gb.values),
                                cliffs_delta=stats.cliffs_delta(ga.values, gb.values))
+                    groups.append((len(rows), ga.values, gb.values))
                 rows.append(row)
-    out = pd.DataFrame(rows, columns=["dataset", "metric", "model_a", "model_b", "n_a", "n_b",
-                                      "mean_a", "mean_b", "difference", "hedges_g",
-                                      "cliffs_delta", "p", "exact"])
-    return _with_holm(out, alpha)
+    _permutation_tests(rows, groups)
+    out = pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+    primary_rows = out["family"] == "primary"
+    adjusted = _with_holm(out[primary_rows], alpha)
+    out["p_holm"] = math.nan
+    out["holds"] = False
+    out.loc[primary_rows, "p_holm"] = adjusted["p_holm"]
+    out.loc[primary_rows, "holds"] = adjusted["holds"]
+    out["holds"] = out["holds"].astype(bool)
+    return out
+
+
+def _permutation_tests(rows: list[dict], groups: list[tuple[int, np.ndarray, np.ndarray]]
+                       ) -> None:
+    """Fill in each tested row's permutation test (:func:`densitylab.stats.permutation_test`,
+    seed 0), the rows of one pair of group sizes in one call: they share the relabellings,
+    and each row's p-value is the one its own test gives."""
+    by_size: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for item in groups:
+        by_size.setdefault((len(item[1]), len(item[2])), []).append(item)
+    for (n_a, n_b), items in by_size.items():
+        diffs, ps, exact = stats.permutation_pvalues(
+            np.stack([a for _, a, _ in items]), np.stack([b for _, _, b in items]), seed=_SEED)
+        count = math.comb(n_a + n_b, n_a) if exact else stats.NUM_RESAMPLES
+        for (i, _, _), diff, p in zip(items, diffs, ps, strict=True):
+            rows[i].update(difference=float(diff), p=float(p), exact=exact, relabellings=count)
+
+
+def primary_of(table: pd.DataFrame, dataset, declared: Sequence[str] | None = None
+               ) -> tuple[str, ...]:
+    """The primary values of ``dataset`` in ``table`` (:func:`densitylab.suite.primary.
+    primary_for`: the ``declared`` ones it has, else the default for its kind)."""
+    present = table[(table["dataset"] == dataset) & _ok(table)]["metric"]
+    return primary_for(dict.fromkeys(present), declared)
 
 
 def _mean(x: np.ndarray) -> float:
@@ -283,6 +336,7 @@ def compare(table: pd.DataFrame, metric: str, model_a: str, model_b: str,
         if len(ga.values) and len(gb.values):
             res["test"] = stats.permutation_test(ga.values, gb.values, seed=_SEED)
         if min(len(ga.values), len(gb.values)) >= 2:
+            res["interval"] = stats.bootstrap_difference(ga.values, gb.values, seed=_SEED)
             res["hedges_g"] = stats.hedges_g(ga.values, gb.values)
             res["cliffs_delta"] = stats.cliffs_delta(ga.values, gb.values)
         if ga.failures or gb.failures:
@@ -320,7 +374,9 @@ def format_compare(results: list[dict]) -> str:
         else:
             kind = (f"exact, all {test.relabellings:,} relabellings" if test.exact else
                     f"Monte Carlo, {test.relabellings:,} relabellings, +1 corrected")
-            lines.append(f"  difference of means ({a.model} - {b.model}): {test.difference:.4g}")
+            lines.append(f"  difference of means ({a.model} - {b.model}): {test.difference:.4g}"
+                         + (f", 95 % bootstrap interval [{r['interval'].low:.4g}, "
+                            f"{r['interval'].high:.4g}]" if "interval" in r else ""))
             if "hedges_g" in r:
                 lines.append(f"  effect size: Hedges' g {r['hedges_g']:.3g}, Cliff's delta "
                              f"{r['cliffs_delta']:.3g}")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..suite.records import RunRecord
 from ..suite.references import is_reference
+from ..suite.store import RunStore
 from .explain import column_explanations
 from .inference import cell_summary
 from .naming import METRIC_ORDER
@@ -33,6 +34,7 @@ from .published import (
 )
 from .sections import CELLS_NOTE, cells_table, model_label, tests_section
 from .table import summarize
+from .thresholds import threshold_lines, threshold_table
 
 __all__ = ["render_report", "METRIC_ORDER"]
 
@@ -176,6 +178,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
         lines += [cells_table(sub_cells, _ordered(sub_cells["metric"])), ""]
         runs = [r for r in ok if r.dataset == dataset]
         lines += _collapse_counts(runs)
+        lines += threshold_lines(threshold_table(runs, RunStore(out_dir)), dataset)
         protocols = {protocol_of(r.config) for r in runs}
         mismatch = budget_mismatch([r.config for r in runs])
         if len(protocols) == 1 and (protocol := next(iter(protocols))) is not None and mismatch:
@@ -208,6 +211,9 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
                                "with its 95 % bootstrap interval, failures as k of n, reference "
                                "rows as bands (dashed: their mean)"),
                               ("modes", "Samples per mode (dashed: uniform)"),
+                              ("thresholds", "High-quality share and modes covered against "
+                               "the threshold, 1 to 5 standard deviations (dotted: the "
+                               "published 3), from the saved samples"),
                               ("curves", "Metrics during training (eval_every): one line per "
                                "seed on the same fixed evaluation sample"),
                               ("training", "Training losses per seed")):
@@ -225,7 +231,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
         if name in fig_names:
             lines += [f"## {title}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
-    lines += tests_section(table)
+    lines += tests_section(table, primary=(suite_info or {}).get("primary"))
     order = _ordered(METRIC_ORDER + [m for m in table["metric"] if isinstance(m, str) and m])
     explained = column_explanations(ok, order)
     if explained:
@@ -317,8 +323,9 @@ def _what_this_suite_is(info: dict[str, Any] | None, records: list[RunRecord]) -
     cannot = []
     if len(seeds) < 5:
         cannot.append(f"differences between models smaller than the seed-to-seed spread: with "
-                      f"{len(seeds)} seed(s) the intervals are wide and only large differences "
-                      "hold (see \"Which differences hold\")")
+                      f"{len(seeds)} seed(s) the intervals are wide, and only large "
+                      "differences can hold, or none at all (see \"What these seeds can "
+                      "decide\")")
     if least < PUBLISHED_TRAINING_SAMPLES:
         cannot.append(f"the published numbers: the shortest training here saw {least:,} "
                       f"samples, {100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "

@@ -145,6 +145,10 @@ class SuiteConfig:
     #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
     #: computed, not what: it is not part of the run ids.
     batch_seeds: bool = SuiteSection.batch_seeds
+    #: The declared primary metric values (``[suite] primary``), None for the default per
+    #: dataset (:mod:`densitylab.suite.primary`). How results are tested, not what is computed:
+    #: not part of the run ids.
+    primary: tuple[str, ...] | None = SuiteSection.primary
 
     def run_ids(self) -> list[str]:
         """The ids of every run of the suite, in order."""
@@ -310,7 +314,7 @@ def _toml_error(path: Path, text: str, message: str) -> str:
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
         description=suite.description, save_samples=suite.save_samples,
         density_grid=suite.density_grid, threads=suite.threads, source=source,
-        runs=tuple(runs), batch_seeds=suite.batch_seeds,
+        runs=tuple(runs), batch_seeds=suite.batch_seeds, primary=suite.primary,
     )
 
 

@@ -158,7 +158,8 @@ def run_suite(
     store.write_suite({"name": config.name, "description": config.description,
                        "source": config.source, "device": config.device,
                        "seeds": list(config.seeds), "eval_samples": config.eval_samples,
-                       "run_ids": config.run_ids(), "settings": config.settings()})
+                       "run_ids": config.run_ids(), "settings": config.settings(),
+                       "primary": None if config.primary is None else list(config.primary)})
     if result.skipped:
         logger.info("%d of %d run(s) already done in %s", len(result.skipped), len(selected), out)
     if todo:

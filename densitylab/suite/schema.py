@@ -52,6 +52,16 @@ def _seeds(value: int | list[int]) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _primary(value: list[str]) -> tuple[str, ...]:
+    """Distinct, non-empty value names, as a tuple."""
+    for i, name in enumerate(value):
+        if not name:
+            raise ValueError(f"expected non-empty value names, got {name!r} at primary[{i}]")
+    if len(set(value)) != len(value):
+        raise ValueError(f"expected distinct value names, got {list(value)}")
+    return tuple(value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SuiteSection:
     """``[suite]``: what the suite is called, where it runs, and how runs are scored."""
@@ -80,6 +90,10 @@ class SuiteSection:
         "out)")
     eval_every: int = option(
         None, minimum=1, doc="the default of [train] eval_every")
+    primary: list[str] = option(
+        None, check=_primary, doc="the metric values whose differences form the tested family "
+        "(Holm's correction); the rest are exploratory (default: chosen per dataset kind, see "
+        "the user guide; not in the run id)")
 
 
 @dataclass(frozen=True, kw_only=True)
