@@ -272,8 +272,8 @@ def format_plan(plan: SuitePlan) -> str:
         lines += _wrapped("each primary comparison: " + shift_sentence(plan.shift))
     if plan.failures is not None:
         lines += _wrapped(f"failure counts (Fisher's exact test, their own family of up to "
-                          f"{plan.failure_family}: failed runs and seeds missing a mode per "
-                          "pair): " + failure_sentence(plan.failures))
+                          f"{plan.failure_family}: failed runs per pair, and seeds missing a "
+                          "mode where the modes are known): " + failure_sentence(plan.failures))
     return "\n".join(lines) + "\n"
 
 
