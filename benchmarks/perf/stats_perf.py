@@ -38,7 +38,7 @@ def _best(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/perf/results/stats_perf.json")
+    parser.add_argument("--out", default="benchmarks/perf/results/stats-vm.json")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
