@@ -1,4 +1,5 @@
-"""Command line: ``densitylab run | report | compare | list | describe | check-metrics``;
+"""Command line: ``densitylab run | report | compare | list | describe | check-metrics |
+load``;
 the CLI only wires.
 
 Examples::
@@ -12,6 +13,7 @@ Examples::
     densitylab describe gan
     densitylab check-metrics --out results/metric-checks    # the metric sanity battery
     densitylab plan benchmarks/suites/quick.toml            # what its seed count can decide
+    densitylab load results/quick 3f2a9c0e1b7d              # a run's saved model (save_models)
 
 Exit status: 0 on success, 1 when some runs failed or diverged (``check-metrics``: when a check
 failed that no documented limitation of the metric explains), 2 on a usage or configuration
@@ -109,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     pln.add_argument("suite", help="a suite TOML file, or a built-in suite name")
     return parser
 
+    load = sub.add_parser("load", parents=[common],
+                          help="load the trained model a run saved (suites with save_models = "
+                               "true) and say what it is")
+    load.add_argument("dir", help="a results folder written by 'densitylab run'")
+    load.add_argument("run_id", help="a run id (a unique prefix is enough)")
 
 def _add_compare(sub) -> None:
     cmp = sub.add_parser("compare", help="test whether two models differ on a metric across "
@@ -223,6 +230,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check_metrics(args: argparse.Namespace) -> int:
     from .metrics import sanity
+def _cmd_load(args: argparse.Namespace) -> int:
+    from .suite.store import RunStore
+
+    store = RunStore(args.dir)
+    run_id = store.resolve_run_id(args.run_id)
+    model = store.load_model(run_id)
+    rec = store.load_record(run_id)
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(model, "config", {}).items()))
+    print(f"loaded {type(model).__name__}({params})\n"
+          f"  from {store.model_path(run_id)}\n"
+          f"  run {run_id}: {rec.dataset}/{rec.model}/{rec.seed}, {rec.trained_steps} steps, "
+          f"status {rec.outcome}\n"
+          f"  in Python: densitylab.suite.load_model({str(args.dir)!r}, {run_id!r}) or "
+          f"densitylab.models.load({str(store.model_path(run_id))!r})")
+    return 0
+
+
 
     report = sanity.run(args.out)
     print(report.to_markdown(), end="")
@@ -269,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_plan(args)
         _write_report(args, args.dir, figures=not args.no_figures)
         return 0
+        if args.command == "load":
+            return _cmd_load(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"densitylab {args.command}: error: {err}", file=sys.stderr)
         return 2

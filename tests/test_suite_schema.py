@@ -250,7 +250,7 @@ def test_a_suite_reports_nested_paths_and_every_error_at_once():
         "suite.density_grid: expected an integer >= 0, got -1",
         "datasets[0].label: expected a string, got int 7",
         "models[1].colour: unknown key; expected one of kind, name, params, preset, sample, "
-        "train",
+        "sweep, train",
         "models[1].train.steps: expected an integer >= 1, got 0",
         f"models[1].train.lr_schedule: expected one of "
         f"{', '.join(map(repr, LR_SCHEDULES))}, got 'cosin'",

@@ -14,6 +14,7 @@ import pandas as pd
 from ..suite.records import RunRecord
 from ..suite.references import is_reference
 from ..suite.store import RunStore
+from .code import code_line, code_section
 from .explain import column_explanations
 from .inference import cell_summary
 from .naming import METRIC_ORDER
@@ -159,6 +160,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
         "- devices: " + ", ".join(f"{d} ({n} runs)" for d, n in devices.items()),
         f"- compute: {total_s:.1f} s of run time in total",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+        code_line(records),
         "",
         CELLS_NOTE + " Metric definitions: see the metrics reference (`docs/metrics.md`); how to "
         "read intervals, failures and tests: the user guide (`docs/user-guide.md`).",
@@ -255,6 +257,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
     if stale:
         lines += ["## Stale records (another configuration)", "",
                   f"{len(stale)} record(s) in `runs/` are not runs of this suite (another suite "
+    lines += code_section(records)
                   "or an earlier version of its settings); they are in no table or figure. "
                   "`densitylab run --force` moves them to `stale/`.", "",
                   "| suite | dataset | model | seed | run id | status |",

@@ -22,7 +22,7 @@ from .registry import (
     unregister,
 )
 from .runners import SuiteResult, run_suite
-from .store import RunStore
+from .store import RunStore, load_model
 
 __all__ = [
     "RunSpec",
@@ -38,6 +38,7 @@ __all__ = [
     "parse_suite",
     "run_id",
     "run_suite",
+    "load_model",
     "execute_run",
     "dataset_names",
     "model_names",

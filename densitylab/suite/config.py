@@ -50,6 +50,7 @@ from .schema import (
     SuiteSection,
     metric_params,
 )
+from .sweeps import expand_sweeps
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,6 +101,11 @@ class RunSpec:
     threads: int | None = None  # torch threads for this run; None: leave torch's setting
     #: The suite file's folder, searched first for ``plugins`` (not part of the run id).
     plugin_dir: str | None = None
+    #: The code that computes the run (:func:`densitylab.suite.provenance.spec_code`), filled
+    #: in once per suite run by the runner; None: the run computes it itself. Not in the id.
+    code: dict[str, Any] | None = None
+    #: Write TensorBoard event files of the run (``[suite] tensorboard``; not in the id).
+    tensorboard: bool = False
 
     @property
     def run_id(self) -> str:
@@ -115,7 +121,8 @@ class RunSpec:
         """Plain-data form (what is sent to worker processes and Dask workers)."""
         return {"suite": self.suite, "dataset": self.dataset, "model": self.model,
                 "seed": self.seed, "config": self.config, "device": self.device,
-                "threads": self.threads, "plugin_dir": self.plugin_dir}
+                "threads": self.threads, "plugin_dir": self.plugin_dir, "code": self.code,
+                "tensorboard": self.tensorboard}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -145,6 +152,11 @@ class SuiteConfig:
     #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
     #: computed, not what: it is not part of the run ids.
     batch_seeds: bool = SuiteSection.batch_seeds
+    #: Keep each run's trained model beside its record (in the run's config, so in its id, only
+    #: when true: the ids of suites without it stay what they were).
+    save_models: bool = SuiteSection.save_models
+    #: Write TensorBoard event files per run (how results are shown, not what: not in the id).
+    tensorboard: bool = SuiteSection.tensorboard
     #: The declared primary metric values (``[suite] primary``), None for the default per
     #: dataset (:mod:`densitylab.suite.primary`). How results are tested, not what is computed:
     #: not part of the run ids.
@@ -160,7 +172,7 @@ class SuiteConfig:
         not what, and are left out)."""
         return {"name": self.name, "seeds": list(self.seeds), "eval_samples": self.eval_samples,
                 "save_samples": self.save_samples, "density_grid": self.density_grid,
-                "train": self.train,
+                "save_models": self.save_models, "train": self.train,
                 "datasets": {d["label"]: {"name": d["name"], "params": d["params"]}
                              for d in self.datasets},
                 "models": {m["label"]: {k: v for k, v in m.items() if k != "label"}
@@ -271,8 +283,8 @@ def _toml_error(path: Path, text: str, message: str) -> str:
     written_train = top.get("train", {})
     train = _overlay(base_train, written_train)
     datasets, shapes = _datasets(top.get("datasets", []), errs)
-    models = _models(top.get("models", []), train, errs, written_train=written_train,
-                     base_train=base_train)
+    models = _models(expand_sweeps(top.get("models", []), errs), train, errs,
+                     written_train=written_train, base_train=base_train)
     if suite.references:  # the oracle and noise rows, shown first
         models = errs.value(lambda: reference_models(models, train), []) + models
     resolved = _resolve_models(models, datasets, shapes, errs)
@@ -303,10 +315,13 @@ def _toml_error(path: Path, text: str, message: str) -> str:
                     "density_grid": suite.density_grid,
                     "densitylab": version,
                 }
+                if suite.save_models:  # only when set, so that other run ids stay
+                    cfg["save_models"] = True
                 if plugins:
                     cfg["plugins"] = plugins
                 runs.append(RunSpec(name, ds["label"], m["label"], seed, cfg, dev,
-                                    suite.threads, plugin_dir if plugins else None))
+                                    suite.threads, plugin_dir if plugins else None,
+                                    tensorboard=suite.tensorboard))
     for m in models:
         m.pop("key", None)
     return SuiteConfig(
@@ -314,7 +329,8 @@ def _toml_error(path: Path, text: str, message: str) -> str:
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
         description=suite.description, save_samples=suite.save_samples,
         density_grid=suite.density_grid, threads=suite.threads, source=source,
-        runs=tuple(runs), batch_seeds=suite.batch_seeds, primary=suite.primary,
+        runs=tuple(runs), batch_seeds=suite.batch_seeds, save_models=suite.save_models,
+        tensorboard=suite.tensorboard, primary=suite.primary,
     )
 
 
@@ -445,12 +461,13 @@ def _models(items: list[dict[str, Any] | None], train: dict[str, Any], errs: _Er
     for i, item in enumerate(items):
         if item is None:
             continue
-        key = f"models[{i}]"
+        key = item.get("_key", f"models[{i}]")  # a swept entry's location names its setting
         with errs:
             label, preset = item["name"], item.get("preset")
             kind = item.get("kind")
             if kind is None and preset is None:  # the name is the kind
-                kind = check_value(ModelEntry, "kind", label, f"{key}.kind", errs)
+                kind = check_value(ModelEntry, "kind", item.get("_name", label), f"{key}.kind",
+                                   errs)  # a swept entry's label is name[setting]
                 if kind is None:
                     continue
             _unique(label, labels, f"{key}.name")

@@ -31,6 +31,7 @@ from . import registry
 from .config import RunSpec, _data_shape, import_plugin
 from .context import EvalContext, declared_options, derive_seed, draw, model_log_prob
 from .metric_adapters import BUILTIN_METRICS
+from .provenance import run_code
 from .records import (
     RECORD_FORMAT,
     BatchInfo,
@@ -295,13 +296,13 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
         _set_status(record)
     except Exception as err:  # recorded and retried on the next run of the suite
         _record_failure(record, spec, err)
-    return _finish(record, store, time.perf_counter() - start)
+    return _finish(record, store, time.perf_counter() - start, spec)
 
 
 def _base_record(spec: RunSpec) -> RunRecord:
     return RunRecord(run_id=spec.run_id, format=RECORD_FORMAT, suite=spec.suite,
                      dataset=spec.dataset, model=spec.model, seed=spec.seed, config=spec.config,
-                     versions=_versions(), host=platform.node())
+                     versions=_versions(), code=dict(spec.code or {}), host=platform.node())
 
 
 def _set_status(record: RunRecord) -> None:
@@ -326,9 +327,16 @@ def _record_failure(record: RunRecord, spec: RunSpec, err: BaseException) -> Non
     logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, record.error)
 
 
-def _finish(record: RunRecord, store: RunStore, wall_s: float) -> dict[str, Any]:
+def _finish(record: RunRecord, store: RunStore, wall_s: float, spec: RunSpec) -> dict[str, Any]:
     record.wall_s = wall_s
     record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if spec.tensorboard:  # before the record: a run without its record is computed again
+        from .tblog import write_run_events
+
+        try:
+            write_run_events(store, record)
+        except Exception as err:  # the log is a view of the record; the run still counts
+            logger.warning("TensorBoard events of %s not written: %s", spec.label, err)
     store.write_record(record)
     return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
             "status": record.status, "wall_s": wall_s, "error": record.error}
@@ -404,7 +412,7 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
         for spec in specs:
             record = _base_record(spec)
             _record_failure(record, spec, err)
-            out.append(_finish(record, store, wall))
+            out.append(_finish(record, store, wall, spec))
         return out
     train_s = (time.perf_counter() - start) / len(specs)
     seeds = [s.seed for s in specs]
@@ -421,7 +429,7 @@ def _execute_batched_runs(specs: list[RunSpec], out_dir: str | Path) -> list[dic
             _set_status(record)
         except Exception as err:  # recorded and retried on the next run of the suite
             _record_failure(record, spec, err)
-        out.append(_finish(record, store, train_s + time.perf_counter() - t0))
+        out.append(_finish(record, store, train_s + time.perf_counter() - t0, spec))
     return out
 
 
@@ -458,6 +466,8 @@ def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.devi
     A diverged run is not scored: its metrics would describe an untrained model.
     """
     cfg = spec.config
+    if not record.code:  # run outside a suite run (which computes it once for every run)
+        record.code = run_code(model, target, [m["name"] for m in cfg["metrics"]])
     record.history = History.from_dict(summarize_history(history))
     record.train_s = train_s
     record.trained_steps = cfg["train"]["steps"]
@@ -490,7 +500,20 @@ def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.devi
             except Exception as err:  # the figure is optional; the run still counts
                 logger.warning("density grid for %s failed: %s", spec.label, err)
         record.samples_file = store.write_samples(spec.run_id, arrays).name
+    if cfg.get("save_models"):
+        _save_model(record, spec, store, model)
     record.eval_s = time.perf_counter() - t1
+
+
+def _save_model(record: RunRecord, spec: RunSpec, store: RunStore, model) -> None:
+    """Save the trained model beside the record (before it: a record names only a complete
+    file). A model without ``save`` (the oracle and noise reference rows, a plugin model) is
+    noted in the log and its record has no ``model_file``."""
+    if not callable(getattr(model, "save", None)):
+        logger.info("%s: model kind %r has no save(path); its weights are not kept", spec.label,
+                    spec.config["model"]["kind"])
+        return
+    record.model_file = store.write_model(spec.run_id, model).name
 
 
 #: Images kept per image run (the report's image grids show at most 8 x 8).

@@ -208,6 +208,10 @@ class RunRecord(_JsonPart):
     seed: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the resolved run config
     versions: dict[str, str] = field(default_factory=dict)
+    #: the code that produced the run: version, git commit, fingerprint of the model, dataset
+    #: and metric source (:mod:`densitylab.suite.provenance`); empty in records written before
+    #: densitylab recorded it (unknown code)
+    code: dict[str, Any] = field(default_factory=dict)
     host: str | None = None
     device: str | None = None
     threads: int | None = None
@@ -227,6 +231,9 @@ class RunRecord(_JsonPart):
     #: the name of the samples file in ``runs/`` (None when no samples were saved or the record
     #: predates format 2)
     samples_file: str | None = None
+    #: the name of the saved model file in ``runs/`` (``save_models = true``; None otherwise, and
+    #: for a model that cannot be saved)
+    model_file: str | None = None
     wall_s: float | None = None
     finished_at: str | None = None
 

@@ -7,7 +7,9 @@ and retries the failed ones.
 
 A results folder belongs to one suite configuration (:func:`claim_folder`): running another
 suite, or a changed one, into a used folder is refused unless ``force`` moves the stale records
-aside.
+aside. Adding runs to a folder whose finished runs were computed by other code (another code
+fingerprint, :mod:`densitylab.suite.provenance`) is refused too unless ``force`` keeps them
+(:func:`check_code`); the code of every run is computed once per suite run, here.
 
 Interrupts (Ctrl-C): no new run starts. The sequential runner stops inside the current run;
 with local worker processes (which ignore SIGINT themselves) queued runs are cancelled and the
@@ -33,17 +35,19 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .._runtime import logger, resolve_device
 from .config import RunSpec, SuiteConfig
 from .evaluate import batch_key, execute_batched_runs
+from .provenance import fingerprint_of, spec_code
+from .records import DONE_STATUSES
 from .store import RunStore
 
-__all__ = ["SuiteResult", "FolderInUseError", "run_suite", "claim_folder", "select_runs",
-           "pending_runs", "group_runs"]
+__all__ = ["SuiteResult", "FolderInUseError", "run_suite", "claim_folder", "check_code",
+           "select_runs", "pending_runs", "group_runs", "tensorboard_available"]
 
 
 class FolderInUseError(ValueError):
@@ -66,6 +70,8 @@ class SuiteResult:
     signal: int | None = None
     #: Where stale records were moved (``force=True``), else None.
     moved_to: Path | None = None
+    #: Finished runs computed by other code, kept with ``force=True`` (see :func:`check_code`).
+    other_code: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -104,12 +110,17 @@ class SuiteResult:
 
 
 def select_runs(runs: Iterable[RunSpec], only: str | None) -> list[RunSpec]:
-    """The runs whose ``dataset/model/seed`` label or run id matches the fnmatch ``only``."""
+    """The runs whose ``dataset/model/seed`` label or run id matches the fnmatch ``only``.
+
+    A swept model's label holds brackets (``vae[latent_dim=8]``), which fnmatch reads as a
+    character class: the pattern also matches with its brackets taken literally.
+    """
     runs = list(runs)
     if not only:
         return runs
-    return [r for r in runs if fnmatch.fnmatchcase(r.label, only)
-            or fnmatch.fnmatchcase(r.run_id, only)]
+    literal = only.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.label, p) or
+                                   fnmatch.fnmatchcase(r.run_id, p) for p in (only, literal))]
 
 
 def pending_runs(runs: Iterable[RunSpec], out_dir: str | Path) -> list[RunSpec]:
@@ -135,12 +146,15 @@ def run_suite(
     (``workers`` processes, default 1), any other ``dask`` value is a scheduler address to join.
     With ``config.batch_seeds`` the pending seeds of each (dataset, model) are one task, trained
     as one batched model (:func:`~densitylab.suite.evaluate.execute_batched_runs`).
-    ``force`` moves the records of another configuration aside (see :func:`claim_folder`).
+    ``force`` moves the records of another configuration aside (see :func:`claim_folder`) and
+    keeps the finished runs of other code (see :func:`check_code`).
     A KeyboardInterrupt stops the suite (see the module docstring) and is not re-raised: the
     result has ``interrupted = True``.
 
     Raises:
-        FolderInUseError: ``out_dir`` belongs to another configuration and ``force`` is False.
+        FolderInUseError: ``out_dir`` belongs to another configuration, or holds runs of other
+            code while runs are to be computed, and ``force`` is False.
+        ImportError: ``tensorboard = true`` without TensorBoard installed.
     """
     out = Path(out_dir)
     store = RunStore(out)
@@ -151,10 +165,18 @@ def run_suite(
     if only and not selected:
         raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
                          "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
+    if config.tensorboard:
+        tensorboard_available()
     moved = claim_folder(config, out, force=force)
     todo = pending_runs(selected, out)
+    codes = {spec.run_id: spec_code(spec) for spec in config.runs}  # once per suite run
+    other_code = check_code(store, codes, todo, force=force)
+    if other_code:
+        logger.warning("keeping %d run(s) computed by other code (--force); the report lists "
+                       "which runs came from which code", len(other_code))
     result = SuiteResult(out, len(selected), skipped=[r.run_id for r in selected if r not in todo],
-                         moved_to=moved)
+                         moved_to=moved, other_code=other_code)
+    todo = [replace(spec, code=codes[spec.run_id]) for spec in todo]
     store.write_suite({"name": config.name, "description": config.description,
                        "source": config.source, "device": config.device,
                        "seeds": list(config.seeds), "eval_samples": config.eval_samples,
@@ -240,6 +262,56 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path, *, force: bool = Fals
         "new folder (--out NEW_DIR), or pass --force to move the stale records to "
         f"{Path(out_dir) / 'stale'} (nothing is deleted)."
     )
+
+
+def check_code(store: RunStore, codes: dict[str, dict[str, Any]], todo: list[RunSpec], *,
+               force: bool = False) -> list[str]:
+    """Refuse to add runs to a folder whose finished runs were computed by other code.
+
+    ``codes``: the code each run of the suite would be computed with now
+    (:func:`~densitylab.suite.provenance.spec_code`, by run id). A finished record (``ok`` or
+    ``diverged``) whose code fingerprint differs from its run's, or that records none (written
+    before densitylab recorded its code: unknown code), would be mixed with the ``todo`` runs
+    in one report. Nothing is refused when nothing is to be computed. With ``force`` the
+    records are kept (the report lists which runs came from which code); returns their ids.
+
+    Raises:
+        FolderInUseError: other code's records and runs to compute, without ``force``.
+    """
+    if not todo:
+        return []
+    other: dict[str, list[str]] = {}
+    ids = []
+    for rid, code in codes.items():
+        rec = store.load_record(rid)
+        if rec is None or rec.status not in DONE_STATUSES:
+            continue
+        old = fingerprint_of(rec)
+        if old != code.get("fingerprint"):
+            what = (f"fingerprint {old} -> {code.get('fingerprint')}" if old else
+                    "code not recorded (written before densitylab recorded it)")
+            other.setdefault(what, []).append(f"{rec.dataset}/{rec.model}/{rec.seed}")
+            ids.append(rid)
+    if not other or force:
+        return ids
+    shown = "; ".join(f"{what}: {', '.join(labels[:4])}"
+                      + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
+                      for what, labels in other.items())
+    raise FolderInUseError(
+        f"{store.root} holds {len(ids)} finished run(s) computed by other code than this "
+        f"densitylab computes them with ({shown}), and {len(todo)} run(s) to compute. Results "
+        "of different code are never mixed silently: run into a new folder (--out NEW_DIR) to "
+        "compute every run with this code, or pass --force to keep those runs and add the "
+        "others (the report then lists which runs came from which code).")
+
+
+def tensorboard_available() -> None:
+    """Raise ImportError saying how to install TensorBoard when it is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as err:
+        raise ImportError("tensorboard = true needs TensorBoard: pip install "
+                          "'densitylab[tensorboard]' (or set tensorboard = false)") from err
 
 
 def _differences(old: dict[str, Any] | None, config: SuiteConfig, limit: int = 8) -> str:

@@ -75,6 +75,12 @@ class SuiteSection:
         2500, minimum=1, doc="samples drawn from each trained model for scoring")
     save_samples: bool = option(
         True, doc="keep the samples (the sample and density figures need them)")
+    save_models: bool = option(
+        False, doc="keep each run's trained model beside its record (runs/RUN_ID.model.pt; "
+        "densitylab load DIR RUN_ID gives it back)")
+    tensorboard: bool = option(
+        False, doc="write each run's training losses, curves and metrics to TensorBoard event "
+        "files under DIR/tb (needs the tensorboard extra; not in the run id)")
     density_grid: int = option(
         64, minimum=0, doc="side of the log-density grid stored for models with a density "
         "(0: none)")
@@ -138,6 +144,9 @@ class ModelEntry:
     params: dict[str, Any] = option(None, doc="the model's constructor hyperparameters")
     train: TrainSection = option(None, doc="the keys of [train], for this model only")
     sample: dict[str, Any] = option(None, doc="options for the model's sample(n, seed, ...)")
+    sweep: dict[str, Any] = option(
+        None, doc="settings to sweep: params.KEY = [values] and train.KEY = [values]; one "
+        "model per combination, labelled name[KEY=value,...]")
 
 
 @dataclass(frozen=True, kw_only=True)

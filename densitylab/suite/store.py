@@ -9,8 +9,16 @@ Layout of ``DIR``::
                                     reference (target) sample, the target's mode centres and
                                     stds, and a log-density grid (see
                                     :func:`densitylab.suite.evaluate.saved_arrays`)
-    DIR/stale/<time>/               records of another configuration, moved aside by
-                                    ``densitylab run --force`` (never deleted)
+    DIR/runs/<run_id>.model.pt      the trained model (``save_models = true``), as
+                                    ``model.save`` writes it; :meth:`RunStore.load_model` or
+                                    ``densitylab load DIR RUN_ID`` gives it back
+    DIR/tb/<dataset>/<model>/seed<seed>-<run_id>/
+                                    TensorBoard event files of the run (``tensorboard = true``)
+    DIR/report.md, results.csv,     what ``densitylab report`` wrote from the records
+    DIR/figures/
+    DIR/stale/<time>/               records of another configuration, with the report written
+                                    from them, moved aside by ``densitylab run --force`` (never
+                                    deleted)
 
 A folder belongs to one suite configuration: a run into it with another configuration is
 refused (:func:`densitylab.suite.runners.claim_folder`), and the report reads only the records
@@ -19,9 +27,13 @@ whose ids the folder's ``suite.json`` lists (others are listed as stale, never a
 A record is a :class:`~densitylab.suite.records.RunRecord` (typed; its JSON layout is the one
 every earlier version wrote, so old folders load). Every file is written with
 :func:`densitylab._runtime.atomic_write_bytes` (temp file in the same folder, fsync, rename),
-the samples before the record, so a ``kill -9`` at any moment leaves either no record or a
-complete one. Readers skip the hidden temp files a killed writer leaves
-behind and any file that does not parse (with a warning), so the report never breaks on them.
+the samples and the model before the record, so a ``kill -9`` at any moment leaves either no
+record or a complete one. Readers skip the hidden temp files a killed writer leaves behind and
+any file that does not parse (with a warning), so the report never breaks on them.
+
+A record also says which code computed it (``code``: :mod:`densitylab.suite.provenance`); a
+run into a folder whose finished runs were computed by other code is refused too
+(:func:`densitylab.suite.runners.check_code`).
 """
 
 from __future__ import annotations
@@ -56,6 +68,69 @@ class RunStore:
     def samples_path(self, run_id: str) -> Path:
         """Where the samples of ``run_id`` live."""
         return self.runs_dir / f"{run_id}.samples.npz"
+
+    def model_path(self, run_id: str) -> Path:
+        """Where the saved model of ``run_id`` lives (``save_models = true``)."""
+        return self.runs_dir / f"{run_id}.model.pt"
+
+    def tensorboard_dir(self, dataset: str, model: str, seed: int, run_id: str) -> Path:
+        """Where the TensorBoard event files of a run live: ``tb/<dataset>/<model>/seed<seed>-
+        <run_id>`` (readable run names in TensorBoard; a separator in a label becomes ``_``)."""
+        def part(label: object) -> str:
+            return str(label).replace(os.sep, "_").replace("/", "_") or "_"
+
+        return self.root / "tb" / part(dataset) / part(model) / f"seed{seed}-{run_id}"
+
+    def write_model(self, run_id: str, model) -> Path:
+        """Atomically save ``model`` (with its ``save(path)``, which writes temp, fsync, rename)
+        beside the record of ``run_id``."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        return Path(model.save(self.model_path(run_id)))
+
+    def load_model(self, run_id: str, device="cpu"):
+        """The trained model saved with the run ``run_id`` (a unique prefix of it is enough),
+        rebuilt on ``device`` by :func:`densitylab.models.load`.
+
+        Raises:
+            FileNotFoundError: no record of that run, or the run saved no model (the suite did
+                not set ``save_models = true``, the run failed or diverged, or its model kind
+                cannot be saved).
+            ValueError: the prefix matches several runs.
+        """
+        from densitylab import models
+
+        rid = self.resolve_run_id(run_id)
+        rec = self.load_record(rid)
+        path = self.model_path(rid)
+        if rec is None or not rec.model_file or not path.is_file():
+            if rec is not None and not rec.config.get("save_models"):
+                why = ("its suite did not set save_models = true; set it in [suite] and run "
+                       "the suite into a new folder")
+            elif rec is not None and not rec.is_ok:
+                why = f"it did not finish (status {rec.outcome!r}): {rec.failure_reason}"
+            elif rec is not None and not rec.model_file:
+                why = f"its model kind {rec.model_kind!r} has no save(path)"
+            else:
+                why = f"{path.name} is missing"
+            raise FileNotFoundError(f"run {rid} in {self.root} has no saved model: {why}")
+        return models.load(path, device=device)
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """The id of the record ``run_id`` names: itself, or the one id it is a prefix of.
+
+        Raises:
+            FileNotFoundError: no record matches. ValueError: several do.
+        """
+        if self.record_path(run_id).is_file():
+            return run_id
+        ids = [rid for rid in self.record_ids() if rid.startswith(run_id)] if run_id else []
+        if len(ids) == 1:
+            return ids[0]
+        if len(ids) > 1:
+            raise ValueError(f"run id {run_id!r} is a prefix of {len(ids)} runs in "
+                             f"{self.runs_dir} ({', '.join(ids[:5])}...); give more digits")
+        raise FileNotFoundError(f"no run {run_id!r} in {self.runs_dir}; `densitylab run SUITE "
+                                "--out DIR --dry-run` lists the run ids")
 
     def write_record(self, record: RunRecord | dict[str, Any]) -> Path:
         """Atomically write a run record (a :class:`RunRecord`, or its JSON mapping, which must
@@ -110,7 +185,7 @@ class RunStore:
         dest = self.root / "stale" / stamp
         (dest / "runs").mkdir(parents=True, exist_ok=False)
         for rid in run_ids:
-            for path in (self.record_path(rid), self.samples_path(rid)):
+            for path in (self.record_path(rid), self.samples_path(rid), self.model_path(rid)):
                 if path.exists():
                     os.replace(path, dest / "runs" / path.name)
             for path in (self.root / "tb").glob(f"*/*/seed*-{rid}"):
@@ -173,6 +248,12 @@ class RunStore:
         ids = set(info["run_ids"])
         return ([r for r in records if r["run_id"] in ids],
                 [r for r in records if r["run_id"] not in ids])
+
+
+def load_model(out_dir: str | os.PathLike, run_id: str, device="cpu"):
+    """The trained model that run ``run_id`` (or a unique prefix of it) of the results folder
+    ``out_dir`` saved (``save_models = true``); see :meth:`RunStore.load_model`."""
+    return RunStore(out_dir).load_model(run_id, device=device)
 
 
 def _is_record(data: Any, run_id: str) -> bool:

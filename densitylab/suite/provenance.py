@@ -1,0 +1,200 @@
+"""Which code produced a run: densitylab's version, the git commit of its checkout (when there
+is one) and a fingerprint of the source the run executed.
+
+A run record's ``code`` entry (:func:`run_code`)::
+
+    {"densitylab": "0.1.0", "git_commit": "06c97ad...", "git_dirty": true,
+     "fingerprint": "3f2a9c0e1b7d",
+     "parts": {"model": "...", "dataset": "...", "metrics": "..."}}
+
+The fingerprint is the first 12 hex digits of a SHA-256 over the source files of three parts,
+each hashed as (module name, file bytes) pairs in module-name order, so it is the same for a
+checkout and an installed copy of the same code:
+
+- ``model``: the module of the model's class and of each of its base classes inside
+  densitylab (a VAE: ``models/vae.py`` and ``models/base.py``); for a built-in model also the
+  shared training code, ``models/networks.py``, ``models/train.py``, ``models/batched.py``
+  (seeds trained as one batch) and ``losses.py``. A plugin model: its class's own module.
+- ``dataset``: the module of the target's class and its densitylab bases
+  (``distributions.py``); an image dataset: every module of ``densitylab/images``.
+- ``metrics``: every module of ``densitylab/metrics``, the suite's evaluation code
+  (``suite/evaluate.py``, ``suite/context.py``, ``suite/metric_adapters.py``) and, for a
+  plugin metric, the module of its function.
+
+So editing the docs, the report, the CLI, another model's module or the plumbing every module
+shares (``_runtime.py``: devices and atomic writes; ``_validation.py``: argument checks) leaves
+the fingerprint alone, while an edit to anything the run's numbers come from changes it. A
+record written before densitylab recorded its code has no ``code`` entry: its code is unknown
+(:func:`fingerprint_of` returns None).
+
+The git commit is read once per process (``git rev-parse HEAD`` in the package's folder, with
+a timeout); outside a git checkout, or without git, it is None. ``git_dirty`` says whether the
+package's tracked files differ from that commit: the fingerprint is what identifies the code
+then.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_code", "spec_code", "fingerprint_of", "git_state", "module_fingerprint",
+           "MODEL_SHARED", "METRIC_MODULES"]
+
+#: Shared code every built-in model's training runs (see the module docstring).
+MODEL_SHARED = ("densitylab.models.networks", "densitylab.models.train",
+                "densitylab.models.batched", "densitylab.losses")
+#: The suite's evaluation code, besides every module of ``densitylab.metrics``.
+METRIC_MODULES = ("densitylab.suite.evaluate", "densitylab.suite.context",
+                  "densitylab.suite.metric_adapters")
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # .../densitylab
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, Any]:
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the checkout densitylab is
+    imported from (None for both outside a git checkout or without git); read once per
+    process."""
+    root = _PACKAGE.parent
+    none = {"git_commit": None, "git_dirty": None}
+    if not (root / ".git").exists():
+        return none
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock of a shared tree
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, env=env, check=False)
+        if head.returncode != 0:
+            return none
+        diff = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", "--",
+                               _PACKAGE.name], capture_output=True, timeout=10, env=env,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return none
+    return {"git_commit": head.stdout.strip() or None,
+            "git_dirty": None if diff.returncode not in (0, 1) else diff.returncode == 1}
+
+
+def _file_of(module: str) -> Path | None:
+    mod = sys.modules.get(module)
+    if mod is None:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            return None
+    path = getattr(mod, "__file__", None)
+    return Path(path) if path and Path(path).is_file() else None
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()
+
+
+def module_fingerprint(modules) -> str:
+    """12 hex digits of SHA-256 over (module name, digest of its source file) for each of
+    ``modules`` in name order; a module without a source file (built in a notebook) counts by
+    its name alone."""
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        path = _file_of(name)
+        digest = b""
+        if path is not None:
+            stat = path.stat()
+            digest = _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+        h.update(name.encode() + b"\0" + digest + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _package_modules(package: str) -> list[str]:
+    folder = _PACKAGE.joinpath(*package.split(".")[1:])
+    return [f"{package}.{p.stem}" if p.stem != "__init__" else package
+            for p in sorted(folder.glob("*.py"))]
+
+
+def _class_modules(obj: Any) -> list[str]:
+    """The module of ``obj``'s class and of its bases inside densitylab."""
+    cls = type(obj)
+    return [cls.__module__] + [c.__module__ for c in cls.__mro__[1:]
+                               if c.__module__.split(".")[0] == "densitylab"]
+
+
+def model_modules(model: Any) -> list[str]:
+    """The modules of the ``model`` part (see the module docstring)."""
+    mods = _class_modules(model)
+    if mods[0].startswith("densitylab.models."):
+        mods += MODEL_SHARED
+    return mods
+
+
+def dataset_modules(target: Any) -> list[str]:
+    """The modules of the ``dataset`` part (see the module docstring)."""
+    mods = _class_modules(target)
+    if any(m.startswith("densitylab.images") for m in mods):
+        mods += _package_modules("densitylab.images")
+    return mods
+
+
+def metric_modules(metric_names) -> list[str]:
+    """The modules of the ``metrics`` part for the registered metrics ``metric_names``."""
+    from . import registry
+
+    mods = [*_package_modules("densitylab.metrics"), *METRIC_MODULES]
+    for name in metric_names:
+        fn = registry.get_metric(name).fn
+        module = getattr(inspect.unwrap(fn), "__module__", None) if callable(fn) else None
+        if module:
+            mods.append(module)
+    return mods
+
+
+def run_code(model: Any, target: Any, metric_names) -> dict[str, Any]:
+    """The ``code`` entry of a run that trains ``model`` on ``target`` and scores it with the
+    metrics ``metric_names`` (see the module docstring)."""
+    from densitylab import __version__
+
+    parts = {"model": module_fingerprint(model_modules(model)),
+             "dataset": module_fingerprint(dataset_modules(target)),
+             "metrics": module_fingerprint(metric_modules(metric_names))}
+    combined = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+    return {"densitylab": __version__, **git_state(), "fingerprint": combined, "parts": parts}
+
+
+def spec_code(spec) -> dict[str, Any]:
+    """:func:`run_code` of a run (a :class:`~densitylab.suite.config.RunSpec`), building its
+    untrained model and its dataset as the run does; cached per dataset, model and metrics."""
+    cfg = spec.config
+    key = json.dumps([cfg["dataset"], cfg["model"]["kind"], cfg["model"]["params"],
+                      [m["name"] for m in cfg["metrics"]], cfg.get("plugins", []),
+                      spec.plugin_dir], sort_keys=True)
+    return copy.deepcopy(_spec_code(key))
+
+
+@functools.lru_cache(maxsize=128)
+def _spec_code(key: str) -> dict[str, Any]:
+    from . import registry
+    from .config import _data_shape, import_plugin
+
+    dataset, kind, params, metrics, plugins, plugin_dir = json.loads(key)
+    for module in plugins:
+        import_plugin(module, plugin_dir)
+    target = registry.make_dataset(dataset["name"], dataset["params"])
+    model = registry.make_model(kind, params, data_shape=_data_shape(target), seed=0)
+    return run_code(model, target, metrics)
+
+
+def fingerprint_of(record) -> str | None:
+    """The code fingerprint a record carries (a RunRecord or its JSON mapping); None when the
+    record predates provenance (unknown code)."""
+    code = record.get("code") if isinstance(record, dict) else getattr(record, "code", None)
+    value = code.get("fingerprint") if isinstance(code, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,84 @@
+"""TensorBoard event files of a suite's runs (``[suite] tensorboard = true``).
+
+Each run, when it finishes, writes one event file under
+``DIR/tb/<dataset>/<model>/seed<seed>-<run_id>/`` (so TensorBoard's run names read
+``ring/vae/seed0-3f2a9c0e1b7d``), built from its record:
+
+- ``train/<loss>``: the training losses (the record's history: at most 200 averaged points per
+  loss, at the last step of each chunk);
+- ``curves/<value>``: the ``eval_every`` metric curves, when the suite asks for them;
+- ``metrics/<value>``: every metric value of the final evaluation, at the last training step;
+- ``time/train_s``, ``time/eval_s``; and a text entry ``run`` with the run's label, id, status,
+  model parameters, training options and code fingerprint.
+
+Watch a suite while it runs with ``tensorboard --logdir DIR/tb``: each run appears when it has
+finished. The files are written with :class:`torch.utils.tensorboard.SummaryWriter` into a
+hidden folder beside the records, then renamed into place, so a run computed again (a failed
+run retried) replaces its events instead of adding a second copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+from .records import RunRecord
+from .store import RunStore
+
+__all__ = ["write_run_events"]
+
+
+def write_run_events(store: RunStore, record: RunRecord) -> Path:
+    """Write the TensorBoard events of ``record`` (see the module docstring); returns their
+    folder. Needs TensorBoard (``pip install 'densitylab[tensorboard]'``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    dest = store.tensorboard_dir(record.dataset, record.model, record.seed, record.run_id)
+    tmp = store.runs_dir / f".tb-{record.run_id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = SummaryWriter(log_dir=str(tmp))
+    try:
+        if record.history is not None:
+            for loss, series in record.history.series.items():
+                for step, value in zip(series.step, series.value, strict=False):
+                    _scalar(writer, f"train/{loss}", value, step)
+        if record.curves is not None:
+            for name, values in record.curves.values.items():
+                for step, value in zip(record.curves.step, values, strict=False):
+                    _scalar(writer, f"curves/{name}", value, step)
+        last = int(record.trained_steps or record.steps or 0)
+        for result in record.metrics.values():
+            for name, value in result.values.items():
+                _scalar(writer, f"metrics/{name}", value, last)
+        for name in ("train_s", "eval_s"):
+            _scalar(writer, f"time/{name}", getattr(record, name), last)
+        writer.add_text("run", _run_text(record), last)
+    finally:
+        writer.close()
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _scalar(writer, tag: str, value, step: int) -> None:
+    if isinstance(value, int | float) and math.isfinite(value):
+        writer.add_scalar(tag, float(value), int(step))
+
+
+def _run_text(record: RunRecord) -> str:
+    """The run's facts as Markdown (TensorBoard's text tab renders it)."""
+    code = record.code or {}
+    rows = [("run", f"{record.dataset}/{record.model}/{record.seed}"),
+            ("run id", record.run_id), ("status", record.outcome),
+            ("model", json.dumps(record.model_config.get("params", {}), sort_keys=True)),
+            ("train", json.dumps(record.train, sort_keys=True)),
+            ("code", f"fingerprint {code.get('fingerprint', 'not recorded')}, densitylab "
+                     f"{code.get('densitylab', '?')}, git {code.get('git_commit') or 'none'}")]
+    if record.outcome != "ok":
+        rows.append(("why", record.failure_reason))
+    return "\n".join(["| | |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in rows])
