@@ -164,3 +164,18 @@ def test_bad_options_raise(kwargs, match):
 def test_mismatched_dimensions_raise():
     with pytest.raises(ValueError, match="generated"):
         metrics.authenticity(np.zeros((5, 2)), np.zeros((5, 2)), np.zeros((5, 3)))
+
+
+@pytest.mark.slow
+def test_sanity_battery_runs_the_copying_controls_and_they_pass():
+    from densitylab.metrics import sanity
+
+    mmd = [s for s in sanity.default_scores() if s.name == "mmd"]
+    rep = sanity.run(scores=mmd, targets=("ring",), checks=("identical",), n=100, reps=2,
+                     controls=True)
+    controls = [r for r in rep.results if r.check in sanity.CONTROL_CHECKS]
+    assert {(r.score, r.check) for r in controls} == {
+        (s, c) for s in ("data_copying", "authenticity", "nn_distance_ratio")
+        for c in ("copier", "oracle")}
+    assert all(r.status == "pass" for r in controls), [r.detail for r in controls]
+    assert "| data_copying | n/a | pass | pass |" in rep.to_markdown()
