@@ -141,10 +141,11 @@ def data_copying(train, held_out, generated, seed: int = 0, *, num_cells: int = 
 
     over the cells :math:`\Pi_\tau` holding more than :math:`\tau m` of the m generated points
     (``tau = 20 / m`` by default: more than 20 points; the paper's choice) and at least one
-    held-out point. Cells are indexed by their k-means label throughout, so a cell with no
+    held-out point. Cells are counted with ``bincount`` over all k labels, so a cell with no
     generated point (or no held-out point) is simply excluded; the reference code
-    (``casey-meehan/data-copying``) indexes its per-cell z-scores by position among the cells
-    that hold held-out points and so misaligns them with the weights when one holds none.
+    (``casey-meehan/data-copying``, ``C_T``) indexes its ``np.unique`` counts by label, which
+    misaligns counts and weights (or fails) as soon as a cell holds no generated point, and
+    raises when a cell holds no held-out point.
 
     C_T is not a z-score (under the null its variance is :math:`\sum w^2 / (\sum w)^2 < 1`);
     the p-value comes from the Stouffer combination :math:`\sum w Z / \sqrt{\sum w^2}`, standard
