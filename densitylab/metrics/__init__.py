@@ -5,7 +5,8 @@ Two-sample: :func:`mmd`, :func:`mmd_test` (Gretton et al. 2012). Divergences: :f
 1987). Modes: :func:`mode_coverage` (VEEGAN / PacGAN protocol). Fidelity: :func:`prdc`
 (Naeem et al. 2020), :func:`kid` (Binkowski et al. 2018), :func:`frechet_distance` (Heusel et
 al. 2017). Likelihood of decoder models: :func:`ais_log_likelihood` (Neal 2001; Wu et al.
-2017). Classifier test: :func:`c2st` (Lopez-Paz and Oquab 2017). Transport and energy:
+2017) and, for latents of dimension <= 2, :func:`quadrature_log_likelihood` (the truth).
+Classifier test: :func:`c2st` (Lopez-Paz and Oquab 2017). Transport and energy:
 :func:`sliced_wasserstein` (Bonneel et al. 2015), :func:`energy_distance` (Szekely and Rizzo
 2013). Diagnostics: :func:`data_copying` (Meehan et al. 2020), :func:`authenticity` (Alaa
 et al. 2022) and :func:`nn_distance_ratio` (copying of the training set); :func:`calibration`
@@ -28,10 +29,11 @@ from .copying import (
 from .divergence import KLEstimate, entropy_knn, kl_knn, kl_mc
 from .fidelity import KID, PRDC, frechet_distance, kid, prdc
 from .kernels import KERNELS, Kernel, make_kernel, median_bandwidth
-from .likelihood import AISResult, ais_log_likelihood
+from .likelihood import AISResult, SigmaSelection, ais_log_likelihood, select_sigma
 from .mmd import ESTIMATORS, MMDTestResult, mmd, mmd_test
 from .modes import ModeCoverage, mode_coverage, mode_histogram_kl
 from .prd import PRDCurve, prd_curve, prd_from_scores
+from .quadrature import QuadratureResult, quadrature_log_likelihood
 from .transport import energy_distance, sliced_wasserstein
 from .witness import WitnessMap, witness_map
 
@@ -53,6 +55,8 @@ __all__ = [
     "ModeCoverage",
     "PRDC",
     "PRDCurve",
+    "QuadratureResult",
+    "SigmaSelection",
     "WitnessMap",
     "ais_log_likelihood",
     "authenticity",
@@ -75,6 +79,8 @@ __all__ = [
     "prd_curve",
     "prd_from_scores",
     "prdc",
+    "quadrature_log_likelihood",
+    "select_sigma",
     "sliced_wasserstein",
     "witness_map",
 ]
