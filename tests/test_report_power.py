@@ -13,7 +13,7 @@ from densitylab import stats
 from densitylab.cli import main
 from densitylab.report import sections
 from densitylab.report.inference import pairwise_tests
-from densitylab.report.power import failure_design, plan_suite, shift_design
+from densitylab.report.power import failure_design, format_plan, plan_suite, shift_design
 from densitylab.suite import load_suite, parse_suite
 from densitylab.suite.config import SuiteConfigError
 from densitylab.suite.primary import default_primary, primary_for
@@ -128,5 +128,7 @@ def test_default_primary_per_dataset_kind_and_the_suite_key():
         {**data, "suite": {"seeds": 4}}).runs]  # how results are tested: not in the run ids
     plan = plan_suite(cfg)
     assert plan.family == 1 and plan.datasets[0][1] == ("mmd",)
+    typo = plan_suite(parse_suite({**data, "suite": {"seeds": 4, "primary": ["mdd"]}}))
+    assert typo.family == 0 and "no metric of this suite produces mdd" in format_plan(typo)
     with pytest.raises(SuiteConfigError, match=r"suite\.primary: expected distinct"):
         parse_suite({**data, "suite": {"primary": ["mmd", "mmd"]}})

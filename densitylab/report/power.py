@@ -268,6 +268,11 @@ def format_plan(plan: SuitePlan) -> str:
         lines += ["  " + line for line in _wrapped(
             f"{dataset}: {names}, for {len(pairs)} pair(s) of models ({which}): "
             f"{len(values) * len(pairs)} test(s)")]
+    missing = [v for v in plan.declared or () if all(v not in values
+                                                     for _, values, _ in plan.datasets)]
+    if missing:
+        lines += _wrapped("note: no metric of this suite produces " + ", ".join(missing)
+                          + " on any dataset; they are not tested")
     if plan.shift is not None:
         lines += _wrapped("each primary comparison: " + shift_sentence(plan.shift))
     if plan.failures is not None:
