@@ -228,6 +228,9 @@ def test_pacgan2d_uses_the_authors_protocol_and_keeps_the_old_one_reachable():
     cfg = models.preset("pacgan2d", pack=2, seed=0).config
     assert {k: cfg[k] for k in (*FAITHFUL, "bn_refresh_batches", "bn_refresh_every")} == {
         **FAITHFUL, "bn_refresh_batches": 50, "bn_refresh_every": 1000}
+    layers = _bn_layers(models.preset("pacgan2d", pack=2, seed=0))
+    assert len(layers) == 4 and all(m.slots == 2 for m in layers)
+    assert {(m.eps, m.momentum) for m in layers} == {(1e-4, 0.05)}  # Blocks' eps, 0.95 p + 0.05 m
     alt = models.preset("pacgan2d_alternating", pack=2, seed=0).config
     assert alt == {k: v for k, v in cfg.items() if k != "updates"}  # "alternating": default
     old = models.preset("pacgan2d", updates="alternating", pack_norm="joint",
