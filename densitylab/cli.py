@@ -109,13 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what a suite's seed count can decide: the smallest p-value after "
                               "the correction, and the seeds needed for 80 % power")
     pln.add_argument("suite", help="a suite TOML file, or a built-in suite name")
-    return parser
-
     load = sub.add_parser("load", parents=[common],
                           help="load the trained model a run saved (suites with save_models = "
                                "true) and say what it is")
     load.add_argument("dir", help="a results folder written by 'densitylab run'")
     load.add_argument("run_id", help="a run id (a unique prefix is enough)")
+    return parser
+
 
 def _add_compare(sub) -> None:
     cmp = sub.add_parser("compare", help="test whether two models differ on a metric across "
@@ -228,8 +228,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def _cmd_check_metrics(args: argparse.Namespace) -> int:
-    from .metrics import sanity
 def _cmd_load(args: argparse.Namespace) -> int:
     from .suite.store import RunStore
 
@@ -247,6 +245,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_metrics(args: argparse.Namespace) -> int:
+    from .metrics import sanity
 
     report = sanity.run(args.out)
     print(report.to_markdown(), end="")
@@ -291,10 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "plan":
             return _cmd_plan(args)
-        _write_report(args, args.dir, figures=not args.no_figures)
-        return 0
         if args.command == "load":
             return _cmd_load(args)
+        _write_report(args, args.dir, figures=not args.no_figures)
+        return 0
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"densitylab {args.command}: error: {err}", file=sys.stderr)
         return 2

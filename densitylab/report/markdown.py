@@ -254,10 +254,10 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             lines.append(f"| {r.dataset} | {r.model} | {r.seed} | `{r.run_id}` | {status} | "
                          f"{err} |")
         lines.append("")
+    lines += code_section(records)
     if stale:
         lines += ["## Stale records (another configuration)", "",
                   f"{len(stale)} record(s) in `runs/` are not runs of this suite (another suite "
-    lines += code_section(records)
                   "or an earlier version of its settings); they are in no table or figure. "
                   "`densitylab run --force` moves them to `stale/`.", "",
                   "| suite | dataset | model | seed | run id | status |",

@@ -216,6 +216,7 @@ def resolve_suite_path(suite: str | Path) -> Path:
 def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
     """Read and validate a suite TOML file (or built-in suite name); ``device`` overrides it."""
     path = resolve_suite_path(suite)
+    text = path.read_bytes().decode("utf-8", errors="replace")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -224,23 +225,6 @@ def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
                        base_dir=path.resolve().parent)
 
 
-def parse_suite(
-    data: dict[str, Any], *, default_name: str = "suite", device: str | None = None,
-    source: str | None = None, base_dir: str | Path | None = None,
-) -> SuiteConfig:
-    """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
-
-    The file is checked against its declaration (:mod:`densitylab.suite.schema`: every key's
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    type, default and constraints), then each dataset and model is built and each metric's
-    parameters checked, then the constraints between keys (each metric's minimum sample size
-    against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
-    ``batch_size``), before anything is trained; all the errors found are raised together as one
-    :class:`SuiteConfigError`. ``base_dir`` (the suite file's folder) is searched first for
-    plugin modules.
-    """
-    if not isinstance(data, dict):
-        raise SuiteConfigError([f"suite file: expected a table, got {type(data).__name__} "
 def _toml_error(path: Path, text: str, message: str) -> str:
     """``tomllib``'s message with the line it is about and that line's text.
 
@@ -264,6 +248,22 @@ def _toml_error(path: Path, text: str, message: str) -> str:
     return f"{path}, line {line}: not valid TOML: {what}\n    {line} | {shown}"
 
 
+def parse_suite(
+    data: dict[str, Any], *, default_name: str = "suite", device: str | None = None,
+    source: str | None = None, base_dir: str | Path | None = None,
+) -> SuiteConfig:
+    """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
+
+    The file is checked against its declaration (:mod:`densitylab.suite.schema`: every key's
+    type, default and constraints), then each dataset and model is built and each metric's
+    parameters checked, then the constraints between keys (each metric's minimum sample size
+    against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
+    ``batch_size``), before anything is trained; all the errors found are raised together as one
+    :class:`SuiteConfigError`. ``base_dir`` (the suite file's folder) is searched first for
+    plugin modules.
+    """
+    if not isinstance(data, dict):
+        raise SuiteConfigError([f"suite file: expected a table, got {type(data).__name__} "
                                 f"{data!r}"], source)
     errs = _Errors()
     plugin_dir = str(base_dir) if base_dir is not None else None
@@ -472,6 +472,10 @@ def _models(items: list[dict[str, Any] | None], train: dict[str, Any], errs: _Er
                     continue
             _unique(label, labels, f"{key}.name")
             params = dict(item.get("params") or {})
+            try:  # once, not per dataset
+                registry.check_model_params(kind, params)
+            except registry.ModelParamError as err:
+                raise ValueError(f"{key}.params.{err.key}: {err.reason}") from err
             base = train
             if preset is not None:
                 published = {k: v for k, v in registry.preset_train(preset, params).items()
@@ -493,10 +497,6 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
 
     Each model is built once per dataset (untrained, weight seed 0): a mistyped or unsuitable
     hyperparameter fails now, naming the model and the dataset, and the built model's ``config``
-            try:  # once, not per dataset
-                registry.check_model_params(kind, params)
-            except registry.ModelParamError as err:
-                raise ValueError(f"{key}.params.{err.key}: {err.reason}") from err
     gives its hyperparameters with the defaults filled in. A model named by ``preset`` is built
     from the preset with its ``params`` overriding the preset's key by key; what enters the run
     id is the resolved hyperparameters, the same whether written out or taken from a preset.
@@ -504,7 +504,10 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
     out = {}
     for m in models:
         key = m["key"]
+        said = False  # an error that is the same on every dataset is said once
         for ds in datasets:
+            if said:
+                break
             where = f"{key}.params (on dataset {ds['label']!r})"
             with errs:
                 try:
@@ -518,9 +521,13 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                     else:
                         model = registry.make_model(m["kind"], m["params"],
                                                     data_shape=shapes[ds["label"]], seed=0)
+                except registry.ModelParamError as err:
+                    said = True
+                    raise ValueError(f"{key}.params.{err.key}: {err.reason}") from err
                 except (TypeError, ValueError) as err:
                     raise ValueError(f"{where}: {err}") from err
                 kind = m["kind"]
+                options = sorted(declared_options(model, "sample"))
                 for option in m.get("sample", {}):
                     if option not in options:
                         close = difflib.get_close_matches(option, options, n=1)
@@ -530,10 +537,7 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                         said = True
                         raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
                                          f"without such an option (its sample_options do not "
-        said = False  # an error that is the same on every dataset is said once
                                          f"declare {option!r}); {fix}")
-            if said:
-                break
                 params = _jsonable(_resolved_params(kind, model, m["params"]), where)
                 out[ds["label"], m["label"]] = (params,
                                                 _resolved_train(model, kind, m["train"], key))
@@ -547,13 +551,9 @@ def _resolved_params(kind: str, model, written: dict[str, Any]) -> dict[str, Any
     config = getattr(model, "config", None)
     if isinstance(config, dict):
         resolved = {**written, **config}
-                except registry.ModelParamError as err:
-                    said = True
-                    raise ValueError(f"{key}.params.{err.key}: {err.reason}") from err
     else:
         resolved = {**registry.model_defaults(kind), **written}
     resolved = {k: v for k, v in resolved.items() if k not in registry.FILLED_IN}
-                options = sorted(declared_options(model, "sample"))
     if "seed" in written:  # the suite file fixes the weights' seed for every run
         resolved["seed"] = written["seed"]
     return resolved
