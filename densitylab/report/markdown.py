@@ -17,6 +17,7 @@ from ..suite.store import RunStore
 from .code import code_line, code_section
 from .explain import column_explanations
 from .inference import cell_summary
+from .likelihood_order import likelihood_order_section
 from .naming import METRIC_ORDER
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
@@ -234,6 +235,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             lines += [f"## {title}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
     lines += tests_section(table, primary=(suite_info or {}).get("primary"))
+    lines += likelihood_order_section(ok)
     order = _ordered(METRIC_ORDER + [m for m in table["metric"] if isinstance(m, str) and m])
     explained = column_explanations(ok, order)
     if explained:
