@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_compare(sub) -> None:
-    cmp = sub.add_parser("compare", help="test whether two models differ on a metric across "
+    cmp = sub.add_parser("compare", parents=[_verbosity_options(argparse.SUPPRESS)],
+                         help="test whether two models differ on a metric across "
                          "seeds (permutation test, effect size, failures)")
     cmp.add_argument("dir", help="a results folder (or one holding only results.csv)")
     cmp.add_argument("--metric", required=True, help="a value name, e.g. modes_covered")

@@ -94,3 +94,37 @@ def test_cuda_without_a_gpu_is_refused_before_running(tmp_path, capsys):
     assert main(["run", str(suite), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
     assert "no CUDA device is available" in capsys.readouterr().err
     assert not (tmp_path / "o" / "runs").exists()
+
+
+# ---------------------------------------------------------------- small inconsistencies
+
+
+def test_compare_accepts_quiet_and_verbose_like_every_subcommand():
+    from densitylab.cli import build_parser
+
+    parser = build_parser()
+    for command in (["compare", "d", "--metric", "m", "a", "b"], ["report", "d"],
+                    ["describe", "x"], ["check-metrics"], ["run", "x"]):
+        assert parser.parse_args([*command, "-q"]).verbosity == -1, command
+        assert parser.parse_args([*command, "-v"]).verbosity == 1, command
+
+
+def test_describe_knows_every_name_that_list_prints(capsys):
+    assert main(["describe", "quick"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("suite quick (built-in")
+    assert "datasets:" in text and "models:" in text and "metrics:" in text
+    assert "densitylab run quick" in text
+
+
+def test_list_verbose_has_plain_text_and_the_choices(capsys):
+    assert main(["list", "--verbose"]) == 0
+    text = capsys.readouterr().out
+    assert ":func:" not in text and ":math:" not in text and ":class:" not in text
+    assert "``" not in text
+    assert "p(x) = \\sum_k w_k" in text  # the formula stays, without its markup
+    lines = text.splitlines()
+    vae = lines.index("model vae (hyperparameters for 2D data)")
+    block = "\n".join(lines[vae:vae + 20])
+    assert "likelihood = 'gaussian'  (one of 'gaussian', 'bernoulli')" in block
+    assert "estimator = 'biased'  (one of " in text  # a metric's choices too

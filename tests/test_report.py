@@ -224,3 +224,106 @@ def test_stacked_digits_report_grid_wording_and_mode_table(tmp_path):
     assert undefined.iloc[0]["reason"] == "undefined: no high-quality sample"
     assert not df[df["status"] == "ok"]["value"].isna().any()
     assert len(df[(df.model == "gan") & (df.metric == "kl_modes")]) == 2
+
+
+# ---------------------------------------------------------------- text that fits the suite
+
+
+def _mixture_records(tmp_path, *, seeds=(0, 1, 2), steps=4, mode_metric=True, datasets=None):
+    """A finished suite's records written by hand (nothing trains): model ``g`` on the given
+    datasets, with mode-coverage values when ``mode_metric``."""
+    data = tomllib.loads(_suite_fakes.TINY_SUITE)
+    data["suite"].update(seeds=list(seeds), eval_samples=2500)  # the published evaluation
+    data["datasets"] = datasets or [{"name": "ring", "params": {"n_modes": 8, "std": 0.01}}]
+    data["metrics"] = [{"name": "mode_coverage" if mode_metric else "mean_gap"}]
+    data["models"] = [data["models"][0]]
+    data["train"].update(steps=steps)
+    cfg = parse_suite(data)
+    store = RunStore(tmp_path)
+    store.write_suite({"name": cfg.name, "run_ids": cfg.run_ids()})
+    for spec in cfg.runs:
+        values = ({"mode_coverage": {"values": {"modes_covered": 8.0, "num_modes": 8.0,
+                                               "high_quality_fraction": 0.1 * (spec.seed + 1),
+                                               "kl_modes": 0.01}}} if mode_metric else
+                  {"mean_gap": {"values": {"mean_gap": 0.1 * (spec.seed + 1)}}})
+        store.write_record({"run_id": spec.run_id, "status": "ok", "suite": "tiny",
+                            "dataset": spec.dataset, "model": spec.model, "seed": spec.seed,
+                            "config": spec.config, "device": "cpu", "wall_s": 1.0,
+                            "metrics": values})
+    return store
+
+
+def test_what_it_can_show_fits_the_suites_metrics_and_datasets(tmp_path):
+    _mixture_records(tmp_path / "modes", steps=4)
+    text = write_report(tmp_path / "modes", figures=False).markdown.read_text()
+    assert "It can show which model covers the modes" in text
+    assert "It cannot show" in text and "the published numbers: the shortest training" in text
+    _mixture_records(tmp_path / "gap", mode_metric=False)
+    text = write_report(tmp_path / "gap", figures=False).markdown.read_text()
+    assert "covers the modes" not in text and "counted per seed below each table" not in text
+    assert "published numbers" not in text  # a ring of 8 modes at std 0.01 has them...
+    moons = [{"name": "two_moons"}]
+    _mixture_records(tmp_path / "moons", mode_metric=False, datasets=moons)
+    text = write_report(tmp_path / "moons", figures=False).markdown.read_text()
+    assert "published" not in text.lower()  # ...two moons has none
+
+
+def test_failure_counts_sentence_uses_the_actual_seed_count():
+    from densitylab.report.sections import tests_section
+
+    rows = []
+    for model, failing in (("a", 0), ("b", 2)):
+        for seed in range(3):
+            failed = seed < failing
+            rows.append({"dataset": "ring", "model": model, "seed": seed,
+                         "metric": "modes_covered", "value": np.nan if failed else 8.0,
+                         "status": "failed" if failed else "ok", "reference": False,
+                         "group": "mode_coverage", "run_id": f"{model}{seed}"})
+    text = "\n".join(tests_section(pd.DataFrame(rows)))
+    assert "0 of 10 against" not in text and "With 3 seeds per model" in text
+
+
+def test_the_ais_skip_reason_shows_the_toml_to_write():
+    from types import SimpleNamespace
+
+    from densitylab.suite.metric_adapters import _needs_likelihood
+
+    why = _needs_likelihood(SimpleNamespace(model=object()))
+    assert "params = { sigma = " in why and "{{" not in why
+
+
+def test_sample_and_density_captions_name_the_seed_drawn(tmp_path):
+    from pathlib import Path
+
+    from densitylab.report.markdown import render_report
+    from densitylab.report.table import failed_runs, results_table
+
+    store = _mixture_records(tmp_path, seeds=(0, 1, 2))
+    figures = [Path(tmp_path / "figures" / n) for n in ("samples.png", "density.png")]
+    text = render_report(store.read_suite(), store.current_records(),
+                         results_table(tmp_path, with_failures=True), failed_runs(tmp_path),
+                         figures, tmp_path)
+    assert "first seed" not in text
+    assert text.count("median seed by high-quality fraction") == 2 * 2  # image alt + caption
+    store = _mixture_records(tmp_path / "two", seeds=(0, 1))  # too few for a median
+    text = render_report(store.read_suite(), store.current_records(),
+                         results_table(tmp_path / "two", with_failures=True),
+                         failed_runs(tmp_path / "two"), figures, tmp_path / "two")
+    assert "median seed" not in text and "first seed" in text
+
+
+def test_published_sentences_say_matched_only_where_true(tmp_path):
+    from densitylab.report.published import budget_mismatch
+
+    own = {"model": {"kind": "gan", "params": {"latent_dim": 2}},
+           "train": {"steps": 100, "batch_size": 10}}
+    assert "with other architectures" in budget_mismatch([own])
+    published = {"model": {"kind": "gan", "params": {
+        "latent_dim": 2, "g_hidden": [400] * 4, "d_hidden": [200] * 3, "g_norm": "batch",
+        "d_activation": "maxout", "maxout_pieces": 5, "betas": [0.8, 0.999], "init_std": 0.02,
+        "loss": "non_saturating"}}, "train": {"steps": 100, "batch_size": 10}}
+    text = budget_mismatch([published])
+    assert "other architectures" not in text and "the published architecture" in text
+    _mixture_records(tmp_path, steps=4)
+    report = write_report(tmp_path, figures=False).markdown.read_text()
+    assert "matched setup" not in report

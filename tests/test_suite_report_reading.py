@@ -102,7 +102,9 @@ def test_metric_panels_say_which_way_is_better_and_mark_missing_densities(report
     assert not any(t.startswith("target_loglik") for t in titles)  # a line, not a bar
     assert "no density" in texts
     panel = next(ax for ax in fig.axes if ax.get_title().startswith("heldout_loglik"))
-    assert any(line.get_linestyle() == "--" for line in panel.lines)
+    # the target's own value: dotted, apart from the reference rows' dashed lines
+    assert any(line.get_label() == "target's own" and line.get_linestyle() == ":"
+               for line in panel.lines)
 
 
 def test_training_curves_have_a_colour_per_seed_and_named_axes(report):

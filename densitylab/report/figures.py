@@ -32,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..suite.records import RunRecord
+from matplotlib.ticker import FuncFormatter
 from ..suite.references import is_reference
 from ..suite.store import RunStore
 from .inference import cell_summary
@@ -41,7 +42,7 @@ from .naming import slug as _slug
 from .sections import model_label
 from .thresholds import threshold_figure, threshold_table
 
-__all__ = ["write_figures", "samples_figure", "image_grid_figure", "image_mosaic",
+__all__ = ["write_figures", "seed_caption", "samples_figure", "image_grid_figure", "image_mosaic",
            "density_figure", "metric_bars", "mode_histograms", "training_curves",
            "metric_curves", "DIRECTION"]
 
@@ -54,6 +55,7 @@ DIRECTION = {
     "heldout_elbo": "higher is better",
     "kl_mc_target_model": "lower is better", "sliced_wasserstein": "lower is better",
     "energy_distance": "lower is better",
+    "heldout_loglik_trimmed": "higher is better",
     "precision": "higher is better", "recall": "higher is better",
     "density": "1 = as the target", "coverage": "higher is better",
     "kid_mean": "lower is better", "frechet_distance": "lower is better",
@@ -64,6 +66,19 @@ _REFERENCE_LINES = {"target_loglik": ("heldout_loglik", "target's own"),
                     "kl_mc_stderr": (None, None)}
 #: Metric groups that need a model density: a model without one gets a visible mark.
 _DENSITY_GROUPS = ("log_likelihood", "kl_mc")
+
+#: Style of those reference lines: distinct from the reference rows' dashed bands.
+_REFERENCE_LINE_STYLE = {"color": "k", "ls": ":", "lw": 1.3}
+#: A seed value this many interquartile ranges beyond the quartiles is drawn at the panel's
+#: edge (marked, with its value) instead of stretching the axis for the others.
+_OUTLIER_IQRS = 10.0
+
+
+def _is_panel(metric: str) -> bool:
+    """False for values that qualify another value (its standard error, its p-value): they are
+    in the tables, not panels of their own."""
+    return metric not in _REFERENCE_LINES and not metric.endswith(("_stderr", "_pvalue"))
+
 
 _MAX_POINTS = 2500  # points drawn per scatter panel
 _GRID_SIDE = 8  # image grids show up to 8 x 8 images
@@ -154,6 +169,18 @@ def _representative_seed(records: list[RunRecord]) -> tuple[list[RunRecord], dic
 def _high_quality(record: RunRecord) -> float | None:
     value = record.values("mode_coverage").get("high_quality_fraction")
     return None if value is None else float(value)
+
+def seed_caption(records: list[RunRecord]) -> str:
+    """Which seed the per-model panels of ``samples.png`` and ``density.png`` show, as a
+    caption's words: the one :func:`_representative_seed` picks for the finished ``records``."""
+    shown, why = _representative_seed(_typed(records))
+    if shown and len(why) == len(shown):
+        return "median seed by high-quality fraction"
+    if not why:
+        return "first seed"
+    return ("median seed by high-quality fraction where a model has 3 or more seeds with mode "
+            "counts, else its first seed (each panel names its seed)")
+
 
 
 def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],
@@ -362,22 +389,44 @@ def density_figure(records: list[RunRecord], store: RunStore) -> Figure | None:
         finite = logp[np.isfinite(logp)]
         # Clip the far tail so the contour levels resolve the modes rather than the void.
         floor = np.percentile(finite, 5) if finite.size else 0.0
-        cs = ax.contourf(a["grid_x"], a["grid_y"], np.clip(logp, floor, None), levels=20,
-                         cmap="viridis")
-        fig.colorbar(cs, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
+        shown = np.clip(logp, floor, None)
+        top = float(finite.max()) if finite.size else 0.0
+        levels = 20
+        if finite.size and top - floor <= 1e-9 * max(1.0, abs(top)):  # one value: uniform
+            shown, levels = np.full_like(logp, top), [top - 0.5, top + 0.5]
+        cs = ax.contourf(a["grid_x"], a["grid_y"], shown, levels=levels, cmap="viridis")
+        bar = fig.colorbar(cs, ax=ax, shrink=0.8)
+        # plain tick labels: no offset text ("1e-13-1.816...") above the bar
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+        if isinstance(levels, list):  # uniform: one tick, at its value
+            bar.set_ticks([top])
+        bar.ax.tick_params(labelsize=6)
         _, mu = _target(r, a, 0)
         if mu is not None:
             ax.scatter(mu[:, 0], mu[:, 1], marker="x", s=15, c="w", linewidths=1)
-        ax.set_title(f"log density: {r.dataset} / {_name(r)}", fontsize=8)
+        ax.set_title(_wrap(f"{r.dataset} / {_name(r)}", 22), fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
     return fig
 
 
 def metric_bars(table: pd.DataFrame, dataset: str, *,
+    fig.suptitle("model log-density", fontsize=9)
                 no_density: list[str] | None = None) -> Figure | None:
     """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
     interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters where it has spaces, so that
+    a panel title stays within its panel."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False)) or text
+
+
+def _plain(value: float, _pos=None) -> str:
+    return f"{value:.3g}"
+
+
     under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
     mean as a dashed line, their interval as the band), or a note at the panel's edge when a
     reference lies far off the models' scale.
@@ -394,7 +443,7 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     lines = {m: ok[ok["metric"] == m]["value"].mean() for m in _REFERENCE_LINES
              if m in set(ok["metric"])}
     metrics = [m for m in _ordered(m for m in ok["metric"] if isinstance(m, str) and m)
-               if m not in _REFERENCE_LINES]
+               if _is_panel(m)]
     if not metrics:
         return None
     fig, axes = _panel_grid(len(metrics), max_cols=4, panel_size=(3.2, 2.9), min_width=4.5)
@@ -404,9 +453,12 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
         models = mcells[~mcells["reference"]]
         labels = []
         for i, r in enumerate(models.itertuples()):
-            vals = ok[(ok["model"] == r.model) & (ok["metric"] == metric)]["value"].to_numpy()
+            vals = seeds[r.model]
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(vals)), vals, s=9, c="k", alpha=0.6,
                        linewidths=0, zorder=3)
+        seeds = {r.model: ok[(ok["model"] == r.model) & (ok["metric"] == metric)]["value"]
+                 .to_numpy(dtype=float) for r in models.itertuples()}
+        scale = _robust_range(np.concatenate([*seeds.values(), np.empty(0)]))
             if r.n:
                 low = r.low if np.isfinite(r.low) else r.mean
                 high = r.high if np.isfinite(r.high) else r.mean
@@ -422,13 +474,16 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
                     labels.append(model)
         for ref, (panel, label) in _REFERENCE_LINES.items():
             if panel == metric and ref in lines:
-                ax.axhline(lines[ref], color="C3", ls="--", lw=1, label=label)
+                ax.axhline(lines[ref], label=label, zorder=2, **_REFERENCE_LINE_STYLE)
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlim(-0.6, max(len(labels) - 0.4, 0.6))
-        _reference_bands(ax, mcells[mcells["reference"]], models)
+        notes = _reference_bands(ax, mcells[mcells["reference"]], models, scale)
+        if scale is not None:
+            _clip_outliers(ax, scale, seeds, models)
         direction = DIRECTION.get(metric)
         ax.set_title(metric + (f"\n({direction})" if direction else ""), fontsize=9)
-        ax.set_xlabel("")
+        # a reference far off the scale is named under the panel, never over the seed dots
+        ax.set_xlabel("\n".join(notes), fontsize=6, color="0.3")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
     handles, names = [], []
@@ -445,11 +500,62 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     return fig
 
 
-def _reference_bands(ax, refs: pd.DataFrame, models: pd.DataFrame) -> None:
-    """Draw each reference row as a band (interval) with a dashed line (mean), or, when it is
-    far off the models' scale, as a note at the top or bottom of the panel."""
-    spans = [v for v in np.concatenate([models["low"], models["high"], models["mean"]])
-             if np.isfinite(v)]
+def _robust_range(values: np.ndarray) -> tuple[float, float] | None:
+    """``(low, high)`` of the seed values without the far outliers (beyond
+    :data:`_OUTLIER_IQRS` interquartile ranges of the quartiles), or None when none is that far
+    (or the spread is zero): then the axis fits every value as usual."""
+    values = values[np.isfinite(values)]
+    if values.size < 4:
+        return None
+    q1, q3 = np.percentile(values, [25, 75])
+    iqr = q3 - q1
+    if iqr <= 0:
+        return None
+    inner = values[(values >= q1 - _OUTLIER_IQRS * iqr) & (values <= q3 + _OUTLIER_IQRS * iqr)]
+    if inner.size == values.size:
+        return None
+    return float(inner.min()), float(inner.max())
+
+
+def _clip_outliers(ax, scale: tuple[float, float], seeds: dict[str, np.ndarray],
+                   models: pd.DataFrame) -> None:
+    """Fit the y axis to ``scale`` (the seeds without far outliers) and mark each seed (and
+    each mean) beyond it at the panel's edge with a triangle and its value."""
+    lo, hi = scale
+    pad = 0.15 * max(hi - lo, 1e-12 * max(1.0, abs(hi)))
+    bottom, top = lo - pad, hi + pad
+    ax.set_ylim(bottom, top)
+    for i, r in enumerate(models.itertuples()):
+        vals = seeds[r.model]
+        for above in (False, True):
+            off = vals[vals > top] if above else vals[vals < bottom]
+            mean_off = np.isfinite(r.mean) and (r.mean > top if above else r.mean < bottom)
+            if not off.size and not mean_off:
+                continue
+            edge = top if above else bottom
+            ax.scatter([i], [edge], marker="^" if above else "v", s=30, c="C3", zorder=5,
+                       clip_on=False)
+            words = []
+            if off.size:
+                words.append(f"{off.size} seed{'s' if off.size > 1 else ''} at "
+                             + ", ".join(f"{v:.3g}" for v in off[:3]))
+            if mean_off:
+                words.append(f"mean {r.mean:.3g}")
+            ax.annotate("; ".join(words) + " (off the scale)", xy=(i, edge),
+                        xytext=(4, -10 if above else 4), textcoords="offset points",
+                        fontsize=6, color="C3", va="bottom", ha="left", zorder=5)
+
+
+def _reference_bands(ax, refs: pd.DataFrame, models: pd.DataFrame,
+                     scale: tuple[float, float] | None = None) -> list[str]:
+    """Draw each reference row as a band (interval) with a dashed line (mean); one far off
+    the models' scale (``scale``, else their means and intervals) is returned as a note, e.g.
+    ``"noise (reference): 5.9, below the scale"``, for the caller to print under the panel."""
+    if scale is not None:
+        spans = list(scale)
+    else:
+        spans = [v for v in np.concatenate([models["low"], models["high"], models["mean"]])
+                 if np.isfinite(v)]
     lo, hi = (min(spans), max(spans)) if spans else (np.nan, np.nan)
     width = max(hi - lo, 1e-12 + 1e-3 * abs(hi)) if spans else np.nan
     notes = []
@@ -459,17 +565,13 @@ def _reference_bands(ax, refs: pd.DataFrame, models: pd.DataFrame) -> None:
         colour = ("0.35", "C3", "C4")[j % 3]
         label = f"{r.model} (reference)"
         if spans and not (lo - 3 * width <= r.mean <= hi + 3 * width):
-            notes.append((r.mean > hi, f"{label}: {r.mean:.3g}"))
+            notes.append(f"{label}: {r.mean:.3g}, {'above' if r.mean > hi else 'below'} the "
+                         "scale")
             continue
         if np.isfinite(r.low) and np.isfinite(r.high):
             ax.axhspan(r.low, r.high, color=colour, alpha=0.15, lw=0, zorder=1)
         ax.axhline(r.mean, color=colour, ls="--", lw=1, zorder=2, label=label)
-    for k, (above, text) in enumerate(notes):
-        ax.annotate(text + (" (above)" if above else " (below)"), xy=(0.02, 0.97 - 0.08 * k
-                                                                         if above else
-                                                                         0.03 + 0.08 * k),
-                    xycoords="axes fraction", va="top" if above else "bottom", fontsize=6,
-                    color="0.3")
+    return notes
 
 
 def mode_histograms(records: list[RunRecord], dataset: str) -> Figure | None:
@@ -584,7 +686,7 @@ def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
         return None
 
     df = pd.DataFrame(rows)
-    metrics = [m for m in _ordered(df["metric"]) if m not in _REFERENCE_LINES]
+    metrics = [m for m in _ordered(df["metric"]) if _is_panel(m)]
     fig, axes = _panel_grid(len(metrics), max_cols=3, panel_size=(3.4, 2.6))
     for ax, metric in zip(axes, metrics, strict=False):
         sub = df[df["metric"] == metric]

@@ -188,9 +188,9 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             lines += [
                 f"Published numbers on this protocol ({protocol}: same target, 2,500 samples, "
                 "3-std high quality) are not set beside these runs: " + mismatch + ". They are "
-                "in the papers' Table 1 (" + "; ".join(CITATIONS.values()) + ") and in the "
-                "project's comparative analysis (`docs/comparative-analysis.md`), which compares "
-                "at a matched setup.", "",
+                "in the papers' Table 1 (" + "; ".join(CITATIONS.values()) + "); the "
+                "project's comparative analysis (`docs/comparative-analysis.md`) sets them "
+                "beside its own runs and says where its setup differs.", "",
             ]
         elif len(protocols) == 1 and (protocol := protocols.pop()) is not None:
             lines += [
@@ -224,13 +224,16 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             if name in fig_names:
                 lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
     with_modes = any(_has_modes(r) for r in ok)
+    from .figures import seed_caption
+
+    shown = seed_caption(ok)
     for name, title, caption in (
             ("samples.png", "Model samples", "Model samples (blue) over a target sample (grey)"
-             + (" and the mode centres (red crosses)" if with_modes else "") + ", first seed"),
+             + (" and the mode centres (red crosses)" if with_modes else "") + f", {shown}"),
             ("samples_flagged.png", "Diverged or collapsed seeds", "Diverged or collapsed "
              "seeds (at most half of the modes covered), every seed: samples (red) over a "
              "target sample (grey)"),
-            ("density.png", "Model log-density", "Model log-density, first seed")):
+            ("density.png", "Model log-density", f"Model log-density, {shown}")):
         if name in fig_names:
             lines += [f"## {title}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
@@ -320,11 +323,16 @@ def _what_this_suite_is(info: dict[str, Any] | None, records: list[RunRecord]) -
         text = "; ".join(f"{st:,} steps of {bs:,} samples ({st * bs:,} samples seen)"
                          for st, bs in sorted(sizes))
         lines.append(f"- {model}: {text}")
-    least = min((training_samples(r.config) for r in records),
+    on_protocol = [r for r in records if protocol_of(r.config) is not None]  # published targets
+    least = min((training_samples(r.config) for r in on_protocol),
                 default=PUBLISHED_TRAINING_SAMPLES)
     lines.append("")
-    can = ["which model covers the modes and which puts its samples on them (blur against "
-           "sharpness), and how often a seed collapses (counted per seed below each table)"]
+    if any(_has_modes(r) for r in records):
+        can = ["which model covers the modes and which puts its samples on them (blur against "
+               "sharpness), and how often a seed collapses (counted per seed below each table)"]
+    else:  # no mode metric: nothing is counted per mode or per seed below the tables
+        can = ["how far each model's samples are from the target on the metrics below, seed by "
+               "seed"]
     cannot = []
     if len(seeds) < 5:
         cannot.append(f"differences between models smaller than the seed-to-seed spread: with "

@@ -127,10 +127,14 @@ def budget_mismatch(configs: list[dict[str, Any]]) -> str | None:
     least = min(training_samples(c) for c in configs)
     if least >= PUBLISHED_TRAINING_SAMPLES:
         return None
+    same = [published_setup(c.get("model", {}), c.get("train", {})) is not None for c in configs]
+    architectures = ("with the published architecture" if all(same) else
+                     "with other architectures" if not any(same) else
+                     "some with other architectures")
     return (f"these runs trained on {least:,} samples (steps x batch size) or more, "
             f"{100 * least / PUBLISHED_TRAINING_SAMPLES:.2g}% of the "
             f"{PUBLISHED_TRAINING_SAMPLES:,} behind the published numbers (PacGAN: 400 epochs "
-            "of 100,000 samples), with other architectures")
+            f"of 100,000 samples), {architectures}")
 
 
 def published_for(dataset: str) -> list[PublishedRow]:
