@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from ..suite.records import RunRecord
-from matplotlib.ticker import FuncFormatter
 from ..suite.references import is_reference
 from ..suite.store import RunStore
 from .inference import cell_summary
@@ -52,10 +52,10 @@ DIRECTION = {
     "kl_modes": "lower is better", "mmd": "lower is better",
     "kl_knn_model_target": "lower is better", "kl_knn_target_model": "lower is better",
     "heldout_loglik": "higher is better", "heldout_loglik_median": "higher is better",
+    "heldout_loglik_trimmed": "higher is better",
     "heldout_elbo": "higher is better",
     "kl_mc_target_model": "lower is better", "sliced_wasserstein": "lower is better",
     "energy_distance": "lower is better",
-    "heldout_loglik_trimmed": "higher is better",
     "precision": "higher is better", "recall": "higher is better",
     "density": "1 = as the target", "coverage": "higher is better",
     "kid_mean": "lower is better", "frechet_distance": "lower is better",
@@ -64,9 +64,6 @@ DIRECTION = {
 #: Values drawn as reference lines in another value's panel, not as bars of their own.
 _REFERENCE_LINES = {"target_loglik": ("heldout_loglik", "target's own"),
                     "kl_mc_stderr": (None, None)}
-#: Metric groups that need a model density: a model without one gets a visible mark.
-_DENSITY_GROUPS = ("log_likelihood", "kl_mc")
-
 #: Style of those reference lines: distinct from the reference rows' dashed bands.
 _REFERENCE_LINE_STYLE = {"color": "k", "ls": ":", "lw": 1.3}
 #: A seed value this many interquartile ranges beyond the quartiles is drawn at the panel's
@@ -79,6 +76,9 @@ def _is_panel(metric: str) -> bool:
     in the tables, not panels of their own."""
     return metric not in _REFERENCE_LINES and not metric.endswith(("_stderr", "_pvalue"))
 
+
+#: Metric groups that need a model density: a model without one gets a visible mark.
+_DENSITY_GROUPS = ("log_likelihood", "kl_mc")
 
 _MAX_POINTS = 2500  # points drawn per scatter panel
 _GRID_SIDE = 8  # image grids show up to 8 x 8 images
@@ -166,10 +166,6 @@ def _representative_seed(records: list[RunRecord]) -> tuple[list[RunRecord], dic
     return out, why
 
 
-def _high_quality(record: RunRecord) -> float | None:
-    value = record.values("mode_coverage").get("high_quality_fraction")
-    return None if value is None else float(value)
-
 def seed_caption(records: list[RunRecord]) -> str:
     """Which seed the per-model panels of ``samples.png`` and ``density.png`` show, as a
     caption's words: the one :func:`_representative_seed` picks for the finished ``records``."""
@@ -181,6 +177,10 @@ def seed_caption(records: list[RunRecord]) -> str:
     return ("median seed by high-quality fraction where a model has 3 or more seeds with mode "
             "counts, else its first seed (each panel names its seed)")
 
+
+def _high_quality(record: RunRecord) -> float | None:
+    value = record.values("mode_coverage").get("high_quality_fraction")
+    return None if value is None else float(value)
 
 
 def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],
@@ -407,14 +407,10 @@ def density_figure(records: list[RunRecord], store: RunStore) -> Figure | None:
         ax.set_title(_wrap(f"{r.dataset} / {_name(r)}", 22), fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
+    fig.suptitle("model log-density", fontsize=9)
     return fig
 
 
-def metric_bars(table: pd.DataFrame, dataset: str, *,
-    fig.suptitle("model log-density", fontsize=9)
-                no_density: list[str] | None = None) -> Figure | None:
-    """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
-    interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
 def _wrap(text: str, width: int) -> str:
     """``text`` broken into lines of at most ``width`` characters where it has spaces, so that
     a panel title stays within its panel."""
@@ -427,6 +423,10 @@ def _plain(value: float, _pos=None) -> str:
     return f"{value:.3g}"
 
 
+def metric_bars(table: pd.DataFrame, dataset: str, *,
+                no_density: list[str] | None = None) -> Figure | None:
+    """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
+    interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
     under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
     mean as a dashed line, their interval as the band), or a note at the panel's edge when a
     reference lies far off the models' scale.
@@ -452,13 +452,13 @@ def _plain(value: float, _pos=None) -> str:
         mcells = cells[cells["metric"] == metric]
         models = mcells[~mcells["reference"]]
         labels = []
+        seeds = {r.model: ok[(ok["model"] == r.model) & (ok["metric"] == metric)]["value"]
+                 .to_numpy(dtype=float) for r in models.itertuples()}
+        scale = _robust_range(np.concatenate([*seeds.values(), np.empty(0)]))
         for i, r in enumerate(models.itertuples()):
             vals = seeds[r.model]
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(vals)), vals, s=9, c="k", alpha=0.6,
                        linewidths=0, zorder=3)
-        seeds = {r.model: ok[(ok["model"] == r.model) & (ok["metric"] == metric)]["value"]
-                 .to_numpy(dtype=float) for r in models.itertuples()}
-        scale = _robust_range(np.concatenate([*seeds.values(), np.empty(0)]))
             if r.n:
                 low = r.low if np.isfinite(r.low) else r.mean
                 high = r.high if np.isfinite(r.high) else r.mean
