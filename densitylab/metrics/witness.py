@@ -136,7 +136,9 @@ def witness_map(x, y, seed: int = 0, *, grid_size: int = 64, num_permutations: i
     1. Split (seeded): each set is shuffled and halved. On the first halves the RBF bandwidth
        is chosen by maximising the studentised MMD² (:func:`select_bandwidth`, an estimate of the
        test's power: Sutherland et al. ICLR 2017; Liu et al. ICML 2020), not by the median
-       heuristic, which oversmooths a mixture of narrow modes. ``bandwidth`` skips this step.
+       heuristic, which oversmooths a mixture of narrow modes. The candidates are the median
+       heuristic times ``2^(k/2)``, k = -14..2, that are at least one grid cell wide (a narrower
+       kernel falls between the grid points). ``bandwidth`` skips this step.
     2. On the second halves (sizes :math:`n_2`, :math:`m_2`), at each grid point t:
        :math:`w(t) = \frac{1}{n_2}\sum_i k(x_i, t) - \frac{1}{m_2}\sum_j k(y_j, t)` and the
        Welch statistic :math:`T(t) = w(t) / \sqrt{s_x^2(t)/n_2 + s_y^2(t)/m_2}` (variances of
@@ -180,12 +182,17 @@ def witness_map(x, y, seed: int = 0, *, grid_size: int = 64, num_permutations: i
     hx, hy = xs.shape[0] // 2, ys.shape[0] // 2
     x1, x2 = xs[px[:hx]], xs[px[hx:]]
     y1, y2 = ys[py[:hy]], ys[py[hy:]]
+    axes, grid = _grid(torch.cat([xs, ys]).cpu(), size, pad)
     if bandwidth is None:
-        bw, cands, ratios = select_bandwidth(x1, y1, seed=seed)
+        # a kernel narrower than the grid's cells would fall between its points: the map can
+        # only show structure at its own resolution
+        spacing = max(float(a[1] - a[0]) for a in axes)
+        base = median_bandwidth(x1, y1, seed=seed)
+        cands = [base * f for f in _BANDWIDTH_FACTORS if base * f >= spacing] or [spacing]
+        bw, cands, ratios = select_bandwidth(x1, y1, candidates=cands, seed=seed)
     else:
         bw = check_positive(bandwidth, "bandwidth")
         cands, ratios = (bw,), ()
-    axes, grid = _grid(torch.cat([xs, ys]).cpu(), size, pad)
     grid = grid.to(xs.device)
     pool = torch.cat([x2, y2])
     n_x, n_y = x2.shape[0], y2.shape[0]

@@ -9,6 +9,8 @@
   model's samples: the picture of a VAE's blur against a GAN's sharpness. One channel is drawn
   in grey; three channels (stacked digits) as a colour image, one digit per colour channel.
 * ``density.png``: log-density contours of the models with a density (VAE, flow).
+* ``witness.png``: where each 2D model is wrong, as an MMD witness map with its significant
+  regions outlined (:mod:`densitylab.report.maps`).
 * ``metrics_<dataset>.png``: each seed's value, the mean with its 95 % bootstrap interval over
   seeds, failures as "k of n", and the reference rows (oracle, noise) as horizontal bands. Each
   panel says whether higher or lower is better; a model without a density is marked "no density"
@@ -37,6 +39,7 @@ from ..suite.references import is_reference
 from ..suite.store import RunStore
 from .inference import cell_summary
 from .legacy import legacy_target
+from .maps import witness_figure
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .sections import model_label
@@ -105,7 +108,8 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
     shown, why_shown = _representative_seed(ok)
     for name, fig in (("samples", samples_figure(shown, store, why_shown)),
                       ("samples_flagged", flagged_samples_figure(records, store)),
-                      ("density", density_figure(shown, store))):
+                      ("density", density_figure(shown, store)),
+                      ("witness", witness_figure(shown, store))):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
     for dataset in dict.fromkeys(r.dataset for r in ok):

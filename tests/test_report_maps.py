@@ -1,0 +1,38 @@
+"""The witness-map figure draws, from a results folder alone, where a model misses mass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from densitylab import distributions
+from densitylab.distributions import GaussianMixture
+from densitylab.report.maps import witness_figure
+from densitylab.suite.store import RunRecord, RunStore
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _record(run_id, model="gan"):
+    return RunRecord.of({"run_id": run_id, "dataset": "ring", "model": model, "seed": 0,
+                         "status": "ok"})
+
+
+def test_witness_figure_outlines_a_dropped_mode_and_skips_runs_without_points(tmp_path):
+    p = distributions.ring(dtype=torch.float64)
+    keep = torch.arange(8) != 3
+    q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    store = RunStore(tmp_path)
+    store.runs_dir.mkdir(parents=True, exist_ok=True)
+    store.write_samples("a", {"samples": q.sample(600, seed=1).numpy(),
+                              "reference": p.sample(600, seed=2).numpy(),
+                              "mode_means": p.means.numpy()})
+    store.write_samples("b", {"samples": q.sample(10, seed=1).numpy()})  # no target sample
+    fig = witness_figure([_record("a"), _record("b", "vae"), _record("c")], store,
+                         grid_size=32, num_permutations=100)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(panels) == 1
+    assert "ring / gan" in panels[0].get_title() and "bandwidth" in panels[0].get_title()
+    # the colour map, at least one significance outline, the mode centres
+    assert len(panels[0].collections) >= 3
+    assert witness_figure([_record("b")], store) is None
