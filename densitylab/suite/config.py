@@ -101,8 +101,9 @@ class RunSpec:
     threads: int | None = None  # torch threads for this run; None: leave torch's setting
     #: The suite file's folder, searched first for ``plugins`` (not part of the run id).
     plugin_dir: str | None = None
-    #: The code that computes the run (:func:`densitylab.suite.provenance.spec_code`), filled
-    #: in once per suite run by the runner; None: the run computes it itself. Not in the id.
+    #: The code the runner expects to compute the run
+    #: (:func:`densitylab.suite.provenance.spec_code`), filled in once per suite run; the record
+    #: of a run that built its model holds the code its process ran. Not in the id.
     code: dict[str, Any] | None = None
     #: Write TensorBoard event files of the run (``[suite] tensorboard``; not in the id).
     tensorboard: bool = False

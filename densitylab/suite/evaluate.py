@@ -466,8 +466,9 @@ def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.devi
     A diverged run is not scored: its metrics would describe an untrained model.
     """
     cfg = spec.config
-    if not record.code:  # run outside a suite run (which computes it once for every run)
-        record.code = run_code(model, target, [m["name"] for m in cfg["metrics"]])
+    # the code this process ran (a remote Dask worker may run other code than the runner that
+    # checked the folder; file digests and the git commit are cached per process)
+    record.code = run_code(model, target, [m["name"] for m in cfg["metrics"]])
     record.history = History.from_dict(summarize_history(history))
     record.train_s = train_s
     record.trained_steps = cfg["train"]["steps"]

@@ -100,6 +100,9 @@ class SuiteResult:
         ]
         for r in self.failed:
             lines.append(f"  {r['status'].upper()} {r['label']} ({r['run_id']}): {r['error']}")
+        if self.other_code:
+            lines.append(f"  {len(self.other_code)} finished run(s) computed by other code were "
+                         "kept (--force); the report lists which runs came from which code")
         if errors:
             lines.append("  failed runs are retried when the same command is run again")
         if self.diverged:
