@@ -451,6 +451,7 @@ class Diffusion(GenerativeModel):
         """Draw ``n`` samples ``(n, *data_shape)``; ``sampler`` (``"ancestral"``/``"ddim"``) and
         ``steps`` override the configured ``sampler`` and ``sample_steps``."""
         n = check_int(n, "n", minimum=0)
+        self._warn_if_untrained("sample")
         sampler = self.config["sampler"] if sampler is None else sampler
         check_choice(sampler, "sampler", SAMPLERS)
         if steps is not None:
@@ -534,4 +535,3 @@ class Diffusion(GenerativeModel):
             divergence = "exact" if exact else "hutchinson"
         return probability_flow_log_prob(self.eps, x, self.schedule, t_eps=self.config["t_min"],
                                          num_steps=steps, divergence=divergence, generator=gen)
-        self._warn_if_untrained("sample")
