@@ -202,12 +202,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_suite(args.suite, device=args.device)
     out = Path(args.out) if args.out else Path("results") / config.name
     if args.dry_run:
+        from .suite.provenance import fingerprint_of, spec_code
         from .suite.store import RunStore
 
         store = RunStore(out)
         runs = select_runs(config.runs, args.only)
         for spec in runs:
             state = "done" if store.is_finished(spec.run_id) else "pending"
+            if state == "done" and (fingerprint_of(store.load_record(spec.run_id))
+                                    != spec_code(spec)["fingerprint"]):
+                state += " (by other code)"
             print(f"{spec.run_id}  {spec.label:<32} {state}")
         print(f"{len(runs)} run(s) in suite {config.name!r}")
         from .report.power import dry_run_warning, plan_suite

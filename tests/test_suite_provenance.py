@@ -142,6 +142,9 @@ def test_cli_says_the_folder_holds_other_code(tmp_path, capsys):
     _set_code(store, rid, {**store.load_record(rid).code, "fingerprint": "0123456789ab"})
     assert main(["-q", "run", str(suite_file), "--out", str(out)]) == 2
     assert "computed by other code" in capsys.readouterr().err
+    assert main(["run", str(suite_file), "--out", str(out), "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{rid}  ring/" in listed and listed.count("done (by other code)") == 1
     assert main(["-q", "run", str(suite_file), "--out", str(out), "--force"]) == 0
 
 
