@@ -28,14 +28,14 @@ def test_list_shows_datasets_models_metrics(capsys):
     out = capsys.readouterr().out
     assert "ring" in out and "grid" in out and "gaussfit" in out
     assert "mode_coverage(threshold=3.0, min_count=1)" in out
-    assert "suites:   images, pacgan2d, quick, toy2d" in out
+    assert "suites:   images, memorisation, pacgan2d, quick, toy2d" in out
 
 
 def test_run_help_names_every_builtin_suite(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     printed = " ".join(capsys.readouterr().out.split())
-    assert "built-in suite name (images, pacgan2d, quick, toy2d)" in printed
+    assert "built-in suite name (images, memorisation, pacgan2d, quick, toy2d)" in printed
 
 
 def test_run_then_report(tmp_path, capsys):

@@ -53,3 +53,17 @@ def test_data_copying_metric_flags_a_model_that_returns_its_training_set():
     assert out["authenticity"] < out["authenticity_heldout"]
     no_train = EvalContext(target, None, train, train, 3, 500, torch.device("cpu"))
     assert "train_size" in spec.applies(no_train)
+
+
+def test_memorisation_suite_validates_matches_its_copy_and_carries_the_copying_metrics():
+    from pathlib import Path
+
+    from densitylab.suite import builtin_suites, load_suite
+
+    shipped = builtin_suites()["memorisation"]
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "memorisation.toml"
+    assert shipped.read_bytes() == bench.read_bytes()
+    cfg = load_suite("memorisation")
+    assert {r.config["train"]["train_size"] for r in cfg.runs} == {1000}
+    assert {r.config["model"]["kind"] for r in cfg.runs} >= {"vae", "gan", "flow", "diffusion"}
+    assert {m["name"] for m in cfg.metrics} >= {"data_copying", "calibration"}
