@@ -223,3 +223,87 @@ def test_iwae_bound_lies_between_the_mean_and_the_max_and_shifts_with_the_weight
     testing.assert_close(losses.iwae_bound(lw + c), value + c, rtol=1e-12, atol=1e-9)
     if k == 1:
         assert value == float(lw[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# the gradient penalty where the critic's gradient depends on the point: a quadratic critic
+# D(x) = |x|^2 / 2 has gradient x, so the penalty is mean (|x_hat| - 1)^2, with x_hat the
+# interpolate eps * real + (1 - eps) * fake computed here by hand
+# ---------------------------------------------------------------------------------------------
+
+
+def _quadratic_critic(x):
+    return 0.5 * (x**2).reshape(x.shape[0], -1).sum(1)
+
+
+@given(st.integers(1, 6), st.integers(1, 3), st.integers(0, 2**16))
+def test_gradient_penalty_of_a_quadratic_critic_uses_the_interpolates(n, d, seed):
+    gen = torch.Generator().manual_seed(seed)
+    real = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    fake = torch.randn(n, d, generator=gen, dtype=torch.float64) + 3.0
+    eps = torch.rand(n, 1, generator=gen, dtype=torch.float64)
+    x_hat = [[e * r + (1 - e) * f for r, f in zip(rr, ff, strict=True)]
+             for e, rr, ff in zip(eps[:, 0].tolist(), real.tolist(), fake.tolist(), strict=True)]
+    expected = sum((math.sqrt(sum(v * v for v in row) + 1e-12) - 1) ** 2 for row in x_hat) / n
+    gp = losses.gradient_penalty(_quadratic_critic, real, fake, eps=eps)
+    testing.assert_close(gp, expected, rtol=1e-10, name="gradient penalty")
+    # with target t the penalty is mean (|x_hat| - t)^2
+    gp2 = losses.gradient_penalty(_quadratic_critic, real, fake, eps=eps, target=2.0)
+    expected2 = sum((math.sqrt(sum(v * v for v in row) + 1e-12) - 2) ** 2 for row in x_hat) / n
+    testing.assert_close(gp2, expected2, rtol=1e-10, name="gradient penalty, target 2")
+
+
+def test_gradient_penalty_draws_eps_from_the_generator_in_the_data_dtype():
+    real = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fake = real + 2.0
+    drawn = losses.gradient_penalty(_quadratic_critic, real, fake,
+                                    generator=torch.Generator().manual_seed(7))
+    # the same uniforms, drawn by hand from a generator with the same seed, in float64
+    eps = torch.rand(5, 1, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    by_hand = losses.gradient_penalty(_quadratic_critic, real, fake, eps=eps)
+    assert drawn.item() == by_hand.item()
+    # images: one eps per row, broadcast over the other axes
+    real4 = real.reshape(5, 2, 1, 1).expand(5, 2, 2, 1)
+    drawn4 = losses.gradient_penalty(_quadratic_critic, real4, real4 + 1.0,
+                                     generator=torch.Generator().manual_seed(7))
+    eps4 = eps.reshape(5, 1, 1, 1)
+    testing.assert_close(drawn4, losses.gradient_penalty(_quadratic_critic, real4, real4 + 1.0,
+                                                         eps=eps4), rtol=0.0)
+
+
+def test_gradient_penalty_checks_the_shapes_of_its_inputs():
+    real, fake = torch.zeros(3, 2), torch.ones(3, 2)
+    with pytest.raises(ValueError, match=r"^real and fake must have the same shape, got "
+                                         r"\(3, 2\) and \(2, 2\)$"):
+        losses.gradient_penalty(_quadratic_critic, real, fake[:2])
+    with pytest.raises(ValueError, match=r"^eps must have shape \(3, 1\), got \(3,\)$"):
+        losses.gradient_penalty(_quadratic_critic, real, fake, eps=torch.rand(3))
+    # the right shape is accepted
+    losses.gradient_penalty(_quadratic_critic, real, fake, eps=torch.rand(3, 1))
+
+
+def test_bad_input_messages_name_the_argument_and_the_fix():
+    with pytest.raises(ValueError, match=r"^unknown kind 'wgan'; expected one of 'minimax'"):
+        losses.discriminator_loss(torch.zeros(1), torch.zeros(1), "wgan")
+    with pytest.raises(ValueError, match=r"^unknown kind 'wgan'; expected one of 'minimax'"):
+        losses.generator_loss(torch.zeros(1), "wgan")
+    with pytest.raises(TypeError, match=r"^real_logits must be a torch.Tensor of logits, "
+                                        r"got list$"):
+        losses.discriminator_loss([0.0], torch.zeros(1))
+    with pytest.raises(TypeError, match=r"^fake_logits must be a torch.Tensor of logits, "
+                                        r"got list$"):
+        losses.discriminator_loss(torch.zeros(1), [0.0])
+    with pytest.raises(TypeError, match=r"^fake_logits must be a floating tensor, got dtype"):
+        losses.generator_loss(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"^fake_logits must not be empty$"):
+        losses.discriminator_loss(torch.zeros(1), torch.zeros(0))
+    with pytest.raises(ValueError, match=r"^real_logits must not be empty$"):
+        losses.discriminator_loss(torch.zeros(0), torch.zeros(1))
+    with pytest.raises(ValueError, match=r"^real must have requires_grad=True before the "
+                                         r"discriminator is applied to it \(call "
+                                         r"real\.requires_grad_\(True\) first\)$"):
+        losses.r1_penalty(torch.zeros(2), torch.zeros(2, 1))
+    with pytest.raises(ValueError, match=r"^give exactly one of scale and log_scale$"):
+        losses.gaussian_kl(torch.zeros(2))
+    with pytest.raises(ValueError, match=r"^log_weights needs at least one sample along dim$"):
+        losses.iwae_bound(torch.zeros(0, 3))
