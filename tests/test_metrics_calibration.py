@@ -123,3 +123,14 @@ def test_sample_sets_of_the_wrong_shape_raise():
         metrics.calibration(x, np.zeros((10, 5, 2)))
     with pytest.raises(ValueError, match="features"):
         metrics.calibration(x, np.zeros((20, 5, 3)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["tarp", "hpd", "pit"])
+def test_cuda_inputs_give_the_cpu_result(method):
+    target = _gaussian()
+    x, y = target.sample(100, seed=1), target.sample(100 * 30, seed=2)
+    cpu = metrics.calibration(x, y, method=method, log_prob=target.log_prob, num_samples=30)
+    gpu = metrics.calibration(x.cuda(), y.cuda(), method=method,
+                              log_prob=lambda z: target.log_prob(z.cpu()), num_samples=30)
+    assert gpu.area == pytest.approx(cpu.area, abs=1e-12) and gpu.dispersion == cpu.dispersion

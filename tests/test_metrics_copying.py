@@ -179,3 +179,12 @@ def test_sanity_battery_runs_the_copying_controls_and_they_pass():
         for c in ("copier", "oracle")}
     assert all(r.status == "pass" for r in controls), [r.detail for r in controls]
     assert "| data_copying | n/a | pass | pass |" in rep.to_markdown()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_inputs_give_the_cpu_results():
+    train, held, gen = _ring_sets(300, 3)
+    for fn in (metrics.data_copying, metrics.authenticity, metrics.nn_distance_ratio):
+        cpu = fn(train, held, gen)
+        gpu = fn(train.cuda(), held.cuda(), gen.cuda())
+        assert gpu.pvalue == pytest.approx(cpu.pvalue, rel=1e-9, abs=1e-300)

@@ -74,3 +74,13 @@ def test_witness_map_needs_2d_points():
         metrics.witness_map(np.zeros((10, 3)), np.ones((10, 3)))
     with pytest.raises(ValueError, match="alpha"):
         metrics.witness_map(np.zeros((10, 2)), np.ones((10, 2)), alpha=0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_inputs_give_the_cpu_map():
+    rng = np.random.default_rng(0)
+    x, y = torch.tensor(rng.normal(size=(60, 2))), torch.tensor(rng.normal(size=(50, 2)) + 0.5)
+    cpu = metrics.witness_map(x, y, grid_size=8, num_permutations=50)
+    gpu = metrics.witness_map(x.cuda(), y.cuda(), grid_size=8, num_permutations=50)
+    np.testing.assert_allclose(gpu.tmap, cpu.tmap, rtol=1e-9, atol=1e-12)
+    assert (gpu.significant == cpu.significant).all() and gpu.bandwidth == cpu.bandwidth

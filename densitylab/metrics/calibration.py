@@ -215,7 +215,7 @@ def calibration(x, y, method: str = "tarp", seed: int = 0, *, log_prob: Callable
                             "model's log-density")
         sx = _log_density(log_prob, xs, n, "x")
         if pool is not None:  # the pool's densities once, then gathered
-            sy = _log_density(log_prob, pool, pool.shape[0], "y")[index]
+            sy = _log_density(log_prob, pool, pool.shape[0], "y")[index.cpu()]
         else:
             sy = _log_density(log_prob, sets.reshape(-1, d), n * big_l, "y").reshape(n, big_l)
         levels = _score_levels(sx, sy, big_l, gen)[:, None]
