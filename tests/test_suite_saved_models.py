@@ -110,3 +110,13 @@ def test_tensorboard_events_hold_the_losses_and_metrics(tmp_path):
     assert point.step == 5 and point.value == pytest.approx(rec.metrics["mmd"].values["mmd"],
                                                             rel=1e-6)
     assert "run/text_summary" in events.Tags()["tensors"]  # the run's facts as text
+
+
+def test_tensorboard_without_tensorboard_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    cfg = _suite(save_models=False, tensorboard=True)
+    with pytest.raises(ImportError, match=r"pip install 'densitylab\[tensorboard\]'"):
+        run_suite(cfg, tmp_path, show_progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
