@@ -82,6 +82,9 @@ def test_an_edit_to_a_source_file_changes_the_fingerprint(tmp_path, monkeypatch)
     before = provenance.module_fingerprint(["my_plugin_model"])
     assert provenance.module_fingerprint(["my_plugin_model"]) == before  # deterministic
     module.write_text("def make():\n    return 2\n")
+    # a process fingerprints the code it loaded: the edit counts in the next process
+    assert provenance.module_fingerprint(["my_plugin_model"]) == before
+    provenance._file_digest.cache_clear()  # as a new process
     assert provenance.module_fingerprint(["my_plugin_model"]) != before
     sys.modules.pop("my_plugin_model", None)
 

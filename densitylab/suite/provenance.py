@@ -9,7 +9,8 @@ A run record's ``code`` entry (:func:`run_code`)::
 
 The fingerprint is the first 12 hex digits of a SHA-256 over the source files of three parts,
 each hashed as (module name, file bytes) pairs in module-name order, so it is the same for a
-checkout and an installed copy of the same code:
+checkout and an installed copy of the same code; each file is read once per process, so it
+is the code the process loaded, not a later edit on disk:
 
 - ``model``: the module of the model's class and of each of its base classes inside
   densitylab (a VAE: ``models/vae.py`` and ``models/base.py``); for a built-in model also the
@@ -95,8 +96,11 @@ def _file_of(module: str) -> Path | None:
     return Path(path) if path and Path(path).is_file() else None
 
 
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str, mtime_ns: int, size: int) -> bytes:
+@functools.lru_cache(maxsize=512)
+def _file_digest(path: str) -> bytes:
+    """SHA-256 of a source file, read once per process: the code this process has loaded, not a
+    later edit on disk (a long suite whose files are edited while it runs keeps its fingerprint,
+    and a worker process started after the edit gets the new one)."""
     return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
@@ -107,10 +111,7 @@ def module_fingerprint(modules) -> str:
     h = hashlib.sha256()
     for name in sorted(set(modules)):
         path = _file_of(name)
-        digest = b""
-        if path is not None:
-            stat = path.stat()
-            digest = _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+        digest = _file_digest(str(path)) if path is not None else b""
         h.update(name.encode() + b"\0" + digest + b"\0")
     return h.hexdigest()[:12]
 
