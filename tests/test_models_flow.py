@@ -30,7 +30,7 @@ def test_affine_flow_density_integrates_to_one_on_a_grid():
     assert _grid_mass(flow) == pytest.approx(1.0, abs=0.01)
 
 
-@pytest.mark.parametrize("kind", ["spline_coupling"])
+@pytest.mark.parametrize("kind", ["spline_coupling", "spline_autoregressive"])
 def test_spline_flow_density_integrates_to_one_by_importance_sampling(kind):
     # E_{x ~ g}[q(x) / g(x)] = integral of q = 1 for a wide Gaussian g; unbiased, so the check
     # holds to a few standard errors (splines can be steep, which a coarse grid misses)
@@ -110,3 +110,31 @@ def test_divergence_and_bad_arguments():
         models.Flow(data_dim=2, kind="realnvp")
     with pytest.raises(ValueError, match="shape"):
         flow.log_prob(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="slope"):
+        models.Flow(data_dim=2, slope=1.5)
+
+
+def test_importing_the_flow_leaves_torch_argument_checks_on():
+    # zuko's import switches torch.distributions' argument checks off process-wide; the flow
+    # module imports zuko and puts the setting back (on by default, as Python runs with
+    # __debug__), so a bad parameter still raises here
+    import zuko  # noqa: F401
+
+    import densitylab.models.flow  # noqa: F401
+
+    assert torch.distributions.Distribution._validate_args is __debug__
+    if __debug__:
+        with pytest.raises(ValueError, match="scale"):
+            torch.distributions.Normal(0.0, -1.0)
+
+
+def test_the_standardiser_is_fitted_from_the_first_batch_only():
+    # the first batch's mean and std, and a second fit keeps them
+    data = distributions.GaussianMixture([[3.0, -2.0]], [[0.5, 4.0]]).sample(512, seed=0)
+    flow = models.Flow(data_dim=2, num_layers=1, hidden=(8,), seed=0)
+    flow.fit(data, steps=1, batch_size=512, seed=0, progress=False)
+    std = flow.networks["standardizer"]
+    torch.testing.assert_close(std.loc, data.mean(0))
+    torch.testing.assert_close(std.scale, data.std(0))
+    flow.fit(data[:64] + 100.0, steps=2, batch_size=32, seed=1, progress=False)
+    torch.testing.assert_close(std.loc, data.mean(0))

@@ -80,9 +80,10 @@ def test_the_functions_read_the_one_registry():
     assert registry.preset_names() == REGISTRY.presets.names()
     assert {"gan", "vae", "flow", "diffusion", "oracle", "noise"} <= set(registry.model_names())
     assert registry.get_metric("mmd") is REGISTRY.metrics.get("mmd").value
-    # built-in facts travel with the entry: only GAN and VAE batch their seeds
+    # built-in facts travel with the entry: the trained families batch their seeds
     assert registry.batched_model_class("gan") is models.BatchedGAN
-    assert registry.batched_model_class("flow") is None
+    assert registry.batched_model_class("flow") is models.BatchedFlow
+    assert registry.batched_model_class("oracle") is None
     assert REGISTRY.models.get("oracle").metadata["reference"] is True
 
 

@@ -28,8 +28,8 @@ Published setups are presets: ``models.preset("pacgan2d", pack=2)`` builds PacGA
 architecture and ``models.preset_train_defaults("pacgan2d", pack=2)`` gives its ``fit`` options
 (:mod:`densitylab.models.presets`).
 
-Many seeds of a GAN, VAE or diffusion model train as one batched computation with
-:class:`BatchedGAN`, :class:`BatchedVAE` or :class:`BatchedDiffusion`
+Many seeds of a GAN, VAE, flow or diffusion model train as one batched computation with
+:class:`BatchedGAN`, :class:`BatchedVAE`, :class:`BatchedFlow` or :class:`BatchedDiffusion`
 (:mod:`densitylab.models.batched`), derived from the single model by
 ``torch.func`` (stacked parameters, ``vmap`` of the model's own objectives), so every
 architecture batches; ``unstack()`` returns the ordinary single models.
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from .. import _registry
 from .base import GenerativeModel, History, NoDensityError
-from .batched import BatchedDiffusion, BatchedGAN, BatchedModel, BatchedVAE
+from .batched import BatchedDiffusion, BatchedFlow, BatchedGAN, BatchedModel, BatchedVAE
 from .diffusion import Diffusion
 from .flow import Flow
 from .gan import GAN
@@ -50,7 +50,8 @@ from .vae import VAE
 
 __all__ = [
     "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow", "Diffusion",
-    "BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "make", "available", "load",
+    "BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "BatchedFlow", "make",
+    "available", "load",
     "PRESETS", "Preset", "preset", "preset_train_defaults", "available_presets",
 ]
 

@@ -60,11 +60,13 @@ from .._runtime import make_generator, torch_threads
 from .._validation import check_int
 from .base import GenerativeModel, History, NetworksOnDevice, iter_batches
 from .diffusion import Diffusion
+from .flow import Flow
 from .gan import GAN
 from .train import StackedEngine, check_fit_args, lr_schedulers, run_steps, vmap_call
 from .vae import VAE
 
-__all__ = ["BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "stack_networks",
+__all__ = ["BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "BatchedFlow",
+           "stack_networks",
            "batched_class"]
 
 
@@ -411,8 +413,27 @@ class BatchedDiffusion(BatchedModel):
                             for model, s in zip(self.unstack(), seeds, strict=True)])
 
 
+class BatchedFlow(BatchedModel):
+    """S seeds of :class:`~densitylab.models.Flow` trained as one batched computation.
+
+    ``BatchedFlow(num_seeds=S)`` or ``BatchedFlow(seeds=[...])``, then the keyword arguments of
+    ``Flow`` (every ``kind``). Each slice minimises the single flow's ``nll_objective`` on its
+    own batches, zuko's layers evaluated per seed under ``torch.vmap``; its standardising map is
+    fixed from its own first batch, as the single flow's is. :meth:`sample` inverts the stacked
+    layers per seed (slice ``s`` equals ``unstack()[s].sample(n, seed)`` for an int ``seed``);
+    exact log-densities come from the single models of :meth:`unstack`.
+    """
+
+    single_class = Flow
+
+    @property
+    def layers(self) -> nn.Module:
+        """The stacked flow layers (layout of ``Flow.networks["layers"]``, leading dim S)."""
+        return self.networks["layers"]
+
+
 BATCHED: dict[str, type[BatchedModel]] = {"gan": BatchedGAN, "vae": BatchedVAE,
-                                          "diffusion": BatchedDiffusion}
+                                          "diffusion": BatchedDiffusion, "flow": BatchedFlow}
 
 
 def batched_class(kind: str) -> type[BatchedModel] | None:

@@ -87,8 +87,8 @@ class SuiteSection:
     plugins: list[str] = option(
         (), doc="modules imported before each run, looked up in the suite file's folder first")
     batch_seeds: bool = option(
-        False, doc="train the seeds of each GAN/VAE/diffusion model as one batched model (not "
-        "in the run id; float32 rounds differently from one-by-one training)")
+        False, doc="train the seeds of each GAN/VAE/flow/diffusion model as one batched model "
+        "(not in the run id; float32 rounds differently from one-by-one training)")
     threads: int | None = option(
         None, minimum=1, doc="torch threads per run (default: torch's own; not in the run id)")
     references: bool = option(
