@@ -123,6 +123,10 @@ def test_sample_sets_of_the_wrong_shape_raise():
         metrics.calibration(x, np.zeros((10, 5, 2)))
     with pytest.raises(ValueError, match="features"):
         metrics.calibration(x, np.zeros((20, 5, 3)))
+    with pytest.raises(ValueError, match="kde"):
+        metrics.calibration(x, np.zeros((20, 5, 2)), method="hpd", log_prob="kde")
+    with pytest.raises(ValueError, match="log_prob"):
+        metrics.calibration(x, np.zeros((50, 2)), method="hpd", log_prob="kdf")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -134,3 +138,26 @@ def test_cuda_inputs_give_the_cpu_result(method):
     gpu = metrics.calibration(x.cuda(), y.cuda(), method=method,
                               log_prob=lambda z: target.log_prob(z.cpu()), num_samples=30)
     assert gpu.area == pytest.approx(cpu.area, abs=1e-12) and gpu.dispersion == cpu.dispersion
+
+
+@pytest.mark.parametrize(("scale", "expected"), [(1.0, "calibrated"), (0.25, "under"),
+                                                 (4.0, "over")])
+def test_hpd_with_a_kde_of_the_samples_reads_the_ring_modes_width(scale, expected):
+    """No density needed (a GAN): the KDE is fitted on pool rows the sample sets do not use."""
+    target = distributions.ring(dtype=torch.float64)
+    model = _scaled(target, scale)
+    res = metrics.calibration(target.sample(100, seed=11), model.sample(100 * 20 + 2000, 12),
+                              method="hpd", log_prob="kde", num_samples=20)
+    assert res.dispersion == expected
+
+
+def test_kde_log_density_is_the_gaussian_mixture_of_its_centres():
+    from densitylab.metrics.calibration import GaussianKDE
+
+    rng = np.random.default_rng(4)
+    centres, z = rng.normal(size=(300, 2)), rng.normal(size=(50, 2))
+    kde = GaussianKDE(torch.tensor(centres), 0.3)
+    # the mixture of N(c_j, 0.3^2 I) written out
+    expected = np.log(np.mean(np.exp(-((z[:, None] - centres[None]) ** 2).sum(-1) / 0.18), 1)
+                      / (2 * np.pi * 0.09))
+    np.testing.assert_allclose(kde(torch.tensor(z)).numpy(), expected, rtol=1e-10)

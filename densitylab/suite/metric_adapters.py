@@ -269,17 +269,16 @@ def _check_data_copying(num_cells: int, held_out: int) -> None:
     check_int(held_out, "held_out", minimum=0)
 
 
-def _needs_calibration_density(ctx: EvalContext, method: str = "tarp", **_: Any) -> str | None:
-    return _needs_model_density(ctx) if method == "hpd" else None
-
-
 def _calibration(ctx: EvalContext, method: str, num_points: int) -> dict[str, Any]:
     """Calibration ranks of ``num_points`` held-out target points among the model's samples
-    (L = eval_samples // num_points each, disjoint sets); HPD scores by the model's log_prob."""
+    (L = eval_samples // num_points each, disjoint sets); HPD scores by the model's log_prob,
+    or by a KDE of some of its samples for a model without a density (a GAN)."""
     x = _flat(ctx.heldout(num_points)).to(ctx.device)
     y = _flat(ctx.samples)
-    log_prob = None
-    if method == "hpd":
+    log_prob: Any = None
+    if method == "hpd" and not getattr(ctx.model, "has_density", False):
+        log_prob = "kde"
+    elif method == "hpd":
         def log_prob(z):
             return model_log_prob(ctx.model, z, ctx.seed)
     res = metrics.calibration(x, y, method=method, seed=derive_seed(ctx.seed, "calibration"),
@@ -337,9 +336,9 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "nearest-neighbour distance ratios below 1/3, each beside held-out points",
                check=_check_data_copying),
     MetricSpec("calibration", _calibration, {"method": "tarp", "num_points": 100},
-               _needs_calibration_density,
-               "calibration by ranks of held-out points among the model's samples (tarp, hpd "
-               "or pit): signed coverage area (> 0 over-dispersed), KS p-value, dispersion call",
+               description="calibration by ranks of held-out points among the model's samples "
+               "(tarp, hpd: by the model's density or a KDE of its samples, or pit): signed "
+               "coverage area (> 0 over-dispersed), KS p-value, dispersion call",
                check=_check_calibration, min_samples=lambda method, num_points: num_points),
     MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
                "KID, Frechet distance and PRDC on digit-classifier features"),
