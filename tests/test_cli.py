@@ -128,3 +128,12 @@ def test_list_verbose_has_plain_text_and_the_choices(capsys):
     block = "\n".join(lines[vae:vae + 20])
     assert "likelihood = 'gaussian'  (one of 'gaussian', 'bernoulli')" in block
     assert "estimator = 'biased'  (one of " in text  # a metric's choices too
+    assert "kernel = 'rbf'  (one of 'rbf', " in text and "estimator = 'unbiased'  (one of" in text
+
+
+def test_a_bad_mmd_kernel_fails_when_the_suite_loads(tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text(_suite_fakes.TINY_SUITE.replace('name = "broken"',
+                                                     'name = "mmd"\nparams = { kernel = "rfb" }'))
+    assert main(["run", str(suite), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
+    assert "kernel 'rfb'; expected one of 'rbf'" in capsys.readouterr().err

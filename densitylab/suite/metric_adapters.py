@@ -236,6 +236,14 @@ def _energy_distance(ctx: EvalContext, estimator: str) -> dict[str, Any]:
     return {"energy_distance": value}
 
 
+def _check_mmd(kernel: str, bandwidth, estimator: str) -> None:
+    from ..metrics.kernels import KERNELS
+    from ..metrics.mmd import ESTIMATORS
+
+    check_choice(kernel, "kernel", KERNELS)
+    check_choice(estimator, "estimator", ESTIMATORS)
+
+
 def _check_energy_distance(estimator: str) -> None:
     check_choice(estimator, "estimator", ("biased", "unbiased"))
 
@@ -308,7 +316,7 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "(VEEGAN / PacGAN protocol)"),
     MetricSpec("mmd", _mmd, {"kernel": "rbf", "bandwidth": None, "estimator": "unbiased"},
                description="MMD^2 between model samples and a fresh target sample "
-               "(Gretton et al. 2012)", min_samples=lambda **_: 2),
+               "(Gretton et al. 2012)", min_samples=lambda **_: 2, check=_check_mmd),
     MetricSpec("kl_knn", _kl_knn, {"k": 1},
                description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
                min_samples=lambda k: k + 1),
