@@ -89,3 +89,9 @@ def test_the_report_section_orders_only_guaranteed_pairs_and_reads_old_records()
         in text
     assert "| flow (exact) | gan (quadrature) | 3.100 vs 3.500 | gan higher (guaranteed) |" in text
     assert likelihood_order_section(records[:2]) == []
+    # a VAE whose exact value is known by quadrature is compared by it
+    vae = _record("vae", 1, 2.43, "IWAE bound", "bound in expectation")
+    vae.metrics["log_likelihood"].values["heldout_loglik_quadrature"] = 2.47
+    text = "\n".join(likelihood_order_section([records[0], vae]))
+    assert "| flow (exact) | vae (quadrature) | 3.100 vs 2.470 | flow higher (guaranteed) |" \
+        in text

@@ -34,8 +34,12 @@ Likelihoods (``log_prob``):
 * ``method="ode"``: the probability-flow ODE of Song et al. (ICLR 2021). In log-SNR time
   ``lam = log(abar / (1 - abar))`` it reads ``dx/dlam = (sigma^2 x - sigma eps_theta) / 2`` (no
   stiff ``beta(t)`` factor), and the change of variables gives ``log p(x) = log N(x(lam_1); 0, I)
-  + int div(dx/dlam) dlam`` from ``lam(t_eps)`` to ``lam(1)``. It is solved by RK4 with
-  ``ode_steps`` equal steps in ``lam``. The divergence is exact (one backward pass per dimension)
+  + int div(dx/dlam) dlam`` from ``lam(t_eps)`` to ``lam(1)``. ``log_prob`` solves it by RK4 with
+  ``ode_steps`` equal steps in ``lam``; ``checked_log_prob`` by an adaptive Dormand-Prince
+  solver with error control per point, at two tolerances, flagging the points where they
+  disagree (on a trained ring model RK4 with 25 steps is off by 0.07 nats at the median point
+  and by up to 520 nats on rare tail points; docs/metrics.md). The divergence is exact (one
+  backward pass per dimension)
   up to ``hutchinson_above`` dimensions, and Hutchinson's estimator ``z^T J z`` with one Rademacher
   ``z`` per point, fixed along the path (Grathwohl et al., FFJORD, ICLR 2019) above. Approximations:
   the density is that of ``x_{t_eps}``, the data smoothed by noise of std ``sigma(t_eps)`` (1e-3
@@ -56,7 +60,9 @@ Data are used as given: scale them to about unit variance (as DDPM does for imag
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -72,7 +78,8 @@ from .base import (
     seeded_init,
 )
 
-__all__ = ["Diffusion", "NoiseSchedule", "probability_flow_log_prob", "variational_bound"]
+__all__ = ["CheckedLogProb", "Diffusion", "NoiseSchedule", "probability_flow_log_prob",
+           "variational_bound"]
 
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = ("ancestral", "ddim")
@@ -210,7 +217,9 @@ def probability_flow_log_prob(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSch
                               divergence: str = "exact",
                               generator: torch.Generator | None = None,
                               end_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                              ) -> torch.Tensor:
+                              solver: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5,
+                              max_steps: int = 2000, return_steps: bool = False,
+                              ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``log p_{t_eps}(x)`` of each row by the probability-flow ODE (Song et al., ICLR 2021).
 
     ``eps_fn(x_t, t)`` predicts the noise of ``x_t`` at times ``t`` (shape ``(n,)``); the score is
@@ -222,11 +231,28 @@ def probability_flow_log_prob(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSch
     ``"exact"`` (autograd, one pass per dimension) or ``"hutchinson"`` (one Rademacher vector per
     row drawn from ``generator``, fixed along the path; Grathwohl et al., ICLR 2019). Returns
     float64 ``(n,)``. Gradients are not propagated to the caller.
+
+    ``solver="dopri5"`` replaces the fixed RK4 steps by the embedded Runge-Kutta 5(4) pair of
+    Dormand and Prince (J. Comput. Appl. Math. 6, 1980) with error control *per point*: each
+    row has its own step, accepted when the local error estimate of the state and of the
+    log-density is within ``atol + rtol * |value|`` (RMS norm), and the step is resized by
+    ``0.9 err^(-1/5)`` (Hairer, Norsett and Wanner, Solving ODEs I, II.4). A row that needs
+    more than ``max_steps`` attempts gets NaN and a ``RuntimeWarning`` (never a silent value).
+    ``return_steps=True`` also returns each row's number of attempted steps (int64 ``(n,)``;
+    ``num_steps`` for RK4).
     """
     check_choice(divergence, "divergence", ("exact", "hutchinson"))
+    check_choice(solver, "solver", ("rk4", "dopri5"))
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     n = x.shape[0]
     dims = x[0].numel()
+    if solver == "dopri5":
+        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+        max_steps = check_int(max_steps, "max_steps", minimum=1)
+        z = _rademacher(x, generator) if divergence == "hutchinson" else None
+        logp, steps = _dopri5_flow(eps_fn, x, schedule, t_eps, z, rtol, atol, max_steps,
+                                   end_log_prob)
+        return (logp, steps) if return_steps else logp
     lam0 = schedule.log_snr(torch.tensor(t_eps, dtype=torch.float64))
     lam1 = schedule.log_snr(torch.tensor(1.0, dtype=torch.float64))
     h = (lam1 - lam0) / num_steps
@@ -234,10 +260,7 @@ def probability_flow_log_prob(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSch
     lams = lam0 + h * torch.arange(2 * num_steps + 1, dtype=torch.float64) / 2
     ts = schedule.t_of_log_snr(lams)
     sig = schedule.sigma2(ts).sqrt()
-    z = None
-    if divergence == "hutchinson":
-        z = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x.device)
-        z = (2 * z - 1).to(x.dtype)
+    z = _rademacher(x, generator) if divergence == "hutchinson" else None
 
     def velocity(y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = float(sig[k])
@@ -262,11 +285,102 @@ def probability_flow_log_prob(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSch
         v4, d4 = velocity(y + hf * v3, k + 2)
         y = y + hf / 6 * (v1 + 2 * v2 + 2 * v3 + v4)
         acc = acc + hf / 6 * (d1 + 2 * d2 + 2 * d3 + d4)
+    logp = _end_log_prob(y, end_log_prob) + acc
+    if return_steps:
+        return logp, torch.full((n,), num_steps, dtype=torch.long)
+    return logp
+
+
+def _rademacher(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    z = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x.device)
+    return (2 * z - 1).to(x.dtype)
+
+
+def _end_log_prob(y: torch.Tensor, end_log_prob) -> torch.Tensor:
+    """log p_1 of the ODE's end points: ``end_log_prob`` or the standard normal."""
     if end_log_prob is not None:
-        return end_log_prob(y).double() + acc
-    flat = y.reshape(n, -1).double()
-    log_prior = -0.5 * (flat**2).sum(dim=1) - 0.5 * dims * math.log(2 * math.pi)
-    return log_prior + acc
+        return end_log_prob(y).double()
+    flat = y.reshape(y.shape[0], -1).double()
+    return -0.5 * (flat**2).sum(dim=1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+
+
+# Dormand-Prince 5(4): nodes, stages, 5th-order weights (= last stage row, FSAL), and the
+# difference of the 5th- and 4th-order weights (the local error estimate).
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_DP_A = ((), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
+         (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+         (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+         (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84))
+_DP_E = (35 / 384 - 5179 / 57600, 0.0, 500 / 1113 - 7571 / 16695, 125 / 192 - 393 / 640,
+         -2187 / 6784 + 92097 / 339200, 11 / 84 - 187 / 2100, -1 / 40)
+
+
+def _dopri5_flow(eps_fn, x, schedule, t_eps, z, rtol, atol, max_steps, end_log_prob):
+    """The probability-flow ODE by Dormand-Prince 5(4) with a step size per row.
+
+    The augmented state ``[x, a]`` (``a`` the integrated divergence) is advanced in
+    ``u = lam(t_eps) - lam`` from 0 to ``L = lam(t_eps) - lam(1)``; every row keeps its own
+    ``u`` and step, so one hard row neither slows nor loosens the others. Returns float64
+    ``(n,)`` log-densities (NaN for rows that ran out of steps) and the attempts per row."""
+    n = x.shape[0]
+    shape = x.shape
+    dims = x[0].numel()
+    lam0 = float(schedule.log_snr(torch.tensor(t_eps, dtype=torch.float64)))
+    length = lam0 - float(schedule.log_snr(torch.tensor(1.0, dtype=torch.float64)))
+    dev = x.device
+
+    def deriv(y: torch.Tensor, u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """d[x, a]/du for rows ``y`` ``(m, dims + 1)`` (of the points ``rows``) at their own
+        ``u`` ``(m,)``."""
+        t = schedule.t_of_log_snr(lam0 - u.cpu()).to(dev)
+        sig = schedule.sigma2(t).sqrt()
+        m = y.shape[0]
+        with torch.enable_grad():
+            xr = y[:, :dims].reshape(m, *shape[1:]).to(x.dtype).requires_grad_(True)
+            eps = eps_fn(xr, t)
+            div_eps = (_divergence_exact(eps, xr) if z is None
+                       else _divergence_hutchinson(eps, xr, z[rows]))
+        s = sig[:, None]
+        v = 0.5 * (s * s * y[:, :dims] - s * eps.detach().reshape(m, dims).double())
+        div_v = 0.5 * (sig * sig * dims - sig * div_eps)
+        return torch.cat([-v, -div_v[:, None]], dim=1)  # d/du = -d/dlam
+
+    y = torch.cat([x.reshape(n, dims).double(), torch.zeros(n, 1, dtype=torch.float64,
+                                                             device=dev)], dim=1)
+    u = torch.zeros(n, dtype=torch.float64, device=dev)
+    h = torch.full((n,), length / 50, dtype=torch.float64, device=dev)
+    steps = torch.zeros(n, dtype=torch.long, device=dev)
+    active = torch.arange(n, device=dev)
+    k1 = deriv(y, u, active)
+    while active.numel():
+        ya, ua, ha, k = y[active], u[active], h[active], [k1]
+        for i in range(1, 7):
+            yi = ya + ha[:, None] * sum(a * kj for a, kj in zip(_DP_A[i], k, strict=False))
+            k.append(deriv(yi, ua + _DP_C[i] * ha, active))
+        y5 = ya + ha[:, None] * sum(a * kj for a, kj in zip(_DP_A[6], k, strict=False))
+        err_vec = ha[:, None] * sum(e * kj for e, kj in zip(_DP_E, k, strict=True))
+        scale = atol + rtol * torch.maximum(ya.abs(), y5.abs())
+        err = ((err_vec / scale) ** 2).mean(1).sqrt()
+        ok = err <= 1.0
+        acc = active[ok]
+        y[acc], u[acc] = y5[ok], ua[ok] + ha[ok]
+        k1 = torch.where(ok[:, None], k[6], k[0])
+        steps[active] += 1
+        factor = (0.9 * err.clamp(min=1e-10) ** -0.2).clamp(0.2, 10.0)
+        h_new = ha * torch.where(ok, factor, factor.clamp(max=1.0))
+        remaining = length - u[active]
+        h[active] = torch.minimum(h_new, remaining)
+        keep = (remaining > 1e-12 * length) & (steps[active] < max_steps)
+        keep &= torch.isfinite(y[active]).all(1)
+        active, k1 = active[keep], k1[keep]
+    finished = (length - u) <= 1e-12 * length
+    logp = _end_log_prob(y[:, :dims].reshape(shape).to(x.dtype), end_log_prob) + y[:, dims]
+    if not bool(finished.all()):
+        warnings.warn(f"probability-flow ODE: {int((~finished).sum())} of {n} points did not "
+                      f"reach t = 1 within max_steps={max_steps} (or left the finite numbers); "
+                      "their log-density is NaN", RuntimeWarning, stacklevel=3)
+        logp = torch.where(finished, logp, torch.full_like(logp, math.nan))
+    return logp, steps.cpu()
 
 
 def variational_bound(eps_fn: EpsFn, x0: torch.Tensor, schedule: NoiseSchedule, timesteps: int,
@@ -309,6 +423,34 @@ def variational_bound(eps_fn: EpsFn, x0: torch.Tensor, schedule: NoiseSchedule, 
                    + math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab_i) * xi)
         total = total - 0.5 * sq(mu_post - mu_theta) / var
     return total
+
+
+@dataclass(frozen=True)
+class CheckedLogProb:
+    """Probability-flow log-densities that check themselves: ``log_prob`` ``(n,)`` at the tight
+    tolerance, ``log_prob_loose`` at a tolerance ``loosen`` times looser, ``flagged`` ``(n,)``
+    where the two differ by more than ``threshold`` nats or either is not finite, and
+    ``steps`` ``(n,)``, the solver's attempts per point at the tight tolerance."""
+
+    log_prob: torch.Tensor
+    log_prob_loose: torch.Tensor
+    flagged: torch.Tensor
+    steps: torch.Tensor
+    rtol: float
+    loosen: float
+    threshold: float
+
+    @property
+    def num_flagged(self) -> int:
+        """Number of flagged points."""
+        return int(self.flagged.sum())
+
+    def describe(self) -> dict[str, Any]:
+        """The check's settings and outcome, JSON-ready (no per-point values)."""
+        return {"solver": "dopri5", "rtol": self.rtol, "atol": self.rtol,
+                "loose_rtol": self.rtol * self.loosen, "threshold_nats": self.threshold,
+                "flagged": self.num_flagged, "median_steps": float(self.steps.double().median()),
+                "max_steps_used": int(self.steps.max()) if self.steps.numel() else 0}
 
 
 # ---------------------------------------------------------------- the model
@@ -522,6 +664,46 @@ class Diffusion(GenerativeModel):
         if not chunks:
             return torch.zeros(0, dtype=torch.float64, device=self.device)
         return torch.cat(chunks)
+
+    def checked_log_prob(self, x, *, rtol: float = 1e-6, loosen: float = 10.0,
+                         threshold: float = 0.1, seed: int | None = None,
+                         batch_size: int = 4096) -> CheckedLogProb:
+        """Probability-flow log-densities with a per-point check of the solver.
+
+        The ODE is solved twice with the adaptive Dormand-Prince solver (error control per
+        point, ``atol = rtol``), at ``rtol`` and at ``rtol * loosen``; a point whose two values
+        differ by more than ``threshold`` nats, or which either solve could not finish, is
+        flagged. The check catches solver error; it cannot catch a learned ``eps_theta`` that
+        is wrong off the data (the ODE is then solved accurately for the wrong field).
+        """
+        rtol = check_positive(rtol, "rtol")
+        loosen = check_positive(loosen, "loosen")
+        threshold = check_positive(threshold, "threshold")
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        x = check_data(x, self.data_shape).to(device=self.device, dtype=self._dtype())
+        exact = self.data_dim <= self.config["hutchinson_above"]
+        divergence = "exact" if exact else "hutchinson"
+        self.networks.eval()
+        tight, loose, steps = [], [], []
+        for start in range(0, x.shape[0], batch_size):
+            part = x[start:start + batch_size]
+            values = []
+            for tol in (rtol, rtol * loosen):
+                gen = make_generator(seed, self.device) if seed is not None else None
+                with warnings.catch_warnings():  # unfinished points are flagged below
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    values.append(probability_flow_log_prob(
+                        self.eps, part, self.schedule, t_eps=self.config["t_min"],
+                        divergence=divergence, generator=gen, solver="dopri5", rtol=tol,
+                        atol=tol, return_steps=True))
+            tight.append(values[0][0])
+            loose.append(values[1][0])
+            steps.append(values[0][1])
+        a = torch.cat(tight) if tight else torch.zeros(0, dtype=torch.float64)
+        b = torch.cat(loose) if loose else torch.zeros(0, dtype=torch.float64)
+        bad = ~torch.isfinite(a) | ~torch.isfinite(b) | ((a - b).abs() > threshold)
+        return CheckedLogProb(a, b, bad, torch.cat(steps) if steps else torch.zeros(0),
+                              rtol, loosen, threshold)
 
     def elbo(self, x, seed: int | None = None) -> torch.Tensor:
         """DDPM's variational lower bound on ``log p(x)`` of each row, ``(n,)``;

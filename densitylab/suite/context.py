@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 __all__ = ["Model", "SavableModel", "check_model", "declared_options", "EvalContext",
-           "derive_seed", "as_points", "draw", "model_log_prob"]
+           "derive_seed", "as_points", "draw", "heldout_target", "model_log_prob"]
 
 
 @runtime_checkable
@@ -106,15 +106,32 @@ class EvalContext:
         return next(batches)
 
     def heldout(self, n: int) -> torch.Tensor:
-        """``n`` target points never used in training or as the reference sample."""
-        return draw(self.target, n, derive_seed(self.seed, "heldout"))
+        """``n`` target points never used in training or as the reference sample: the test
+        split of an image dataset built from its training split, else fresh draws. The draw
+        depends on the run's seed and ``n`` only, so every model of a suite scored with one
+        seed, and every estimator of a run, sees the same points."""
+        return draw(heldout_target(self.target), n, derive_seed(self.seed, "heldout"))
+
+    def validation(self, n: int) -> torch.Tensor:
+        """``n`` target points for choosing a metric's own parameter (e.g. the observation noise
+        of a GAN's likelihood), drawn independently of :meth:`heldout` so that the choice does
+        not flatter the held-out number (the training split for image datasets)."""
+        return draw(self.target, n, derive_seed(self.seed, "validation"))
+
+
+def heldout_target(target):
+    """The same image dataset on its test split when ``target`` is built from a training split;
+    otherwise ``target`` itself (a distribution with fresh samples needs no held-out part)."""
+    params = dict(getattr(target, "params", {}) or {})
+    if params.get("split") == "train":
+        return type(target)(**{**params, "split": "test"})
+    return target
 
 
 def derive_seed(seed: int, purpose: str) -> int:
     """A seed for one purpose of a run (``"sample"``, ``"reference"``...), stable across runs."""
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
 
 
 def as_points(x) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 
 from .. import metrics
 from .._validation import check_choice, check_int, check_positive, check_probability
+from ..metrics.likelihood import SIGMA_GRID
 from ..metrics.modes import HIGH_QUALITY_STDS
 from .context import EvalContext, derive_seed, model_log_prob
 
@@ -111,10 +112,17 @@ def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
 
 
 _ESTIMATORS = {"Flow": "exact", "VAE": "IWAE bound", "Diffusion": "probability-flow ODE"}
+#: The kind of each estimator (densitylab.report.likelihood_order reads it to decide which
+#: differences of likelihood have a guaranteed direction).
+_KINDS = {"Flow": "exact", "VAE": "bound in expectation", "Diffusion": "approximation",
+          "OracleReference": "exact", "NoiseReference": "exact"}
+#: Share of the per-point values dropped at each end for ``heldout_loglik_trimmed``.
+TRIM = 0.01
 
 
 def _needs_likelihood(ctx: EvalContext, sigma=None, **_: Any) -> str | None:
-    """A model with a density, or a GAN when an observation noise ``sigma`` is stated (AIS)."""
+    """A model with a density, or a GAN when an observation noise ``sigma`` is stated (AIS or
+    quadrature; ``sigma = "validated"`` chooses it on a validation split)."""
     if getattr(ctx.model, "has_density", False):
         return None
     if sigma is not None and hasattr(ctx.model, "generator"):
@@ -125,8 +133,8 @@ def _needs_likelihood(ctx: EvalContext, sigma=None, **_: Any) -> str | None:
 
 
 def _log_likelihood(ctx: EvalContext, num_samples: int, sigma, sigma_grid, validation_points: int,
-                    estimator: str, ais_points: int, ais_steps: int,
-                    ais_chains: int) -> dict[str, Any]:
+                    estimator: str, ais_points: int, ais_steps: int, ais_chains: int,
+                    ode_rtol: float) -> dict[str, Any]:
     """Held-out log-likelihood of every family beside the target's own log-density, on one
     held-out set (the same points for every estimator of the run, and for every model of a suite
     with the same seed): flow exact, VAE IWAE (and, with a latent space of dimension <= 2, its
@@ -136,41 +144,147 @@ def _log_likelihood(ctx: EvalContext, num_samples: int, sigma, sigma_grid, valid
     n = num_samples or ctx.eval_samples
     x = ctx.heldout(n).to(ctx.device)
     model = ctx.model
-    out: dict[str, Any] = {}
+    # numbers under "loglik_settings" are details (what was used), not values to compare
+    settings: dict[str, Any] = {"heldout_points": int(x.shape[0])}
+    out: dict[str, Any] = {"loglik_settings": settings}
+    flagged = None
     if getattr(model, "has_density", False):
-        with torch.no_grad():  # a diffusion's ODE turns gradients on where it needs them
-            logq = torch.as_tensor(model_log_prob(model, x, ctx.seed)).double()
-        out["loglik_estimator"] = _ESTIMATORS.get(type(model).__name__, "model.log_prob")
+        name = type(model).__name__
+        out["loglik_estimator"] = _ESTIMATORS.get(name, "model.log_prob")
+        out["loglik_kind"] = _KINDS.get(name, "unknown")
+        if hasattr(model, "checked_log_prob"):  # a diffusion's ODE with its own check
+            checked = model.checked_log_prob(x, rtol=ode_rtol,
+                                             seed=derive_seed(ctx.seed, "log_prob"))
+            logq, flagged = checked.log_prob.double(), checked.flagged
+            out["loglik_check"] = checked.describe()
+        else:
+            with torch.no_grad():  # a diffusion's ODE turns gradients on where it needs them
+                logq = torch.as_tensor(model_log_prob(model, x, ctx.seed)).double()
         if hasattr(model, "elbo"):
             with torch.no_grad():
                 elbo = model.elbo(x, seed=derive_seed(ctx.seed, "elbo"))
             out["heldout_elbo"] = float(torch.as_tensor(elbo).double().mean())
+        if _gaussian_decoder_with_small_latent(model):
+            quad = metrics.quadrature_log_likelihood(
+                lambda z: (model.decoder(z), model.decoder.scale()), x, model.latent_dim)
+            out["heldout_loglik_quadrature"] = quad.mean
+            settings["quadrature_unconverged"] = quad.num_unconverged
     else:
-        x = x[:ais_points]
-        res = metrics.ais_log_likelihood(model.generator, x, model.latent_dim, sigma,
-                                         num_steps=ais_steps, num_chains=ais_chains,
-                                         seed=derive_seed(ctx.seed, "ais"))
-        logq = res.log_likelihood
-        out["heldout_loglik_stderr"] = res.mean_stderr
-        out["loglik_estimator"] = f"AIS, sigma = {sigma:g}"
-    out["heldout_loglik"] = float(logq.mean())
-    # The mean is the estimand (cross-entropy); the median shows when a few points dominate it
-    # (a diffusion model's ODE can send rare tail points to absurd values, docs/metrics.md).
-    out["heldout_loglik_median"] = float(logq.median())
+        logq, flagged = _decoder_log_likelihood(ctx, x, out, settings, sigma, sigma_grid,
+                                                validation_points, estimator, ais_points,
+                                                ais_steps, ais_chains)
+    _summarise(logq, flagged, out)
     if getattr(ctx.target, "has_density", False):
         logp = torch.as_tensor(ctx.target.log_prob(x.to(ctx.target.device))).double()
         out["target_loglik"] = float(logp.mean())
     return out
 
 
-def _check_log_likelihood(num_samples: int, sigma, ais_points: int, ais_steps: int,
-                          ais_chains: int) -> None:
-    """``sigma``: None or a positive std; the counts are integers (``num_samples`` >= 0)."""
+def _gaussian_decoder_with_small_latent(model) -> bool:
+    return (getattr(model, "likelihood", None) == "gaussian" and hasattr(model, "decoder")
+            and getattr(model, "latent_dim", 3) <= 2)
+
+
+def _decoder_log_likelihood(ctx, x, out, settings, sigma, sigma_grid, validation_points, estimator,
+                            ais_points, ais_steps, ais_chains):
+    """A GAN's held-out log-likelihood under N(x; G(z), sigma^2 I): per-point values and the
+    points flagged by the estimator's own check; fills ``out`` (values) and ``settings``
+    (what was chosen)."""
+    model = ctx.model
+    k = model.latent_dim
+    if sigma == "validated":
+        choice = metrics.select_sigma(model.generator, ctx.validation(validation_points), k,
+                                      tuple(sigma_grid), seed=derive_seed(ctx.seed, "sigma"),
+                                      num_steps=ais_steps, num_chains=ais_chains)
+        sigma = choice.sigma
+        out["sigma_selection"] = choice.to_dict()
+    settings["sigma"] = float(sigma)
+    cap = _perfect_generator_loglik(ctx.target, x, sigma)
+    if cap is not None:  # a generator whose G(z) is distributed exactly as the target
+        out["perfect_generator_loglik"] = cap
+    if estimator == "auto":
+        estimator = "quadrature" if k <= 2 else "ais"
+    if estimator in ("quadrature", "both") and k > 2:
+        raise ValueError(f"estimator={estimator!r} needs a latent space of dimension <= 2, "
+                         f"got {k} (use 'ais')")
+    logq = flagged = None
+    if estimator in ("ais", "both"):
+        xa = x[:ais_points] if ais_points else x
+        res = metrics.ais_log_likelihood(model.generator, xa, k, sigma, num_steps=ais_steps,
+                                         num_chains=ais_chains, seed=derive_seed(ctx.seed, "ais"))
+        out["heldout_loglik_ais"] = res.mean
+        out["heldout_loglik_stderr"] = res.mean_stderr
+        settings["ais_points"] = int(xa.shape[0])
+        settings["ais_steps"], settings["ais_chains"] = ais_steps, ais_chains
+        logq = res.log_likelihood
+        out["loglik_estimator"] = f"AIS, sigma = {sigma:g}"
+        out["loglik_kind"] = "bound in expectation"
+    if estimator in ("quadrature", "both"):
+        res = metrics.quadrature_log_likelihood(model.generator, x, k, sigma)
+        out["heldout_loglik_quadrature"] = res.mean
+        settings["quadrature_unconverged"] = res.num_unconverged
+        settings["quadrature_resolution"] = res.resolution
+        logq, flagged = res.log_likelihood, ~res.point_converged
+        out["loglik_estimator"] = f"latent quadrature, sigma = {sigma:g}"
+        out["loglik_kind"] = "quadrature"
+    return logq, flagged
+
+
+def _perfect_generator_loglik(target, x: torch.Tensor, sigma: float) -> float | None:
+    """Mean log-density of ``x`` under the target smoothed by N(0, sigma^2 I): what a generator
+    whose outputs follow the target exactly scores at this sigma (its cap in expectation). For
+    a Gaussian mixture the smoothed target is the mixture with variances ``std^2 + sigma^2``,
+    exactly; None for other targets."""
+    if not all(hasattr(target, a) for a in ("means", "stds", "weights", "log_prob")):
+        return None
+    from ..distributions import GaussianMixture
+
+    stds = torch.as_tensor(target.stds).double()
+    smoothed = GaussianMixture(torch.as_tensor(target.means).double(),
+                               (stds**2 + sigma**2).sqrt(),
+                               torch.as_tensor(target.weights).double(), dtype=torch.float64)
+    return float(smoothed.log_prob(x.double().cpu()).mean())
+
+
+def _summarise(logq: torch.Tensor, flagged: torch.Tensor | None, out: dict[str, Any]) -> None:
+    """Mean (the estimand, a cross-entropy), median and a trimmed mean of the per-point values,
+    and how many points the estimator's own check flagged (a diffusion's ODE can send rare tail
+    points to absurd values, docs/metrics.md; the median and trimmed mean show when a few
+    points dominate the mean)."""
+    out["heldout_loglik"] = float(logq.mean())
+    out["heldout_loglik_median"] = float(logq.median())
+    m = logq.numel()
+    cut = int(TRIM * m)
+    kept = logq.sort().values[cut:m - cut] if m - 2 * cut > 0 else logq
+    out["heldout_loglik_trimmed"] = float(kept.mean())
+    if flagged is not None:
+        out["heldout_loglik_flagged"] = int(flagged.sum())
+
+
+def _check_log_likelihood(num_samples: int, sigma, sigma_grid, validation_points: int,
+                          estimator: str, ais_points: int, ais_steps: int, ais_chains: int,
+                          ode_rtol: float) -> None:
+    """``sigma``: None, a positive std or ``"validated"`` (chosen over ``sigma_grid``, positive
+    numbers, on ``validation_points`` points); ``estimator``: auto, quadrature, ais or both;
+    the counts are integers (``num_samples`` and ``ais_points`` >= 0, 0 meaning all);
+    ``ode_rtol`` (a diffusion's ODE check, the tighter of its two tolerances) is positive."""
     check_int(num_samples, "num_samples", minimum=0)
-    check_positive(sigma, "sigma", allow_none=True)
-    check_int(ais_points, "ais_points", minimum=1)
+    if sigma != "validated":
+        if isinstance(sigma, str):
+            raise TypeError(f"sigma must be a positive number, 'validated' or omitted, got "
+                             f"{sigma!r}")
+        check_positive(sigma, "sigma", allow_none=True)
+    if isinstance(sigma_grid, str) or not isinstance(sigma_grid, list | tuple) or not sigma_grid:
+        raise TypeError(f"sigma_grid must be a non-empty list of positive numbers, got "
+                        f"{sigma_grid!r}")
+    for value in sigma_grid:
+        check_positive(value, "sigma_grid")
+    check_int(validation_points, "validation_points", minimum=1)
+    check_choice(estimator, "estimator", ("auto", "quadrature", "ais", "both"))
+    check_int(ais_points, "ais_points", minimum=0)
     check_int(ais_steps, "ais_steps", minimum=1)
     check_int(ais_chains, "ais_chains", minimum=1)
+    check_positive(ode_rtol, "ode_rtol")
 
 
 def _kl_mc(ctx: EvalContext, num_samples: int) -> dict[str, Any]:
@@ -321,11 +435,14 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
                min_samples=lambda k: k + 1),
     MetricSpec("log_likelihood", _log_likelihood,
-               {"num_samples": 0, "sigma": None, "ais_points": 100, "ais_steps": 200,
-                "ais_chains": 8}, _needs_likelihood,
-               "mean model log-density on held-out target points (flow: exact; VAE: IWAE bound; "
-               "diffusion: probability-flow ODE, with the variational bound beside; GAN: AIS "
-               "under N(x; G(z), sigma^2 I) when sigma is given), beside the target's own",
+               {"num_samples": 0, "sigma": None, "sigma_grid": list(SIGMA_GRID),
+                "validation_points": 500, "estimator": "auto", "ais_points": 0,
+                "ais_steps": 500, "ais_chains": 16, "ode_rtol": 1e-6}, _needs_likelihood,
+               "mean model log-density on one set of held-out target points (flow: exact; VAE: "
+               "IWAE bound, and its latent quadrature with latents <= 2; diffusion: "
+               "probability-flow ODE with flagged points, the variational bound beside; GAN: "
+               "quadrature or AIS under N(x; G(z), sigma^2 I), sigma given or validated, with "
+               "the cap a perfect generator reaches), beside the target's own",
                check=_check_log_likelihood),
     MetricSpec("kl_mc", _kl_mc, {"num_samples": 0}, _needs_both_densities,
                "Monte Carlo KL(target || model) from target samples"),

@@ -27,6 +27,7 @@ import torch
 
 from .._runtime import make_generator
 from .context import as_points
+from .context import heldout_target as _heldout_target
 
 __all__ = ["REFERENCE_KINDS", "OracleReference", "NoiseReference", "make_reference",
            "is_reference", "reference_models", "BOX_SAMPLES", "BOX_PADDING"]
@@ -45,15 +46,6 @@ def is_reference(record_or_kind: dict[str, Any] | str | None) -> bool:
         cfg = record_or_kind.get("config", record_or_kind)
         record_or_kind = (cfg.get("model") or {}).get("kind")
     return record_or_kind in REFERENCE_KINDS
-
-
-def _heldout_target(target):
-    """The same image dataset on its test split when ``target`` is built from a training split;
-    otherwise ``target`` itself (a distribution with fresh samples needs no held-out part)."""
-    params = dict(getattr(target, "params", {}) or {})
-    if params.get("split") == "train":
-        return type(target)(**{**params, "split": "test"})
-    return target
 
 
 class _Reference:
