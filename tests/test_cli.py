@@ -65,7 +65,8 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "models[0].kind: unknown model 'vea'; expected one of" in err
     assert main(["run", "no_such_suite", "--out", str(tmp_path / "o")]) == 2
-    assert "built-in suites: 'images', 'pacgan2d', 'quick', 'toy2d'" in capsys.readouterr().err
+    assert ("built-in suites: 'images', 'memorisation', 'pacgan2d', 'quick', 'toy2d'"
+            in capsys.readouterr().err)
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 

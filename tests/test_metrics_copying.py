@@ -105,6 +105,11 @@ def test_authenticity_matches_brute_force_with_training_indices():
     assert res.generated == pytest.approx(brute(gen))
     assert res.held_out == pytest.approx(brute(held))
     assert 0.3 < res.held_out < 0.7  # no copying is about one half, not 1
+    # duplicated training points have r = 0: every point nearest to one is authentic
+    train = np.concatenate([train, train[:40]])
+    dup = metrics.authenticity(train, held, gen)
+    assert dup.generated == pytest.approx(brute(gen)) and dup.held_out == pytest.approx(
+        brute(held))
 
 
 def test_distance_ratio_baseline_is_r_squared_for_uniform_2d_points():

@@ -120,3 +120,15 @@ def test_tensorboard_without_tensorboard_says_how_to_install_it(tmp_path, monkey
     with pytest.raises(ImportError, match=r"pip install 'densitylab\[tensorboard\]'"):
         run_suite(cfg, tmp_path, show_progress=False)
     assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_force_moves_a_stale_runs_model_aside_with_its_record(tmp_path):
+    old = _suite(references=False)
+    run_suite(old, tmp_path, show_progress=False)
+    new = parse_suite({**SUITE, "suite": {**SUITE["suite"], "references": False},
+                       "train": {"steps": 3, "batch_size": 32}})
+    result = run_suite(new, tmp_path, show_progress=False, force=True)
+    moved = {p.name for p in (result.moved_to / "runs").iterdir()}
+    assert {f"{rid}.model.pt" for rid in old.run_ids()} <= moved  # never deleted
+    kept = {p.name for p in RunStore(tmp_path).runs_dir.glob("*.model.pt")}
+    assert kept == {f"{rid}.model.pt" for rid in new.run_ids()}
