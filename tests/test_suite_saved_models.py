@@ -132,3 +132,33 @@ def test_force_moves_a_stale_runs_model_aside_with_its_record(tmp_path):
     assert {f"{rid}.model.pt" for rid in old.run_ids()} <= moved  # never deleted
     kept = {p.name for p in RunStore(tmp_path).runs_dir.glob("*.model.pt")}
     assert kept == {f"{rid}.model.pt" for rid in new.run_ids()}
+
+
+def test_a_run_logs_its_losses_while_it_trains_and_trains_the_same(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from densitylab.suite.tblog import LIVE_POINTS, LiveLog
+
+    cfg = _suite(save_models=False, tensorboard=True, references=False, seeds=[0])
+    spec = cfg.runs[0]
+    live = LiveLog(RunStore(tmp_path / "live"), spec, steps=2 * LIVE_POINTS)
+    for step in range(2 * LIVE_POINTS):
+        assert live(step, {"loss": float(step)}, None) is False  # never stops the fit
+    live.curves(100, {"mmd": 0.5})
+    live.close()
+    events = EventAccumulator(str(live.folder))
+    events.Reload()
+    logged = events.Scalars("train/loss")
+    assert [p.step for p in logged] == list(range(2, 2 * LIVE_POINTS + 1, 2))
+    assert all(p.value == p.step - 1 for p in logged)  # the loss of that step
+    assert [(p.step, p.value) for p in events.Scalars("curves/mmd")] == [(100, 0.5)]
+
+    # a one-by-one run with its live log computes what it computes without one
+    run_suite(cfg, tmp_path / "with", show_progress=False)
+    run_suite(_suite(save_models=False, references=False, seeds=[0]), tmp_path / "without",
+              show_progress=False)
+    with_log = RunStore(tmp_path / "with").load_record(spec.run_id)
+    without = RunStore(tmp_path / "without").load_record(spec.run_id)
+    assert with_log.metrics["mmd"].values == without.metrics["mmd"].values
+    assert with_log.history.to_dict() == without.history.to_dict()

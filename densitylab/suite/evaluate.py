@@ -205,9 +205,10 @@ class _CurveRecorder:
     so the training itself (and so the final result) is the same with and without it.
     """
 
-    def __init__(self, spec: RunSpec, target, device: torch.device, every: int):
+    def __init__(self, spec: RunSpec, target, device: torch.device, every: int, live=None):
         cfg = spec.config
         self.spec, self.target, self.device, self.every = spec, target, device, every
+        self.live = live  # a TensorBoard log shown the scores as they come (or None)
         self.n = cfg["eval_samples"]
         self.reference = draw(target, self.n, derive_seed(spec.seed, "reference")).to(device)
         self.curves: dict[str, Any] = {"step": [], "values": {}}
@@ -241,6 +242,8 @@ class _CurveRecorder:
                 series.append(float(value))
         for series in self.curves["values"].values():  # a value missing at this step: NaN
             series.extend([math.nan] * (index + 1 - len(series)))
+        if self.live is not None:
+            self.live.curves(step, {k: v[-1] for k, v in self.curves["values"].items()})
 
 
 @contextmanager
@@ -444,18 +447,50 @@ def _train_and_score(record: RunRecord, spec: RunSpec, store: RunStore,
                                 data_shape=_data_shape(target), seed=spec.seed)
 
     every = cfg["train"].get("eval_every")
-    recorder = _CurveRecorder(spec, target, device, every) if every else None
+    live = _live_log(spec, store, model)
+    recorder = _CurveRecorder(spec, target, device, every, live) if every else None
+    callback = _both(recorder, live)
     t0 = time.perf_counter()
     diverged = None
     try:
-        history = _fit(model, target, cfg["train"], spec.seed, device, callback=recorder)
+        history = _fit(model, target, cfg["train"], spec.seed, device, callback=callback)
     except densitylab.TrainingDiverged as err:  # a failure of the configuration: say so
         diverged = {"step": err.step, "loss": float(err.loss)}
         history = getattr(model, "history", None)
+    finally:
+        if live is not None:
+            live.close()
     train_s = time.perf_counter() - t0
     _score(record, spec, store, device, target, model, history, diverged, train_s)
     if recorder is not None:
         record.curves = Curves.from_dict(recorder.curves)
+
+
+def _live_log(spec: RunSpec, store: RunStore, model):
+    """The TensorBoard log of a run while it trains (``tensorboard = true`` and a model whose
+    ``fit`` takes a callback), else None; see :class:`densitylab.suite.tblog.LiveLog`."""
+    if not spec.tensorboard or "callback" not in declared_options(model, "fit"):
+        return None
+    from .tblog import LiveLog
+
+    try:
+        return LiveLog(store, spec, spec.config["train"]["steps"])
+    except Exception as err:  # the log is optional; the run is not
+        logger.warning("no live TensorBoard log for %s: %s", spec.label, err)
+        return None
+
+
+def _both(first, second):
+    """One fit callback calling ``first`` then ``second`` (either may be None); stops when
+    either asks to."""
+    if first is None or second is None:
+        return first if second is None else second
+
+    def callback(step, losses, model):
+        stop = first(step, losses, model)
+        return bool(second(step, losses, model)) or bool(stop)
+
+    return callback
 
 
 def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.device, target,

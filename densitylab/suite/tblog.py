@@ -11,10 +11,14 @@ Each run, when it finishes, writes one event file under
 - ``time/train_s``, ``time/eval_s``; and a text entry ``run`` with the run's label, id, status,
   model parameters, training options and code fingerprint.
 
-Watch a suite while it runs with ``tensorboard --logdir DIR/tb``: each run appears when it has
-finished. The files are written with :class:`torch.utils.tensorboard.SummaryWriter` into a
-hidden folder beside the records, then renamed into place, so a run computed again (a failed
-run retried) replaces its events instead of adding a second copy.
+Watch a suite while it runs with ``tensorboard --logdir DIR/tb``. A run trained on its own
+(not as one seed of a batched model) whose model's ``fit`` takes a ``callback`` logs its
+losses while it trains (:class:`LiveLog`: ``train/<loss>`` at about 200 steps of the run, and
+each ``eval_every`` score under ``curves/``); every run's complete events, built from its
+record, replace them when it finishes. Those are written with
+:class:`torch.utils.tensorboard.SummaryWriter` into a hidden folder beside the records, then
+renamed into place, so a run computed again (a failed run retried) replaces its events instead
+of adding a second copy.
 """
 
 from __future__ import annotations
@@ -28,7 +32,45 @@ from pathlib import Path
 from .records import RunRecord
 from .store import RunStore
 
-__all__ = ["write_run_events"]
+__all__ = ["write_run_events", "LiveLog"]
+
+#: Points per loss a live log writes during training (as many as the record's history keeps).
+LIVE_POINTS = 200
+
+
+class LiveLog:
+    """A fit callback writing a run's losses to its TensorBoard folder while it trains.
+
+    ``callback(step, losses, model)`` logs each loss every ``steps // LIVE_POINTS`` steps (its
+    value at that step, not an average: the final events hold the record's averaged history);
+    ``curves(step, values)`` logs ``eval_every`` scores. It never stops the fit (returns False)
+    and touches no random state, so the run computes what it computes without it. :meth:`close`
+    when training ends.
+    """
+
+    def __init__(self, store: RunStore, spec, steps: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder = store.tensorboard_dir(spec.dataset, spec.model, spec.seed, spec.run_id)
+        shutil.rmtree(self.folder, ignore_errors=True)  # a retried run's partial events
+        self.writer = SummaryWriter(log_dir=str(self.folder))
+        self.every = max(1, int(steps) // LIVE_POINTS)
+
+    def __call__(self, step: int, losses, model) -> bool:
+        if (step + 1) % self.every == 0:
+            for name, value in dict(losses).items():
+                _scalar(self.writer, f"train/{name}", value, step + 1)
+        return False
+
+    def curves(self, step: int, values: dict[str, float]) -> None:
+        """Log the ``eval_every`` scores of ``step``."""
+        for name, value in values.items():
+            _scalar(self.writer, f"curves/{name}", value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
 
 
 def write_run_events(store: RunStore, record: RunRecord) -> Path:
