@@ -50,3 +50,18 @@ def test_prd_bad_input_raises():
         prd_curve(np.zeros((10, 2)), np.ones((10, 2)), classifier="svm")
     with pytest.raises(ValueError, match="real_scores"):
         prd_from_scores(np.zeros((3, 2)), np.zeros(3))
+
+
+def test_knn_classifier_recovers_the_prd_summaries_of_a_ring_missing_half_its_modes():
+    """Truth: alpha(lambda) = min(lambda / 2, 1), so max F_8 = 0.504 and max F_1/8 = 0.985."""
+    import torch
+
+    from densitylab import distributions
+    from densitylab.distributions import GaussianMixture
+
+    p = distributions.ring(dtype=torch.float64)
+    keep = torch.arange(8) % 2 == 0
+    half = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    res = prd_curve(p.sample(1000, seed=2), half.sample(1000, seed=1), classifier="knn")
+    assert res.f_beta == pytest.approx(0.504, abs=0.05)
+    assert res.f_beta_inv == pytest.approx(0.985, abs=0.03)

@@ -67,3 +67,21 @@ def test_memorisation_suite_validates_matches_its_copy_and_carries_the_copying_m
     assert {r.config["train"]["train_size"] for r in cfg.runs} == {1000}
     assert {r.config["model"]["kind"] for r in cfg.runs} >= {"vae", "gan", "flow", "diffusion"}
     assert {m["name"] for m in cfg.metrics} >= {"data_copying", "calibration"}
+
+
+@pytest.mark.slow
+def test_prd_metric_separates_recall_from_precision_on_a_model_missing_half_the_modes():
+    from densitylab.distributions import GaussianMixture
+
+    spec = {s.name: s for s in BUILTIN_METRICS}["prd_curve"]
+    p = distributions.ring(dtype=torch.float64)
+    keep = torch.arange(8) % 2 == 0
+    half = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    ctx = EvalContext(p, None, half.sample(1000, seed=1), p.sample(1000, seed=2), 0, 1000,
+                      torch.device("cpu"))
+    out = spec.fn(ctx, classifier="mlp", folds=5)
+    # truth: alpha(lambda) = min(lambda / 2, 1), beta = min(1/2, 1/lambda), so the largest
+    # F_8 is 65 * 0.5 / 64.5 = 0.504 and the largest F_1/8 is (65/64) * 0.5 / (1/64 + 0.5) = 0.985
+    assert out["prd_f8"] == pytest.approx(0.504, abs=0.05)
+    assert out["prd_f1_8"] == pytest.approx(0.985, abs=0.03)
+    assert len(out["prd_precision"]) == len(out["prd_recall"]) == 101

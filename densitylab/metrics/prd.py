@@ -19,7 +19,7 @@ from .._validation import as_samples, as_tensor, check_choice, check_int, check_
 
 __all__ = ["PRDCurve", "prd_curve", "prd_from_scores"]
 
-PRD_CLASSIFIERS = ("mlp", "logistic")
+PRD_CLASSIFIERS = ("mlp", "knn", "logistic")
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,19 @@ def prd_curve(real, fake, classifier: str = "mlp", folds: int = 5, seed: int = 0
     The classifier is set up as the C2ST's (Lopez-Paz and Oquab 2017, in sbi's form): balanced
     classes (the larger set subsampled, seeded), standardisation inside each fold, stratified
     ``folds``-fold cross-fitting, so each point's probability comes from a classifier that never
-    saw it; ``"mlp"`` (two ReLU layers of ``max(10 d, 20)`` units, Adam, early stopping from
-    1,000 training points) or ``"logistic"`` (right when the log density ratio is linear, e.g.
-    two Gaussians with one covariance). It is built here with scikit-learn directly, because
-    :func:`~densitylab.metrics.c2st` returns accuracies, not probabilities. A weak classifier
-    over-estimates both precision and recall (its thresholds are not the Bayes ones).
+    saw it. ``"mlp"``: two ReLU layers of ``max(10 d, 20)`` units, Adam until the training loss
+    stalls, *without* the C2ST's early stopping (on the ring with half its modes dropped,
+    true F_8 = 0.504, early stopping gave 0.58-0.77 over five seeds at 1,000 points a side, and
+    training to convergence 0.48-0.51); ``"knn"``: k nearest neighbours, k the odd number near
+    ``sqrt(n_train)`` (consistent in low dimension); ``"logistic"``: right when the log density
+    ratio is linear (two Gaussians with one covariance). It is built here with scikit-learn
+    directly, because :func:`~densitylab.metrics.c2st` returns accuracies, not probabilities.
+    A weak classifier over-estimates both precision and recall (its thresholds are not the
+    Bayes ones).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -112,10 +117,12 @@ def prd_curve(real, fake, classifier: str = "mlp", folds: int = 5, seed: int = 0
     b = b[np.sort(rng.choice(len(b), size, replace=False))] if len(b) > size else b
     data = np.concatenate([a, b])
     labels = np.concatenate([np.ones(size, dtype=np.int64), np.zeros(size, dtype=np.int64)])
+    n_train = len(data) * (k - 1) // k
     if name == "mlp":
         width = max(10 * data.shape[1], 20)
-        clf = MLPClassifier(hidden_layer_sizes=(width, width), max_iter=1000,
-                            early_stopping=len(data) * (k - 1) / k >= 1000, random_state=seed)
+        clf = MLPClassifier(hidden_layer_sizes=(width, width), max_iter=1000, random_state=seed)
+    elif name == "knn":
+        clf = KNeighborsClassifier(n_neighbors=max(1, int(math.sqrt(n_train)) // 2 * 2 + 1))
     else:
         clf = LogisticRegression(max_iter=1000)
     split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)

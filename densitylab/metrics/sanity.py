@@ -29,6 +29,10 @@ of the score between independent draws of the target) and returns pass, fail or 
   differs from the swapped call in the documented direction by more than 3 noise (n/a for
   symmetric scores).
 
+The data-copying tests (three sets: training, held-out, generated) have their own controls,
+:func:`copying_controls` (columns ``copier`` and ``oracle``): a memorising KDE must be flagged,
+fresh target samples must not be flagged more often than the test's level.
+
 Run it as :func:`run` or ``densitylab check-metrics --out DIR``. A score failing a check is a
 finding (see ``docs/metrics.md``), not something to tune away. Everything is seeded; on one
 CPU core the default battery takes a couple of minutes.

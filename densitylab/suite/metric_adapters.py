@@ -416,6 +416,21 @@ def _check_calibration(method: str, num_points: int) -> None:
     check_int(num_points, "num_points", minimum=2)
 
 
+def _prd_curve(ctx: EvalContext, classifier: str, folds: int) -> dict[str, Any]:
+    """PRD curve (Simon et al. 2019) of the model's samples against a fresh target sample from
+    a cross-fitted classifier: F_8 (recall-weighted) and F_1/8 (precision-weighted) as values,
+    the curve at 101 angles in the details."""
+    res = metrics.prd_curve(_flat(ctx.reference), _flat(ctx.samples), classifier=classifier,
+                            folds=folds, seed=derive_seed(ctx.seed, "prd"), num_angles=101)
+    return {"prd_f8": res.f_beta, "prd_f1_8": res.f_beta_inv,
+            "prd_precision": list(res.precision), "prd_recall": list(res.recall)}
+
+
+def _check_prd_curve(classifier: str, folds: int) -> None:
+    check_choice(classifier, "classifier", metrics.prd.PRD_CLASSIFIERS)
+    check_int(folds, "folds", minimum=2)
+
+
 def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
     images = _images()
 
@@ -465,6 +480,10 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
                "(tarp, hpd: by the model's density or a KDE of its samples, or pit): signed "
                "coverage area (> 0 over-dispersed), KS p-value, dispersion call",
                check=_check_calibration, min_samples=lambda method, num_points: num_points),
+    MetricSpec("prd_curve", _prd_curve, {"classifier": "mlp", "folds": 5},
+               description="precision-recall curve for distributions from a cross-fitted "
+               "classifier (Simon et al. 2019): F_8 (recall) and F_1/8 (precision) summaries",
+               check=_check_prd_curve),
     MetricSpec("feature_metrics", _feature_metrics, {}, _needs_images,
                "KID, Frechet distance and PRDC on digit-classifier features"),
     MetricSpec("c2st", _c2st, {"classifier": "mlp", "folds": 5},
