@@ -164,9 +164,12 @@ def declared_options(model: Any, method: str) -> frozenset[str]:
     return frozenset(declared)
 
 
-def model_log_prob(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+def model_log_prob(model, x: torch.Tensor, seed: int, **options: Any) -> torch.Tensor:
     """``model.log_prob(x)``, seeded when the model declares ``"seed"`` in its
-    ``log_prob_options`` (a random estimate, like the VAE's IWAE bound)."""
-    if "seed" in declared_options(model, "log_prob"):
-        return model.log_prob(x, seed=derive_seed(seed, "log_prob"))
-    return model.log_prob(x)
+    ``log_prob_options`` (a random estimate, like the VAE's IWAE bound); ``options`` are passed
+    only where the model declares them (e.g. ``num_samples`` for the VAE)."""
+    declared = declared_options(model, "log_prob")
+    kwargs = {k: v for k, v in options.items() if k in declared}
+    if "seed" in declared:
+        kwargs["seed"] = derive_seed(seed, "log_prob")
+    return model.log_prob(x, **kwargs)
