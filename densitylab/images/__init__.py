@@ -3,7 +3,9 @@
 Targets (see :mod:`.data`): :func:`load_digits` (scikit-learn's 8x8 digits in [0, 1]),
 :class:`Digits`, :class:`StackedDigits` (three digits as channels: 1,000 modes, the stacked-MNIST
 protocol on digits), :func:`load_idx` / :func:`idx_dataset` for MNIST-format files already on
-disk, and :func:`synthetic_blobs` / :class:`Blobs` for fast tests.
+disk, and :func:`synthetic_blobs` / :class:`Blobs` for fast tests. ``dequantize=True`` spreads
+the digits' 17 pixel levels over their bins (:func:`dequantize`), the data on which a density's
+:func:`bits_per_dim` is defined.
 
 Diagnostics (see :mod:`.classifier`, :mod:`.diagnostics`): a small CNN digit classifier trained
 reproducibly and cached (:func:`get_classifier`), stacked-digit mode counts
@@ -31,6 +33,7 @@ from .data import (
     mode_index,
     synthetic_blobs,
 )
+from .dequantize import DIGIT_LEVELS, bits_per_dim, dequantize
 from .diagnostics import classifier_confidence, count_stacked_modes, feature_metrics, features
 
 __all__ = [
@@ -54,4 +57,7 @@ __all__ = [
     "classifier_confidence",
     "features",
     "feature_metrics",
+    "DIGIT_LEVELS",
+    "dequantize",
+    "bits_per_dim",
 ]

@@ -23,6 +23,8 @@ from .. import _registry
 from .._runtime import make_generator
 from .._validation import as_tensor, check_choice, check_int, check_positive
 from ..distributions import Target
+from .dequantize import DIGIT_LEVELS
+from .dequantize import dequantize as _dequantize
 
 __all__ = [
     "load_digits",
@@ -94,6 +96,8 @@ class ImageSet(Target):
     """
 
     name = "images"
+    #: pixel levels of a dequantised target (its samples spread each level over its bin), else None
+    levels: int | None = None
 
     def __init__(self, images, labels=None, *, name: str | None = None, device="cpu", params=None):
         x = as_tensor(images, "images", ndim=4, dtype=torch.float32, device=device)
@@ -112,6 +116,14 @@ class ImageSet(Target):
     def __len__(self) -> int:
         return len(self.images)
 
+    def fixed_images(self) -> torch.Tensor:
+        """The images every sample is drawn from, ``(n, C, H, W)``, in the space of the samples:
+        for a dequantised target each pixel at the centre of its level's bin, ``(k + 1/2) / L``
+        (the training set against which memorisation is measured)."""
+        if self.levels is None:
+            return self.images
+        return (torch.round(self.images * (self.levels - 1)) + 0.5) / self.levels
+
     def _sample(self, n, gen):
         idx = torch.randint(len(self.images), (n,), generator=gen, device=self.device)
         return self.images[idx]
@@ -127,13 +139,26 @@ class ImageSet(Target):
 
 
 class Digits(ImageSet):
-    """The 8x8 digits of one split as a target: ``sample(n, seed)`` -> ``(n, 1, 8, 8)``."""
+    """The 8x8 digits of one split as a target: ``sample(n, seed)`` -> ``(n, 1, 8, 8)``.
+
+    ``dequantize=True`` returns each drawn image's 17 pixel levels ``k`` as ``(k + u) / 17``
+    with fresh ``u ~ U(0, 1)`` per pixel and draw (bins of width 1/17 in [0, 1); see
+    :mod:`densitylab.images.dequantize`): the data a continuous density is fitted to and scored
+    on in bits per dimension. ``levels`` is then 17, else None.
+    """
 
     name = "digits"
 
-    def __init__(self, split: str = "train", seed: int = 0, *, device="cpu"):
+    def __init__(self, split: str = "train", seed: int = 0, *, dequantize: bool = False,
+                 device="cpu"):
         x, y = load_digits(split, seed)
-        super().__init__(x, y, device=device, params={"split": split, "seed": seed})
+        params = {"split": split, "seed": seed, **({"dequantize": True} if dequantize else {})}
+        super().__init__(x, y, device=device, params=params)
+        self.levels = DIGIT_LEVELS if dequantize else None
+
+    def _sample(self, n, gen):
+        x = super()._sample(n, gen)
+        return x if self.levels is None else _dequantize(x, self.levels, gen)
 
 
 def mode_index(labels) -> torch.Tensor:
@@ -158,17 +183,20 @@ class StackedDigits(Target):
     images uniformly, as the original protocol does, inheriting the split's small class imbalance.
 
     ``sample(n, seed=0)`` returns ``(X, labels)``: ``X`` float32 ``(n, 3, 8, 8)`` in [0, 1] and
-    ``labels`` int64 ``(n, 3)``.
+    ``labels`` int64 ``(n, 3)``. ``dequantize=True`` spreads each pixel's level uniformly over
+    its bin, as :class:`Digits` does (``levels`` 17, else None).
     """
 
     name = "stacked_digits"
     num_modes = 1000
 
-    def __init__(self, split: str = "train", seed: int = 0, *, balanced: bool = True, device="cpu"):
+    def __init__(self, split: str = "train", seed: int = 0, *, balanced: bool = True,
+                 dequantize: bool = False, device="cpu"):
         x, y = load_digits(split, seed)
-        super().__init__(
-            3 * 64, device=device, params={"split": split, "seed": seed, "balanced": bool(balanced)}
-        )
+        params = {"split": split, "seed": seed, "balanced": bool(balanced),
+                  **({"dequantize": True} if dequantize else {})}
+        super().__init__(3 * 64, device=device, params=params)
+        self.levels = DIGIT_LEVELS if dequantize else None
         self.images = x.to(self.device)
         self.labels = y.to(self.device)
         self.balanced = bool(balanced)
@@ -198,6 +226,8 @@ class StackedDigits(Target):
         else:
             idx = torch.randint(len(self.images), (n, 3), generator=gen, device=self.device)
         x = self.images[idx.reshape(-1), 0].reshape(n, 3, 8, 8)
+        if self.levels is not None:
+            x = _dequantize(x, self.levels, gen)
         return x, self.labels[idx]
 
 

@@ -19,6 +19,13 @@ the layer of ``zuko.flows.NSF`` / ``MAF``), the feature order reversed between l
 For 2D data the three share one structure: the first feature transformed unconditionally, the
 second conditioned on the first. The density is evaluated in the data-to-noise direction, one
 pass of each conditioner; sampling inverts the layers (one pass per autoregressive step).
+
+Images (``data_shape=(C, H, W)``) are flattened to ``C H W`` features in row-major order and the
+flow is fitted to them directly, in pixel space (no logit transform; the standardising map
+scales each pixel). Its density is a density on ``R^(C H W)``, so it is fitted to images
+dequantised with uniform noise (``images.Digits(dequantize=True)``) and read in bits per
+dimension by ``images.bits_per_dim`` (Theis, van den Oord and Bethge, ICLR 2016; Dinh et al.,
+"Density estimation using Real NVP", ICLR 2017).
 """
 
 from __future__ import annotations
@@ -41,7 +48,13 @@ from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform  # n
 Distribution._validate_args = _VALIDATE_ARGS
 
 from .._validation import check_choice, check_int, check_positive  # noqa: E402
-from .base import GenerativeModel, check_data, check_hidden, seeded_init  # noqa: E402
+from .base import (  # noqa: E402
+    GenerativeModel,
+    check_data,
+    check_hidden,
+    resolve_data_shape,
+    seeded_init,
+)
 
 __all__ = ["Flow"]
 
@@ -87,10 +100,14 @@ def _layer(kind: str, data_dim: int, hidden: tuple[int, ...], count_bins: int, b
 
 
 class Flow(GenerativeModel):
-    """Normalising flow on flat data ``(n, data_dim)``, ``data_dim >= 2``; see the module docstring.
+    """Normalising flow on flat data ``(n, data_dim)``, ``data_dim >= 2``, or on images ``(n, C,
+    H, W)`` flattened; see the module docstring.
 
     Arguments:
-        data_dim: dimension of a data point (at least 2: coupling layers split it).
+        data_dim: dimension of a data point (at least 2: coupling layers split it); 2 when
+            neither it nor ``data_shape`` is given.
+        data_shape: or the shape of one data point, e.g. ``(1, 8, 8)``; the flow acts on its
+            ``prod(data_shape)`` values flattened.
         num_layers: number of learned invertible layers.
         hidden: hidden widths of each layer's conditioner network.
         kind: ``"spline_coupling"``, ``"spline_autoregressive"`` or ``"affine_autoregressive"``.
@@ -112,10 +129,15 @@ class Flow(GenerativeModel):
     has_density = True
     default_lr = 5e-3
 
-    def __init__(self, data_dim: int = 2, num_layers: int = 4, hidden: Sequence[int] = (64, 64),
-                 *, kind: str = "spline_coupling", count_bins: int = 8, bound: float = 4.0,
+    def __init__(self, data_dim: int | None = None, num_layers: int = 4,
+                 hidden: Sequence[int] = (64, 64), *, data_shape: Sequence[int] | None = None,
+                 kind: str = "spline_coupling", count_bins: int = 8, bound: float = 4.0,
                  slope: float = 1e-3, seed: int | None = None):
-        data_dim = check_int(data_dim, "data_dim", minimum=2)
+        if data_dim is None and data_shape is None:
+            data_dim = 2
+        shape = resolve_data_shape(data_dim, data_shape)
+        flat = check_int(math.prod(shape), "data_dim" if data_shape is None else
+                         "prod(data_shape)", minimum=2)
         num_layers = check_int(num_layers, "num_layers", minimum=1)
         hidden = check_hidden(hidden)
         if not hidden:
@@ -128,15 +150,17 @@ class Flow(GenerativeModel):
             raise ValueError(f"slope must be below 1 (a minimum slope), got {slope}")
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
-        config = {"data_dim": data_dim, "num_layers": num_layers, "hidden": list(hidden),
-                  "kind": kind, "count_bins": count_bins, "bound": bound, "slope": slope,
-                  "seed": seed}
-        super().__init__(config, (data_dim,))
+        config = {"data_dim": flat if data_shape is None else None, "num_layers": num_layers,
+                  "hidden": list(hidden), "kind": kind, "count_bins": count_bins,
+                  "bound": bound, "slope": slope, "seed": seed}
+        if data_shape is not None:  # only then, so that the configs of flat flows stay as they were
+            config["data_shape"] = list(shape)
+        super().__init__(config, shape)
         with seeded_init(seed):
             self.networks["layers"] = nn.ModuleList(
-                _layer(kind, data_dim, hidden, count_bins, bound, slope, reverse=bool(i % 2))
+                _layer(kind, flat, hidden, count_bins, bound, slope, reverse=bool(i % 2))
                 for i in range(num_layers))
-            self.networks["standardizer"] = Standardizer(data_dim)
+            self.networks["standardizer"] = Standardizer(flat)
         self.networks.eval()
 
     def log_prob(self, x, **kwargs) -> torch.Tensor:
@@ -147,6 +171,7 @@ class Flow(GenerativeModel):
             return self._log_prob(x)
 
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(*x.shape[:x.ndim - len(self.data_shape)], self.data_dim)
         std = self.networks["standardizer"]
         y = (x - std.loc) / std.scale
         ladj = -std.scale.log().sum()
@@ -173,7 +198,7 @@ class Flow(GenerativeModel):
 
         The first batch a model sees also fixes its standardising map (see the module docstring).
         """
-        self.networks["standardizer"].fit_once(batch)
+        self.networks["standardizer"].fit_once(batch.reshape(batch.shape[0], self.data_dim))
         return -self._log_prob(batch).mean()
 
     def _sample(self, n, gen):
@@ -190,4 +215,5 @@ class Flow(GenerativeModel):
         for layer in reversed(self.networks["layers"]):
             y = layer().inv(y)
         std = self.networks["standardizer"]
-        return std.loc + std.scale * y
+        x = std.loc + std.scale * y
+        return x.reshape(*x.shape[:-1], *self.data_shape)
