@@ -51,6 +51,12 @@ def test_data_copying_metric_flags_a_model_that_returns_its_training_set():
     out = spec.fn(ctx, num_cells=5, held_out=0)
     assert out["data_copying"] < 0 and out["data_copying_pvalue"] < 0.01
     assert out["authenticity"] < out["authenticity_heldout"]
+    # the copier is close to its own training set only, not to a fresh set of the same size
+    assert out["data_copying_fresh_set_pvalue"] > 0.05
+    # modes too narrow, no copying: close to any set, so both C_T values are negative
+    ctx.samples = distributions.ring(std=0.0075, dtype=torch.float64).sample(500, seed=4)
+    narrow = spec.fn(ctx, num_cells=5, held_out=0)
+    assert narrow["data_copying_pvalue"] < 0.01 and narrow["data_copying_fresh_set_pvalue"] < 0.01
     no_train = EvalContext(target, None, train, train, 3, 500, torch.device("cpu"))
     assert "train_size" in spec.applies(no_train)
 

@@ -18,7 +18,7 @@ from .. import metrics
 from .._validation import check_choice, check_int, check_positive, check_probability
 from ..metrics.likelihood import SIGMA_GRID
 from ..metrics.modes import HIGH_QUALITY_STDS
-from .context import EvalContext, derive_seed, model_log_prob
+from .context import EvalContext, derive_seed, draw, model_log_prob
 
 __all__ = ["MetricSpec", "BUILTIN_METRICS"]
 
@@ -382,12 +382,23 @@ def _data_copying(ctx: EvalContext, num_cells: int, held_out: int) -> dict[str, 
                               num_cells=num_cells)
     auth = metrics.authenticity(train, held, gen)
     ratio = metrics.nn_distance_ratio(train, held, gen)
-    return {"data_copying": ct.statistic, "data_copying_zscore": ct.zscore,
-            "data_copying_pvalue": ct.pvalue, "data_copying_cells": float(ct.cells_used),
-            "authenticity": auth.generated, "authenticity_heldout": auth.held_out,
-            "authenticity_pvalue": auth.pvalue, "nn_ratio_below": ratio.generated_below,
-            "nn_ratio_below_heldout": ratio.held_out_below,
-            "nn_distance_pvalue": ratio.pvalue}
+    out = {"data_copying": ct.statistic, "data_copying_zscore": ct.zscore,
+           "data_copying_pvalue": ct.pvalue, "data_copying_cells": float(ct.cells_used),
+           "authenticity": auth.generated, "authenticity_heldout": auth.held_out,
+           "authenticity_pvalue": auth.pvalue, "nn_ratio_below": ratio.generated_below,
+           "nn_ratio_below_heldout": ratio.held_out_below,
+           "nn_distance_pvalue": ratio.pvalue}
+    if not ctx.is_image:
+        # C_T against a fresh target set of the training set's size: a model whose modes are
+        # too narrow is closer to any such set than fresh points are (C_T < 0 here too), a
+        # copier only to its own training set (docs/metrics.md, "Data copying")
+        fresh = _flat(draw(ctx.target, train.shape[0], derive_seed(ctx.seed, "fresh_set")))
+        control = metrics.data_copying(fresh.to(ctx.device), held, gen,
+                                       seed=derive_seed(ctx.seed, "data_copying"),
+                                       num_cells=num_cells)
+        out["data_copying_fresh_set"] = control.statistic
+        out["data_copying_fresh_set_pvalue"] = control.pvalue
+    return out
 
 
 def _check_data_copying(num_cells: int, held_out: int) -> None:
