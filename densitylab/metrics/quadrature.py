@@ -86,7 +86,7 @@ class QuadratureResult:
 def quadrature_log_likelihood(decode: Callable, x, latent_dim: int = 2,
                               sigma: float | None = None, *, bound: float = 6.0,
                               resolution: int = 128, max_resolution: int | None = None,
-                              tolerance: float = 1e-3, batch_size: int = 256,
+                              tolerance: float = 1e-3, batch_size: int = 64,
                               decode_batch: int = 65536) -> QuadratureResult:
     """``log p(x) = log int N(x; g(z), s^2 I) N(z; 0, I) dz`` by a refined midpoint rule.
 
