@@ -302,3 +302,10 @@ def test_mmd_bad_options_name_the_argument(small):
         metrics.mmd(np.zeros((0, 2)), y, bandwidth=1.0, estimator="biased")
     with pytest.raises(ValueError, match=r"^y needs at least 1 sample"):
         metrics.mmd(x, np.zeros((0, 2)), bandwidth=1.0, estimator="biased")
+
+
+def test_mmd_test_with_two_permutations_reports_their_spread(small):
+    x, y = small
+    res = metrics.mmd_test(x, y, 2, seed=4, bandwidth=1.0)
+    _, null = brute_test(x, y, 2, 4, bw=1.0)
+    assert res.null_std == pytest.approx(abs(null[1] - null[0]) / math.sqrt(2), rel=1e-9)
