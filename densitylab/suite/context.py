@@ -90,13 +90,20 @@ class EvalContext:
         """True for image datasets (samples of shape (n, C, H, W))."""
         return self.samples.ndim > 2
 
+    def has_fixed_images(self) -> bool:
+        """True when the target is a fixed set of images (an image split such as the digits'
+        training split) whose every batch is drawn from ``target.fixed_images()``."""
+        return callable(getattr(self.target, "fixed_images", None))
+
     def training_set(self) -> torch.Tensor | None:
-        """The fixed training set a ``train_size`` run was fitted on (None without one): the
-        first epoch of the batches the model families' ``fit(seed=s)`` draws, i.e.
-        ``iter_batches`` with seed ``s + 1``, as rows in shuffled order. A registered model
-        that draws its training set otherwise is not covered."""
+        """The fixed training set a ``train_size`` run was fitted on: the first epoch of the
+        batches the model families' ``fit(seed=s)`` draws, i.e. ``iter_batches`` with seed
+        ``s + 1``, as rows in shuffled order. Without ``train_size``, the images of a target that
+        is a fixed set of images (``target.fixed_images()``, e.g. the digits' training split),
+        from which every training batch was drawn; else None. A registered model that draws its
+        training set otherwise is not covered."""
         if self.train_size is None:
-            return None
+            return self.target.fixed_images() if self.has_fixed_images() else None
         from ..models.base import iter_batches
 
         shape = tuple(self.reference.shape[1:])

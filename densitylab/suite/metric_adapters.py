@@ -367,7 +367,7 @@ def _check_energy_distance(estimator: str) -> None:
 
 
 def _needs_training_set(ctx: EvalContext, **_: Any) -> str | None:
-    if ctx.train_size is None:
+    if ctx.train_size is None and not ctx.has_fixed_images():
         return "the run has no fixed training set (set train.train_size)"
     return None
 
@@ -511,6 +511,39 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("energy_distance", _energy_distance, {"estimator": "biased"},
                description="squared energy distance between model samples and a fresh target "
                "sample (Szekely and Rizzo 2013)", check=_check_energy_distance),
+)
+
+
+def _needs_dequantized_density(ctx: EvalContext, **params: Any) -> str | None:
+    if getattr(ctx.target, "levels", None) is None:
+        return ("the target is not dequantised (bits per dimension are defined for a density of "
+                "dequantised discrete pixels: dequantize = true)")
+    return _LOG_LIKELIHOOD.applies(ctx, **params)
+
+
+def _bits_per_dim(ctx: EvalContext, **params: Any) -> dict[str, Any]:
+    """The ``log_likelihood`` metric's values on a dequantised image target, with its mean
+    held-out log-density (and the variational bound, where there is one) also in bits per
+    dimension: ``(-loglik + D log L) / (D log 2)`` for ``L`` pixel levels (Theis et al. 2016)."""
+    out = _LOG_LIKELIHOOD.fn(ctx, **params)
+    dim, levels = int(ctx.reference[0].numel()), int(ctx.target.levels)
+    bpd = _images().bits_per_dim
+    out["bits_per_dim"] = bpd(out["heldout_loglik"], dim, levels)
+    if "heldout_elbo" in out:
+        out["bits_per_dim_elbo"] = bpd(out["heldout_elbo"], dim, levels)
+    out.setdefault("loglik_settings", {})["levels"] = levels
+    return out
+
+
+_LOG_LIKELIHOOD = next(spec for spec in BUILTIN_METRICS if spec.name == "log_likelihood")
+BUILTIN_METRICS += (
+    MetricSpec("bits_per_dim", _bits_per_dim, dict(_LOG_LIKELIHOOD.defaults),
+               _needs_dequantized_density,
+               "the log_likelihood metric on dequantised images (same parameters and values), "
+               "with the mean held-out log-density in bits per dimension, "
+               "(-loglik + D log L) / (D log 2) for L pixel levels: an upper bound on the "
+               "discrete model's code length (Theis et al. 2016)",
+               check=_LOG_LIKELIHOOD.check),
 )
 
 
