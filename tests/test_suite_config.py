@@ -104,7 +104,7 @@ def test_run_id_is_stable_and_changes_with_any_setting():
     assert run_id(dict(reversed(list(cfg.items())))) == base_id
 
 
-@pytest.mark.parametrize("name", ["quick", "toy2d", "images"])
+@pytest.mark.parametrize("name", ["quick", "toy2d", "images", "ring40"])
 def test_builtin_suites_validate_and_match_benchmarks_copies(name):
     from pathlib import Path
 
