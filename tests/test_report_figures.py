@@ -35,7 +35,7 @@ def test_report_draws_without_building_any_dataset(tmp_path, monkeypatch):
 
 
 def test_samples_figure_draws_the_median_seed_by_high_quality():
-    from densitylab.report.figures import _representative_seed
+    from densitylab.report.seeds import representative_seed as _representative_seed
     from densitylab.suite.store import RunRecord
 
     def record(model, seed, hq):

@@ -43,6 +43,8 @@ from .maps import witness_figure
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .sections import model_label
+from .seeds import representative_seed as _representative_seed
+from .seeds import seed_caption
 from .thresholds import threshold_figure, threshold_table
 
 __all__ = ["write_figures", "seed_caption", "samples_figure", "image_grid_figure", "image_mosaic",
@@ -144,47 +146,6 @@ def _without_density(records: list[RunRecord]) -> list[str]:
                 and r.model not in out:
             out.append(r.model)
     return out
-
-
-def _representative_seed(records: list[RunRecord]) -> tuple[list[RunRecord], dict[str, str]]:
-    """One record per (dataset, model) to draw, and why it was picked (by run id).
-
-    The seed with the median high-quality fraction (the lower median for an even count) when
-    there are at least 3 seeds and all have mode counts, else the smallest seed. A figure of the
-    first seed shows whatever that seed did (a collapse, or a lucky run); the median seed shows
-    the typical one, and :func:`flagged_samples_figure` every failed one."""
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
-    for r in records:
-        groups.setdefault((r.dataset, r.model), []).append(r)
-    out, why = [], {}
-    for runs in groups.values():
-        runs.sort(key=lambda r: r.seed)
-        hq = [_high_quality(r) for r in runs]
-        if len(runs) > 2 and all(v is not None for v in hq):
-            ranked = sorted(range(len(runs)), key=lambda i: (hq[i], runs[i].seed))
-            pick = runs[ranked[(len(runs) - 1) // 2]]
-            why[pick.run_id] = f"seed {pick.seed}, median high quality of {len(runs)}"
-        else:
-            pick = runs[0]
-        out.append(pick)
-    return out, why
-
-
-def seed_caption(records: list[RunRecord]) -> str:
-    """Which seed the per-model panels of ``samples.png`` and ``density.png`` show, as a
-    caption's words: the one :func:`_representative_seed` picks for the finished ``records``."""
-    shown, why = _representative_seed(_typed(records))
-    if shown and len(why) == len(shown):
-        return "median seed by high-quality fraction"
-    if not why:
-        return "first seed"
-    return ("median seed by high-quality fraction where a model has 3 or more seeds with mode "
-            "counts, else its first seed (each panel names its seed)")
-
-
-def _high_quality(record: RunRecord) -> float | None:
-    value = record.values("mode_coverage").get("high_quality_fraction")
-    return None if value is None else float(value)
 
 
 def _panel_grid(n: int, *, max_cols: int, panel_size: tuple[float, float],

@@ -35,6 +35,7 @@ from .published import (
     training_samples,
 )
 from .sections import CELLS_NOTE, cells_table, model_label, tests_section
+from .seeds import seed_caption
 from .table import summarize
 from .thresholds import threshold_lines, threshold_table
 
@@ -224,8 +225,6 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             if name in fig_names:
                 lines += [f"![{caption}](figures/{name})", "", f"*{caption}.*", ""]
     with_modes = any(_has_modes(r) for r in ok)
-    from .figures import seed_caption
-
     shown = seed_caption(ok)
     for name, title, caption in (
             ("samples.png", "Model samples", "Model samples (blue) over a target sample (grey)"
@@ -233,7 +232,11 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             ("samples_flagged.png", "Diverged or collapsed seeds", "Diverged or collapsed "
              "seeds (at most half of the modes covered), every seed: samples (red) over a "
              "target sample (grey)"),
-            ("density.png", "Model log-density", f"Model log-density, {shown}")):
+            ("density.png", "Model log-density", f"Model log-density, {shown}"),
+            ("witness.png", "Where each model is wrong", "MMD witness of the target against "
+             f"each model's samples, {shown}: red where the target has mass the model lacks, "
+             "blue where the model puts too much; significant regions outlined (max-T "
+             "permutation test at 5 %, solid: missing mass, dashed: excess mass)")):
         if name in fig_names:
             lines += [f"## {title}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
