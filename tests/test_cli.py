@@ -13,6 +13,7 @@ import torch
 
 from densitylab import __version__
 from densitylab.cli import main
+from densitylab.suite.config import builtin_suites
 
 
 def test_version(capsys):
@@ -28,14 +29,14 @@ def test_list_shows_datasets_models_metrics(capsys):
     out = capsys.readouterr().out
     assert "ring" in out and "grid" in out and "gaussfit" in out
     assert "mode_coverage(threshold=3.0, min_count=1)" in out
-    assert "suites:   images, memorisation, pacgan2d, quick, toy2d" in out
+    assert "suites:   " + ", ".join(sorted(builtin_suites())) in out
 
 
 def test_run_help_names_every_builtin_suite(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     printed = " ".join(capsys.readouterr().out.split())
-    assert "built-in suite name (images, memorisation, pacgan2d, quick, toy2d)" in printed
+    assert f"built-in suite name ({', '.join(sorted(builtin_suites()))})" in printed
 
 
 def test_run_then_report(tmp_path, capsys):
@@ -65,8 +66,8 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "models[0].kind: unknown model 'vea'; expected one of" in err
     assert main(["run", "no_such_suite", "--out", str(tmp_path / "o")]) == 2
-    assert ("built-in suites: 'images', 'memorisation', 'pacgan2d', 'quick', 'toy2d'"
-            in capsys.readouterr().err)
+    listed = ", ".join(repr(name) for name in sorted(builtin_suites()))
+    assert f"built-in suites: {listed}" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 

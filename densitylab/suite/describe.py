@@ -62,7 +62,8 @@ def _plain_text(text: str) -> str:
     text = re.sub(r":(?:func|meth):`~?([^`]+)`", lambda m: m[1].split(".")[-1] + "()", text)
     text = re.sub(r":\w+:`~?([^`]+)`", lambda m: m[1].split(".")[-1] if m[0].startswith(
         (":class:", ":mod:", ":data:", ":attr:")) else m[1], text)
-    return re.sub(r"``([^`]+)``", r"\1", text)
+    # a literal may span two lines: its unpaired half is dropped too
+    return re.sub(r"``([^`]+)``", r"\1", text).replace("``", "")
 
 
 def _summary(obj: Any) -> str:
