@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from .._runtime import make_generator
-from .._validation import as_tensor, check_choice, check_int, check_positive, check_probability
-from .quadrature import quadrature_log_likelihood
+from .._validation import check_choice, check_int, check_positive, check_probability
+from .quadrature import check_decoder_inputs, quadrature_log_likelihood
 
 __all__ = ["AISResult", "SigmaSelection", "ais_log_likelihood", "select_sigma"]
 
@@ -96,13 +96,7 @@ def ais_log_likelihood(decode: Callable[[torch.Tensor], torch.Tensor], x, latent
     (Wu et al. 2017, section 3). Cost: two passes of ``num_steps * leapfrog_steps`` decoder
     forward and backward passes on ``num_chains * n`` rows. Returns an :class:`AISResult` (float64).
     """
-    if not callable(decode):
-        raise TypeError(f"decode must be a callable from latents to data means, got "
-                        f"{type(decode).__name__}")
-    x = as_tensor(x, "x")
-    if x.ndim < 1 or x.shape[0] < 1:
-        raise ValueError(f"x must have shape (n, ...) with n >= 1, got {tuple(x.shape)}")
-    latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+    x, latent_dim = check_decoder_inputs(decode, x, latent_dim)
     sigma = check_positive(sigma, "sigma")
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     num_chains = check_int(num_chains, "num_chains", minimum=1)

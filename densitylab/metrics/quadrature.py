@@ -83,6 +83,19 @@ class QuadratureResult:
                 "tolerance": self.tolerance, "bound": self.bound, "sigma": self.sigma}
 
 
+def check_decoder_inputs(decode, x, latent_dim) -> tuple[torch.Tensor, int]:
+    """The checks every decoder likelihood shares (quadrature, AIS): ``decode`` callable, ``x``
+    a tensor of shape ``(n, ...)`` with ``n >= 1``, ``latent_dim >= 1``; returns ``(x,
+    latent_dim)`` converted."""
+    if not callable(decode):
+        raise TypeError(f"decode must be a callable from latents to data means (or "
+                        f"(mean, scale) pairs), got {type(decode).__name__}")
+    x = as_tensor(x, "x")
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (n, ...) with n >= 1, got {tuple(x.shape)}")
+    return x, check_int(latent_dim, "latent_dim", minimum=1)
+
+
 def quadrature_log_likelihood(decode: Callable, x, latent_dim: int = 2,
                               sigma: float | None = None, *, bound: float = 6.0,
                               resolution: int = 128, max_resolution: int | None = None,
@@ -115,13 +128,7 @@ def quadrature_log_likelihood(decode: Callable, x, latent_dim: int = 2,
     Returns a :class:`QuadratureResult`; a point that has not converged at ``max_resolution``
     is flagged (``point_converged``), never silently passed.
     """
-    if not callable(decode):
-        raise TypeError(f"decode must be a callable from latents to data means (or "
-                        f"(mean, scale) pairs), got {type(decode).__name__}")
-    x = as_tensor(x, "x")
-    if x.ndim < 1 or x.shape[0] < 1:
-        raise ValueError(f"x must have shape (n, ...) with n >= 1, got {tuple(x.shape)}")
-    latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+    x, latent_dim = check_decoder_inputs(decode, x, latent_dim)
     if latent_dim > 2:
         raise ValueError(f"latent_dim must be 1 or 2 for quadrature (a grid in more dimensions "
                          f"is too costly; use ais_log_likelihood), got {latent_dim}")
