@@ -152,3 +152,61 @@ def test_bad_centres_and_stds_have_exact_messages():
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             metrics.mode_coverage(x, **kwargs)
+
+
+def test_the_threshold_is_exact_in_float64_for_stds_float32_cannot_hold():
+    # points at 3 std (1 +- 1e-9): float64 puts each on its side of the threshold, a float32
+    # std (0.1 -> 0.10000000149) or a float32 1/std would move some across
+    rng = np.random.default_rng(32)
+    centers = np.array([[0.0, 0.0], [50.0, 0.0]])
+    angles = rng.uniform(0, 2 * np.pi, 40)
+    radius = 3 * np.where(np.arange(40) % 2, 1 + 1e-9, 1 - 1e-9)
+    for std, s0 in ((0.1, np.array([0.1, 0.1])), ([0.1, 0.7], np.array([0.1, 0.1])),
+                    (np.array([[0.1, 0.3], [0.7, 0.9]]), np.array([0.1, 0.3]))):
+        x = np.stack([np.cos(angles), np.sin(angles)], 1) * radius[:, None] * s0
+        res = metrics.mode_coverage(x, centers, std=std, return_assignments=True)
+        _, good, counts, _ = brute_coverage(x, centers, std)
+        assert res.counts == tuple(int(v) for v in counts) and 0 < counts[0] < 40
+        assert res.high_quality_fraction == good.mean()
+
+
+def test_a_one_mode_mixture_and_fresh_memory_every_call(monkeypatch):
+    mix = distributions.GaussianMixture([[1.0, 2.0]], [0.3])
+    x = np.array([[1.0, 2.5], [1.0, 2.85], [2.0, 2.0]])  # 0.5 and 0.85 < 3 x 0.3; 1.0 is not
+    assert metrics.mode_coverage(x, mix).counts == (2,)
+    # several chunks: each call sees a new size, after the allocator was handed garbage
+    monkeypatch.setattr(modes_module, "_CHUNK", 5)
+    rng = np.random.default_rng(33)
+    centers = rng.uniform(-3, 3, size=(4, 2))
+    for n in (23, 17, 31):
+        torch.full((n,), 3, dtype=torch.long)  # noqa: B018 - leaves garbage for torch.empty
+        torch.ones(n, dtype=torch.bool)  # noqa: B018
+        y = rng.normal(size=(n, 2)) * 2
+        res = metrics.mode_coverage(y, centers, std=0.8, return_assignments=True)
+        arg, _, counts, _ = brute_coverage(y, centers, 0.8)
+        assert res.assignments.tolist() == arg.tolist()
+        assert res.counts == tuple(int(v) for v in counts)
+
+
+def test_more_exact_messages():
+    c = np.zeros((3, 2))
+    cases = [
+        (dict(samples=np.zeros(4), centers=c, std=1.0),
+         r"^samples must have 2 dimension\(s\), got shape \(4,\)"),
+        (dict(samples=np.zeros((4, 2)), centers=np.zeros(3), std=1.0),
+         r"^centers must have 2 dimension\(s\), got shape \(3,\)"),
+        (dict(samples=np.zeros((4, 2)), centers=c, std=np.ones((3, 2, 1))),
+         r"^std must have 0 or 1 or 2 dimension\(s\), got shape \(3, 2, 1\)$"),
+        (dict(samples=np.zeros((4, 2)), centers=c, std=[]),
+         r"^std must have shape \(3,\) to match centers, got \(0,\)$"),
+        (dict(samples=np.zeros((4, 2)), centers=distributions.two_moons()),
+         r"^centers: this target \(TwoMoons\) has no modes, so there is nothing to cover; "
+         r"mode_coverage needs a Gaussian mixture \(distributions\.ring\(\), "
+         r"distributions\.grid\(\) or a GaussianMixture\), or an array of mode centres with "
+         r"std$"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            metrics.mode_coverage(**kwargs)
+    with pytest.raises(ValueError, match=r"^counts must have 1 dimension\(s\), got shape"):
+        metrics.ModeCoverage.from_counts(np.ones((2, 2)), 5)
