@@ -43,19 +43,21 @@ def _singles(cls, seeds, **kwargs):
     return out
 
 
-def _check_training_equals_separate_fits(batched_cls, single_cls, kwargs, schedule, losses, *,
-                                         lr, atol):
-    """Fit S seeds batched and one by one (float64, 6 steps on the ring); every slice's weights
-    and recorded ``losses`` must equal its separate fit's within ``atol``."""
-    ring = distributions.ring()
-    batched = batched_cls(seeds=SEEDS, **kwargs)
+def _check_training_equals_separate_fits(batched_cls, single_cls, kwargs, schedule="constant",
+                                         losses=(), *, lr=None, atol, data=None, seeds=SEEDS,
+                                         steps=6, batch_size=32):
+    """Fit ``seeds`` batched and one by one (float64, ``steps`` steps on ``data``, the ring by
+    default); every slice's weights and recorded ``losses`` must equal its separate fit's
+    within ``atol``."""
+    data = distributions.ring() if data is None else data
+    batched = batched_cls(seeds=seeds, **kwargs)
     batched.networks.double()
-    histories = batched.fit(ring, steps=6, batch_size=32, lr=lr, progress=False,
+    histories = batched.fit(data, steps=steps, batch_size=batch_size, lr=lr, progress=False,
                             lr_schedule=schedule)
     state = batched.networks.state_dict()
-    for i, single in enumerate(_singles(single_cls, SEEDS, **kwargs)):
-        h = single.fit(ring, steps=6, batch_size=32, lr=lr, seed=SEEDS[i], progress=False,
-                       lr_schedule=schedule)
+    for i, single in enumerate(_singles(single_cls, seeds, **kwargs)):
+        h = single.fit(data, steps=steps, batch_size=batch_size, lr=lr, seed=seeds[i],
+                       progress=False, lr_schedule=schedule)
         _state_close(single, state, i, atol=atol)
         for key in losses:
             assert histories[i][key] == pytest.approx(h[key], abs=atol)
@@ -274,14 +276,9 @@ def test_batched_flow_on_three_dimensional_data_equals_separate_fits():
     # with 3 features coupling (2 passes) and autoregressive (3 passes) layers differ
     data = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)).double()
     for kind in ("spline_coupling", "spline_autoregressive"):
-        kwargs = {**FLOW, "data_dim": 3, "kind": kind}
-        batched = BatchedFlow(seeds=SEEDS[:2], **kwargs)
-        batched.networks.double()
-        batched.fit(data, steps=3, batch_size=16, progress=False)
-        state = batched.networks.state_dict()
-        for i, single in enumerate(_singles(Flow, SEEDS[:2], **kwargs)):
-            single.fit(data, steps=3, batch_size=16, seed=SEEDS[i], progress=False)
-            _state_close(single, state, i, atol=1e-10)
+        batched = _check_training_equals_separate_fits(
+            BatchedFlow, Flow, {**FLOW, "data_dim": 3, "kind": kind}, atol=1e-10, data=data,
+            seeds=SEEDS[:2], steps=3, batch_size=16)
         torch.testing.assert_close(batched.sample(4, seed=2)[1],
                                    batched.unstack()[1].sample(4, seed=2), rtol=0, atol=1e-12)
 
@@ -289,13 +286,8 @@ def test_batched_flow_on_three_dimensional_data_equals_separate_fits():
 def test_batched_conv_diffusion_equals_separate_fits():
     data = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0)).double()
     kwargs = {"data_shape": (1, 8, 8), "network": "conv", "conv_width": 4, "timesteps": 10}
-    batched = BatchedDiffusion(seeds=SEEDS[:2], **kwargs)
-    batched.networks.double()
-    batched.fit(data, steps=3, batch_size=8, progress=False)
-    state = batched.networks.state_dict()
-    for i, single in enumerate(_singles(Diffusion, SEEDS[:2], **kwargs)):
-        single.fit(data, steps=3, batch_size=8, seed=SEEDS[i], progress=False)
-        _state_close(single, state, i, atol=1e-10)
+    _check_training_equals_separate_fits(BatchedDiffusion, Diffusion, kwargs, atol=1e-10,
+                                         data=data, seeds=SEEDS[:2], steps=3, batch_size=8)
 
 
 @pytest.mark.parametrize("batched_cls, single_cls, kwargs, last_layer", [
