@@ -411,10 +411,25 @@ def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -
 
 
 def import_plugin(module: str, base_dir: str | None = None):
-    """Import the plugin ``module``, searching ``base_dir`` (the suite file's folder) first."""
-    if base_dir is not None and base_dir not in sys.path:
-        sys.path.insert(0, base_dir)
-    return importlib.import_module(module)
+    """Import the plugin ``module``, searching ``base_dir`` (the suite file's folder) first.
+
+    ``base_dir`` is on ``sys.path`` only while the module is imported: a plugin is one module
+    (or a package imported whole by it), and the caller's import path is left as it was.
+    """
+    if base_dir is None or base_dir in sys.path:
+        return importlib.import_module(module)
+    sys.path.insert(0, base_dir)
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(base_dir)
+
+
+def import_run_plugins(spec: RunSpec) -> None:
+    """Import a run's ``plugins`` (registrations a worker process has not seen yet), searching
+    the suite file's folder first."""
+    for module in spec.config.get("plugins", []):
+        import_plugin(module, spec.plugin_dir)
 
 
 def _datasets(items: list[dict[str, Any] | None], errs: _Errors
@@ -441,13 +456,14 @@ def _datasets(items: list[dict[str, Any] | None], errs: _Errors
             resolved = getattr(target, "params", None)
             if isinstance(resolved, dict):
                 params = {**params, **resolved}
-            shapes[label] = _data_shape(target)
+            shapes[label] = data_shape_of(target)
             out.append({"label": label, "name": name,
                         "params": _jsonable(params, f"{key}.params")})
     return out, shapes
 
 
-def _data_shape(target) -> tuple[int, ...]:
+def data_shape_of(target) -> tuple[int, ...]:
+    """The shape of one point of a dataset: its ``data_shape``, else ``(dim,)``."""
     shape = getattr(target, "data_shape", None)
     return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 

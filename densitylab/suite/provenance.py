@@ -48,6 +48,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
+from . import registry
+from .config import data_shape_of, import_plugin
+
 __all__ = ["run_code", "spec_code", "fingerprint_of", "git_state", "module_fingerprint",
            "MODEL_SHARED", "METRIC_MODULES"]
 
@@ -147,8 +151,6 @@ def dataset_modules(target: Any) -> list[str]:
 
 def metric_modules(metric_names) -> list[str]:
     """The modules of the ``metrics`` part for the registered metrics ``metric_names``."""
-    from . import registry
-
     mods = [*_package_modules("densitylab.metrics"), *METRIC_MODULES]
     for name in metric_names:
         fn = registry.get_metric(name).fn
@@ -161,8 +163,6 @@ def metric_modules(metric_names) -> list[str]:
 def run_code(model: Any, target: Any, metric_names) -> dict[str, Any]:
     """The ``code`` entry of a run that trains ``model`` on ``target`` and scores it with the
     metrics ``metric_names`` (see the module docstring)."""
-    from densitylab import __version__
-
     parts = {"model": module_fingerprint(model_modules(model)),
              "dataset": module_fingerprint(dataset_modules(target)),
              "metrics": module_fingerprint(metric_modules(metric_names))}
@@ -182,14 +182,11 @@ def spec_code(spec) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=128)
 def _spec_code(key: str) -> dict[str, Any]:
-    from . import registry
-    from .config import _data_shape, import_plugin
-
     dataset, kind, params, metrics, plugins, plugin_dir = json.loads(key)
     for module in plugins:
         import_plugin(module, plugin_dir)
     target = registry.make_dataset(dataset["name"], dataset["params"])
-    model = registry.make_model(kind, params, data_shape=_data_shape(target), seed=0)
+    model = registry.make_model(kind, params, data_shape=data_shape_of(target), seed=0)
     return run_code(model, target, metrics)
 
 

@@ -1,10 +1,10 @@
 """Typed run records: what one run of a suite wrote (``runs/<run_id>.json``), as dataclasses.
 
-:class:`RunRecord` is built by run execution (:mod:`densitylab.suite.evaluate`), written by the
+:class:`RunRecord` is built by the score stage (:mod:`densitylab.suite.score`), written by the
 store (:class:`densitylab.suite.store.RunStore`) and read by the report. Its nested parts are
-typed too: each metric's :class:`MetricResult`, the training :class:`History`, the ``eval_every``
-:class:`Curves`, the :class:`Divergence` of a diverged run and the :class:`BatchInfo` of a run
-trained as one seed of a batched model.
+typed too: each metric's :class:`MetricResult`, the training :class:`LossSummary`, the
+``eval_every`` :class:`Curves`, the :class:`Divergence` of a diverged run and the
+:class:`BatchInfo` of a run trained as one seed of a batched model.
 
 Every type reads the JSON layout with ``from_dict`` and writes it back with ``to_dict``; the
 layout is the one earlier versions wrote (same key names), so old results folders load and old
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["RunRecord", "MetricResult", "History", "LossSeries", "Curves", "Divergence",
+__all__ = ["RunRecord", "MetricResult", "LossSummary", "LossSeries", "Curves", "Divergence",
            "BatchInfo", "RECORD_FORMAT", "DONE_STATUSES"]
 
 #: Layout version written in new records. 1: the first layout; 2: the samples file also holds the
@@ -151,10 +151,11 @@ class LossSeries(_JsonPart):
 
 
 @dataclass
-class History(_JsonPart):
-    """The training history: ``steps`` trained, each loss's averaged ``series`` and its
-    ``final`` value (mean of the last 5 % of steps);
-    :func:`densitylab.suite.evaluate.summarize_history` builds it."""
+class LossSummary(_JsonPart):
+    """A run's training losses as recorded (JSON key ``history``): ``steps`` trained, each
+    loss's averaged ``series`` and its ``final`` value (mean of the last 5 % of steps);
+    :func:`densitylab.suite.score.summarize_history` builds it from a model's
+    :class:`densitylab.models.History`."""
 
     steps: int = 0
     series: dict[str, LossSeries] = _nested(LossSeries, mapping=True)
@@ -194,7 +195,7 @@ class BatchInfo(_JsonPart):
 class RunRecord(_JsonPart):
     """One run's record (``runs/<run_id>.json``) as typed fields.
 
-    Built by :func:`densitylab.suite.evaluate.execute_run` (and the batched path), written by
+    Built by :func:`densitylab.suite.score.score_run`, written by
     :meth:`densitylab.suite.store.RunStore.write_record`, read by the report. Keys without a
     field here, and keys written as null, are kept in ``extra``, so :meth:`to_dict` gives back the
     mapping :meth:`from_dict` read.
@@ -219,7 +220,7 @@ class RunRecord(_JsonPart):
     error: str | None = None
     traceback: str | None = None
     metrics: dict[str, MetricResult] = _nested(MetricResult, mapping=True)
-    history: History | None = _nested(History)
+    history: LossSummary | None = _nested(LossSummary)
     curves: Curves | None = _nested(Curves)
     diverged: Divergence | None = _nested(Divergence)
     batched: BatchInfo | None = _nested(BatchInfo)

@@ -1,15 +1,13 @@
 """Run the pending runs of a suite: in this process, in local worker processes, or on Dask.
 
-Every runner hands plain run descriptions to :func:`densitylab.suite.evaluate.execute_run`,
-which writes its own record file: workers share no state, and the folder on disk is the only
-truth about what is done. Rerunning a suite skips runs with an ``"ok"`` or ``"diverged"`` record
-and retries the failed ones.
+Every runner hands plain run descriptions, one unit at a time, to
+:func:`densitylab.suite.evaluate.execute_batched_runs`, which writes its own record files:
+workers share no state, and the folder on disk is the only truth about what is done.
+Rerunning a suite skips runs with an ``"ok"`` or ``"diverged"`` record and retries the failed
+ones.
 
-A results folder belongs to one suite configuration (:func:`claim_folder`): running another
-suite, or a changed one, into a used folder is refused unless ``force`` moves the stale records
-aside. Adding runs to a folder whose finished runs were computed by other code (another code
-fingerprint, :mod:`densitylab.suite.provenance`) is refused too unless ``force`` keeps them
-(:func:`check_code`); the code of every run is computed once per suite run, here.
+Which runs to compute, and whether the folder may take them, is the plan stage's
+(:func:`densitylab.suite.plan.plan_work`); runners only schedule its units.
 
 Interrupts (Ctrl-C): no new run starts. The sequential runner stops inside the current run;
 with local worker processes (which ignore SIGINT themselves) queued runs are cancelled and the
@@ -27,31 +25,35 @@ as Ctrl-C, so its worker processes are stopped too instead of training on as orp
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._runtime import logger, resolve_device
 from .config import RunSpec, SuiteConfig
-from .evaluate import batch_key, execute_batched_runs
-from .provenance import fingerprint_of, spec_code
-from .records import DONE_STATUSES
+from .evaluate import execute_batched_runs
+from .plan import (
+    FolderInUseError,
+    Work,
+    check_code,
+    claim_folder,
+    group_runs,
+    pending_runs,
+    plan_work,
+    select_runs,
+    tensorboard_available,
+)
 from .store import RunStore
 
 __all__ = ["SuiteResult", "FolderInUseError", "run_suite", "claim_folder", "check_code",
            "select_runs", "pending_runs", "group_runs", "tensorboard_available"]
-
-
-class FolderInUseError(ValueError):
-    """The results folder belongs to another suite configuration (see :func:`claim_folder`)."""
 
 
 @dataclass
@@ -112,26 +114,6 @@ class SuiteResult:
         return "\n".join(lines)
 
 
-def select_runs(runs: Iterable[RunSpec], only: str | None) -> list[RunSpec]:
-    """The runs whose ``dataset/model/seed`` label or run id matches the fnmatch ``only``.
-
-    A swept model's label holds brackets (``vae[latent_dim=8]``), which fnmatch reads as a
-    character class: the pattern also matches with its brackets taken literally.
-    """
-    runs = list(runs)
-    if not only:
-        return runs
-    literal = only.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
-    return [r for r in runs if any(fnmatch.fnmatchcase(r.label, p) or
-                                   fnmatch.fnmatchcase(r.run_id, p) for p in (only, literal))]
-
-
-def pending_runs(runs: Iterable[RunSpec], out_dir: str | Path) -> list[RunSpec]:
-    """The runs without an ``"ok"`` record in ``out_dir``."""
-    store = RunStore(out_dir)
-    return [r for r in runs if not store.is_finished(r.run_id)]
-
-
 def run_suite(
     config: SuiteConfig,
     out_dir: str | Path,
@@ -164,199 +146,45 @@ def run_suite(
     start = time.perf_counter()
     if dask is None:  # fail once, now, not once per run (Dask workers decide for themselves)
         resolve_device(config.device)
-    selected = select_runs(config.runs, only)
-    if only and not selected:
-        raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
-                         "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
     if config.tensorboard:
         tensorboard_available()
-    moved = claim_folder(config, out, force=force)
-    todo = pending_runs(selected, out)
-    codes = {spec.run_id: spec_code(spec) for spec in config.runs}  # once per suite run
-    other_code = check_code(store, codes, todo, force=force)
-    if other_code:
-        logger.warning("keeping %d run(s) computed by other code (--force); the report lists "
-                       "which runs came from which code", len(other_code))
-    result = SuiteResult(out, len(selected), skipped=[r.run_id for r in selected if r not in todo],
-                         moved_to=moved, other_code=other_code)
-    todo = [replace(spec, code=codes[spec.run_id]) for spec in todo]
-    store.write_suite({"name": config.name, "description": config.description,
-                       "source": config.source, "device": config.device,
-                       "seeds": list(config.seeds), "eval_samples": config.eval_samples,
-                       "run_ids": config.run_ids(), "settings": config.settings(),
-                       "primary": None if config.primary is None else list(config.primary)})
-    if result.skipped:
-        logger.info("%d of %d run(s) already done in %s", len(result.skipped), len(selected), out)
-    if todo:
-        before = {r.run_id: _finished_at(store, r.run_id) for r in todo}
-        units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
+    work = plan_work(config, store, only=only, force=force)
+    result = SuiteResult(out, len(work.selected), skipped=work.skipped, moved_to=work.moved_to,
+                         other_code=work.other_code)
+    if work.units:
         if dask is not None:
-            stream = _run_dask(units, out, dask, workers)
+            stream = _run_dask(work.units, out, dask, workers)
         elif workers is not None and workers > 1:
-            stream = _run_processes(units, out, workers)
+            stream = _run_processes(work.units, out, workers)
         else:
-            stream = (s for unit in units for s in execute_batched_runs(unit, out))
+            stream = (s for unit in work.units for s in execute_batched_runs(unit, out))
         try:
             with _signal_handled(signal.SIGTERM, _raise_terminated):
-                for summary in _report_progress(stream, len(todo), show_progress):
+                for summary in _report_progress(stream, len(work.todo), show_progress):
                     result.finished.append(summary)
         except KeyboardInterrupt as err:
             result.interrupted = True
             result.signal = err.signum if isinstance(err, Terminated) else signal.SIGINT
-            _collect_written(result, todo, store, before)
+            _collect_written(result, work, store)
     result.wall_s = time.perf_counter() - start
     return result
 
 
-def _collect_written(result: SuiteResult, todo: list[RunSpec], store: RunStore,
-                     before: dict[str, str | None]) -> None:
+def _collect_written(result: SuiteResult, work: Work, store: RunStore) -> None:
     """After an interrupt: add (and log) every record written in this invocation that the
     progress stream had not reported yet (a worker may finish just as the interrupt arrives)."""
     seen = {s["run_id"] for s in result.finished}
-    for spec in todo:
+    for spec in work.todo:
         if spec.run_id in seen:
             continue
         rec = store.load_record(spec.run_id)
-        if rec is None or rec.finished_at == before.get(spec.run_id):
+        if rec is None or rec.finished_at == work.written_before.get(spec.run_id):
             continue
         summary = {"run_id": spec.run_id, "label": spec.label, "status": rec.status,
                    "wall_s": float(rec.wall_s or 0.0), "error": rec.error}
         logger.info("%s %s %s in %.1f s (written before the interrupt)", summary["label"],
                     summary["run_id"], summary["status"], summary["wall_s"])
         result.finished.append(summary)
-
-
-def _finished_at(store: RunStore, run_id: str) -> str | None:
-    """When the record of ``run_id`` was written (None without one)."""
-    rec = store.load_record(run_id)
-    return None if rec is None else rec.finished_at
-
-
-def claim_folder(config: SuiteConfig, out_dir: str | Path, *, force: bool = False
-                 ) -> Path | None:
-    """Make sure ``out_dir`` holds nothing but ``config``'s runs before running into it.
-
-    A folder whose ``suite.json`` names another suite or another set of run ids (a changed key,
-    a changed default in the code, another densitylab minor version), or which holds records of
-    runs that are not ``config``'s, is refused with :class:`FolderInUseError` naming the keys
-    that differ and the two ways out. With ``force`` those stale records (and the old
-    ``suite.json``) are moved to ``out_dir/stale/<time>/`` instead, never deleted; returns that
-    folder (None when nothing was moved).
-    """
-    store = RunStore(out_dir)
-    old = store.read_suite()
-    ids = config.run_ids()
-    stale = [rid for rid in store.record_ids() if rid not in set(ids)]
-    changed = old is not None and (old.get("name") != config.name
-                                   or set(old.get("run_ids", [])) != set(ids))
-    if not stale and not changed:
-        return None
-    if force:
-        dest = store.move_aside(stale)
-        logger.info("moved %d stale record(s) of another configuration to %s", len(stale), dest)
-        return dest
-    differences = _differences(old, config)
-    raise FolderInUseError(
-        f"{Path(out_dir)} already holds results of another configuration"
-        + (f" (suite {old.get('name')!r}" + (f" from {old['source']}" if old.get("source")
-                                             else "") + ")" if old else "")
-        + f"; {len(stale)} of its records are not runs of this suite. It differs in: "
-        + differences + ". Results of different configurations are never mixed: run into a "
-        "new folder (--out NEW_DIR), or pass --force to move the stale records to "
-        f"{Path(out_dir) / 'stale'} (nothing is deleted)."
-    )
-
-
-def check_code(store: RunStore, codes: dict[str, dict[str, Any]], todo: list[RunSpec], *,
-               force: bool = False) -> list[str]:
-    """Refuse to add runs to a folder whose finished runs were computed by other code.
-
-    ``codes``: the code each run of the suite would be computed with now
-    (:func:`~densitylab.suite.provenance.spec_code`, by run id). A finished record (``ok`` or
-    ``diverged``) whose code fingerprint differs from its run's, or that records none (written
-    before densitylab recorded its code: unknown code), would be mixed with the ``todo`` runs
-    in one report. Nothing is refused when nothing is to be computed. With ``force`` the
-    records are kept (the report lists which runs came from which code); returns their ids.
-
-    Raises:
-        FolderInUseError: other code's records and runs to compute, without ``force``.
-    """
-    if not todo:
-        return []
-    other: dict[str, list[str]] = {}
-    ids = []
-    for rid, code in codes.items():
-        rec = store.load_record(rid)
-        if rec is None or rec.status not in DONE_STATUSES:
-            continue
-        old = fingerprint_of(rec)
-        if old != code.get("fingerprint"):
-            what = (f"fingerprint {old} -> {code.get('fingerprint')}" if old else
-                    "code not recorded (written before densitylab recorded it)")
-            other.setdefault(what, []).append(f"{rec.dataset}/{rec.model}/{rec.seed}")
-            ids.append(rid)
-    if not other or force:
-        return ids
-    shown = "; ".join(f"{what}: {', '.join(labels[:4])}"
-                      + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
-                      for what, labels in other.items())
-    raise FolderInUseError(
-        f"{store.root} holds {len(ids)} finished run(s) computed by other code than this "
-        f"densitylab computes them with ({shown}), and {len(todo)} run(s) to compute. Results "
-        "of different code are never mixed silently: run into a new folder (--out NEW_DIR) to "
-        "compute every run with this code, or pass --force to keep those runs and add the "
-        "others (the report then lists which runs came from which code).")
-
-
-def tensorboard_available() -> None:
-    """Raise ImportError saying how to install TensorBoard when it is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError as err:
-        raise ImportError("tensorboard = true needs TensorBoard: pip install "
-                          "'densitylab[tensorboard]' (or set tensorboard = false)") from err
-
-
-def _differences(old: dict[str, Any] | None, config: SuiteConfig, limit: int = 8) -> str:
-    """The keys whose values differ between a folder's recorded settings and ``config``."""
-    if not old or "settings" not in old:
-        return "(the folder does not record its suite's settings; its run ids differ)"
-    before, after = _flatten(old["settings"]), _flatten(config.settings())
-    keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
-    if not keys:
-        return ("no key of the suite file: the code's defaults or densitylab's version changed "
-                "the run ids")
-    shown = [f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys[:limit]]
-    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
-
-
-def _short(value: Any) -> str:
-    return "unset" if value is None else repr(value)
-
-
-def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
-    """Runs that differ only in their seed, grouped (first-seen order); others alone."""
-    groups: dict[str, list[RunSpec]] = {}
-    units: list[list[RunSpec]] = []
-    for spec in runs:
-        key = batch_key(spec)
-        if key is None:
-            units.append([spec])
-        elif key in groups:
-            groups[key].append(spec)
-        else:
-            groups[key] = [spec]
-            units.append(groups[key])
-    return units
 
 
 def _failed(unit: list[RunSpec], why: str) -> Iterator[dict[str, Any]]:

@@ -21,7 +21,7 @@ Layout of ``DIR``::
                                     deleted)
 
 A folder belongs to one suite configuration: a run into it with another configuration is
-refused (:func:`densitylab.suite.runners.claim_folder`), and the report reads only the records
+refused (:func:`densitylab.suite.plan.claim_folder`), and the report reads only the records
 whose ids the folder's ``suite.json`` lists (others are listed as stale, never averaged).
 
 A record is a :class:`~densitylab.suite.records.RunRecord` (typed; its JSON layout is the one
@@ -33,7 +33,7 @@ any file that does not parse (with a warning), so the report never breaks on the
 
 A record also says which code computed it (``code``: :mod:`densitylab.suite.provenance`); a
 run into a folder whose finished runs were computed by other code is refused too
-(:func:`densitylab.suite.runners.check_code`).
+(:func:`densitylab.suite.plan.check_code`).
 """
 
 from __future__ import annotations
@@ -227,6 +227,10 @@ class RunStore:
         out.sort(key=lambda r: (order.get(r["run_id"], len(order)), str(r.get("dataset")),
                                 str(r.get("model")), r.get("seed", 0), r["run_id"]))
         return out
+
+    def records_by_id(self) -> dict[str, RunRecord]:
+        """Every readable run record, typed, by run id (one read of the folder)."""
+        return {r["run_id"]: RunRecord.from_dict(r) for r in self.records()}
 
     def current_records(self) -> list[RunRecord]:
         """The records of the suite this folder belongs to (see :meth:`current_and_stale`),

@@ -1,0 +1,266 @@
+"""The suite's plan stage for one invocation: which runs to compute, and in which units.
+
+:func:`plan_work` takes a validated suite (:class:`~densitylab.suite.config.SuiteConfig`, the
+TOML already turned into run specs) and its results folder, and returns the :class:`Work` to
+do: the selected runs, those already finished (skipped), the pending ones grouped into units
+(the seeds of one dataset and model that train as one batched model, or single runs), each
+carrying the code it is expected to be computed with. It reads the folder's records once.
+
+A results folder belongs to one suite configuration (:func:`claim_folder`): running another
+suite, or a changed one, into a used folder is refused unless ``force`` moves the stale records
+aside. Adding runs to a folder whose finished runs were computed by other code (another code
+fingerprint, :mod:`densitylab.suite.provenance`) is refused too unless ``force`` keeps them
+(:func:`check_code`); the code of every run is computed once per invocation, here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .._runtime import logger
+from . import registry
+from .config import RunSpec, SuiteConfig
+from .provenance import fingerprint_of, spec_code
+from .records import DONE_STATUSES, RunRecord
+from .store import RunStore
+
+__all__ = ["Work", "FolderInUseError", "plan_work", "claim_folder", "check_code",
+           "select_runs", "pending_runs", "group_runs", "batch_key", "tensorboard_available"]
+
+
+@dataclass
+class Work:
+    """What one invocation of a suite computes (see :func:`plan_work`)."""
+
+    selected: list[RunSpec]
+    #: the pending runs grouped into units, each run carrying its expected code
+    units: list[list[RunSpec]] = field(default_factory=list)
+    #: ids of the selected runs already finished (``ok`` or ``diverged``)
+    skipped: list[str] = field(default_factory=list)
+    #: when each pending run's record was written before (None without one): a record newer
+    #: than that was written by this invocation
+    written_before: dict[str, str | None] = field(default_factory=dict)
+    #: where stale records were moved (``force``), else None
+    moved_to: Path | None = None
+    #: finished runs of other code kept with ``force``
+    other_code: list[str] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[RunSpec]:
+        """The pending runs, unit by unit."""
+        return [spec for unit in self.units for spec in unit]
+
+
+def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
+              force: bool = False) -> Work:
+    """The runs of ``config`` selected by ``only`` that ``store`` does not hold finished, in
+    units; claims the folder for ``config`` and records it in ``suite.json``.
+
+    Raises:
+        ValueError: ``only`` matches no run.
+        FolderInUseError: the folder belongs to another configuration, or holds runs of other
+            code while runs are to be computed, and ``force`` is False.
+    """
+    ids, settings = config.run_ids(), config.settings()
+    selected = select_runs(config.runs, only)
+    if only and not selected:
+        raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
+                         "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
+    moved = claim_folder(config, store, force=force)
+    records = store.records_by_id()
+    finished = {rid: rec for rid, rec in records.items() if rec.status in DONE_STATUSES}
+    todo = [spec for spec in selected if spec.run_id not in finished]
+    codes = {spec.run_id: spec_code(spec) for spec in config.runs}
+    other_code = check_code(store.root, finished, codes, todo, force=force)
+    if other_code:
+        logger.warning("keeping %d run(s) computed by other code (--force); the report lists "
+                       "which runs came from which code", len(other_code))
+    todo = [replace(spec, code=codes[spec.run_id]) for spec in todo]
+    skipped = [spec.run_id for spec in selected if spec.run_id in finished]
+    if skipped:
+        logger.info("%d of %d run(s) already done in %s", len(skipped), len(selected), store.root)
+    units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
+    before = {spec.run_id: getattr(records.get(spec.run_id), "finished_at", None)
+              for spec in todo}
+    store.write_suite({"name": config.name, "description": config.description,
+                       "source": config.source, "device": config.device,
+                       "seeds": list(config.seeds), "eval_samples": config.eval_samples,
+                       "run_ids": ids, "settings": settings,
+                       "primary": None if config.primary is None else list(config.primary)})
+    return Work(selected, units, skipped, before, moved, other_code)
+
+
+class FolderInUseError(ValueError):
+    """The results folder belongs to another suite configuration (see :func:`claim_folder`)."""
+
+
+
+def select_runs(runs: Iterable[RunSpec], only: str | None) -> list[RunSpec]:
+    """The runs whose ``dataset/model/seed`` label or run id matches the fnmatch ``only``.
+
+    A swept model's label holds brackets (``vae[latent_dim=8]``), which fnmatch reads as a
+    character class: the pattern also matches with its brackets taken literally.
+    """
+    runs = list(runs)
+    if not only:
+        return runs
+    literal = only.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.label, p) or
+                                   fnmatch.fnmatchcase(r.run_id, p) for p in (only, literal))]
+
+
+def pending_runs(runs: Iterable[RunSpec], out_dir: str | Path) -> list[RunSpec]:
+    """The runs without a finished (``ok`` or ``diverged``) record in ``out_dir``."""
+    store = RunStore(out_dir)
+    return [r for r in runs if not store.is_finished(r.run_id)]
+
+
+
+def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: bool = False
+                 ) -> Path | None:
+    """Make sure ``out_dir`` holds nothing but ``config``'s runs before running into it.
+
+    A folder whose ``suite.json`` names another suite or another set of run ids (a changed key,
+    a changed default in the code, another densitylab minor version), or which holds records of
+    runs that are not ``config``'s, is refused with :class:`FolderInUseError` naming the keys
+    that differ and the two ways out. With ``force`` those stale records (and the old
+    ``suite.json``) are moved to ``out_dir/stale/<time>/`` instead, never deleted; returns that
+    folder (None when nothing was moved).
+    """
+    store = out_dir if isinstance(out_dir, RunStore) else RunStore(out_dir)
+    old = store.read_suite()
+    ids = config.run_ids()
+    stale = [rid for rid in store.record_ids() if rid not in set(ids)]
+    changed = old is not None and (old.get("name") != config.name
+                                   or set(old.get("run_ids", [])) != set(ids))
+    if not stale and not changed:
+        return None
+    if force:
+        dest = store.move_aside(stale)
+        logger.info("moved %d stale record(s) of another configuration to %s", len(stale), dest)
+        return dest
+    differences = _differences(old, config)
+    raise FolderInUseError(
+        f"{store.root} already holds results of another configuration"
+        + (f" (suite {old.get('name')!r}" + (f" from {old['source']}" if old.get("source")
+                                             else "") + ")" if old else "")
+        + f"; {len(stale)} of its records are not runs of this suite. It differs in: "
+        + differences + ". Results of different configurations are never mixed: run into a "
+        "new folder (--out NEW_DIR), or pass --force to move the stale records to "
+        f"{store.root / 'stale'} (nothing is deleted)."
+    )
+
+
+def check_code(root: Path, finished: dict[str, RunRecord], codes: dict[str, dict[str, Any]],
+               todo: list[RunSpec], *, force: bool = False) -> list[str]:
+    """Refuse to add runs to a folder whose finished runs were computed by other code.
+
+    ``finished``: the folder's finished records (``ok`` or ``diverged``) by run id; ``codes``:
+    the code each run of the suite would be computed with now
+    (:func:`~densitylab.suite.provenance.spec_code`, by run id). A finished record whose code
+    fingerprint differs from its run's, or that records none (written before densitylab
+    recorded its code: unknown code), would be mixed with the ``todo`` runs in one report.
+    Nothing is refused when nothing is to be computed. With ``force`` the records are kept
+    (the report lists which runs came from which code); returns their ids.
+
+    Raises:
+        FolderInUseError: other code's records and runs to compute, without ``force``.
+    """
+    if not todo:
+        return []
+    other: dict[str, list[str]] = {}
+    ids = []
+    for rid, code in codes.items():
+        rec = finished.get(rid)
+        if rec is None:
+            continue
+        old = fingerprint_of(rec)
+        if old != code.get("fingerprint"):
+            what = (f"fingerprint {old} -> {code.get('fingerprint')}" if old else
+                    "code not recorded (written before densitylab recorded it)")
+            other.setdefault(what, []).append(f"{rec.dataset}/{rec.model}/{rec.seed}")
+            ids.append(rid)
+    if not other or force:
+        return ids
+    shown = "; ".join(f"{what}: {', '.join(labels[:4])}"
+                      + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
+                      for what, labels in other.items())
+    raise FolderInUseError(
+        f"{root} holds {len(ids)} finished run(s) computed by other code than this "
+        f"densitylab computes them with ({shown}), and {len(todo)} run(s) to compute. Results "
+        "of different code are never mixed silently: run into a new folder (--out NEW_DIR) to "
+        "compute every run with this code, or pass --force to keep those runs and add the "
+        "others (the report then lists which runs came from which code).")
+
+
+def tensorboard_available() -> None:
+    """Raise ImportError saying how to install TensorBoard when it is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as err:
+        raise ImportError("tensorboard = true needs TensorBoard: pip install "
+                          "'densitylab[tensorboard]' (or set tensorboard = false)") from err
+
+
+def _differences(old: dict[str, Any] | None, config: SuiteConfig, limit: int = 8) -> str:
+    """The keys whose values differ between a folder's recorded settings and ``config``."""
+    if not old or "settings" not in old:
+        return "(the folder does not record its suite's settings; its run ids differ)"
+    before, after = _flatten(old["settings"]), _flatten(config.settings())
+    keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+    if not keys:
+        return ("no key of the suite file: the code's defaults or densitylab's version changed "
+                "the run ids")
+    shown = [f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys[:limit]]
+    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _short(value: Any) -> str:
+    return "unset" if value is None else repr(value)
+
+
+
+def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
+    """Runs that differ only in their seed, grouped (first-seen order); others alone."""
+    groups: dict[str, list[RunSpec]] = {}
+    units: list[list[RunSpec]] = []
+    for spec in runs:
+        key = batch_key(spec)
+        if key is None:
+            units.append([spec])
+        elif key in groups:
+            groups[key].append(spec)
+        else:
+            groups[key] = [spec]
+            units.append(groups[key])
+    return units
+
+
+
+def batch_key(spec: RunSpec) -> str | None:
+    """Runs with equal keys differ only in their seed and can train as one batched model.
+
+    None when the model kind has no batched implementation (see
+    :mod:`densitylab.models.batched`) or the run fixes the model's own seed.
+    """
+    cfg = spec.config
+    if registry.batched_model_class(cfg["model"]["kind"]) is None:  # e.g. a user model
+        return None
+    if "seed" in cfg["model"]["params"]:
+        return None
+    rest = {k: v for k, v in cfg.items() if k != "seed"}
+    return json.dumps([spec.suite, spec.dataset, spec.model, spec.device, rest], sort_keys=True)

@@ -1,0 +1,160 @@
+"""The suite's train stage: run specs in, trained models out.
+
+:func:`train_unit` takes the runs of one unit (one run, or the seeds of one dataset and model
+that train as one batched model) and returns one :class:`TrainedRun` per run. It builds the
+dataset and the model once, trains them, and never scores or writes anything: the score stage
+(:mod:`densitylab.suite.score`) and the store take it from there. A run whose training raised
+comes back with its ``error`` set, so one failure never hides the other runs of a unit.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._errors import TrainingDiverged
+from .._runtime import logger, resolve_device
+from . import registry
+from .config import RunSpec, data_shape_of, import_run_plugins
+from .context import declared_options
+from .schema import TRAIN_DEFAULTS
+
+
+@dataclass
+class TrainedRun:
+    """One run after the train stage: its model and training outcome, or the error it raised."""
+
+    spec: RunSpec
+    target: Any = None
+    model: Any = None
+    history: Any = None
+    #: ``{"step", "loss"}`` where training hit a non-finite loss, else None
+    diverged: dict[str, Any] | None = None
+    train_s: float = 0.0
+    device: torch.device | None = None
+    #: the seeds trained together with this one as one batched model (None: trained alone)
+    batch_seeds: list[int] | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+def train_unit(specs: list[RunSpec], callback_for=None) -> list[TrainedRun]:
+    """Train the runs ``specs`` (one run, or runs differing only in their seed) and return one
+    :class:`TrainedRun` per spec, in order.
+
+    Several specs train as one batched model (:mod:`densitylab.models.batched`) when the model
+    kind has a batched form that takes every option of the run; otherwise each trains alone.
+    ``callback_for(spec, target, model, device)`` may return a fit callback for a run trained
+    alone (the ``eval_every`` scorer, the live TensorBoard log), or None.
+    """
+    if len(specs) > 1:
+        batched = _train_batched(specs)
+        if batched is not None:
+            return batched
+    return [_train_alone(spec, callback_for) for spec in specs]
+
+
+def _train_alone(spec: RunSpec, callback_for) -> TrainedRun:
+    run = TrainedRun(spec)
+    try:
+        run.device = resolve_device(spec.device)
+        cfg = spec.config
+        import_run_plugins(spec)
+        run.target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
+        run.model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
+                                        data_shape=data_shape_of(run.target), seed=spec.seed)
+        callback = callback_for(spec, run.target, run.model, run.device) if callback_for else None
+        start = time.perf_counter()
+        try:
+            run.history = run.model.fit(run.target, **fit_options(run.model, cfg["train"],
+                                                                  spec.seed, run.device, callback))
+        except TrainingDiverged as err:  # a failure of the configuration: said, not raised
+            run.diverged = {"step": err.step, "loss": float(err.loss)}
+            run.history = getattr(run.model, "history", None)
+        finally:
+            if callback is not None and callable(getattr(callback, "close", None)):
+                callback.close()
+        run.train_s = time.perf_counter() - start
+    except Exception as err:  # recorded by the store and retried on the next run of the suite
+        _failed(run, err)
+    return run
+
+
+def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
+    """The runs trained as one batched model, or None when the batched form cannot take an
+    option of theirs (they then train one by one)."""
+    first = specs[0]
+    cfg = first.config
+    runs = [TrainedRun(spec) for spec in specs]
+    try:
+        device = resolve_device(first.device)
+        if cfg["train"].get("eval_every") is not None:
+            raise ValueError("eval_every scores each seed during its own fit")
+        import_run_plugins(first)
+        target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
+        shape = data_shape_of(target)
+        shape_kw = {"data_dim": shape[0]} if len(shape) == 1 else {"data_shape": shape}
+        batched = registry.batched_model_class(cfg["model"]["kind"])(
+            seeds=[s.seed for s in specs], **shape_kw, **cfg["model"]["params"])
+        options = fit_options(batched, cfg["train"], None, device, None)
+    except (TypeError, ValueError) as err:
+        logger.info("%s: training the %d seeds one by one (%s)", first.label, len(specs), err)
+        return None
+    start = time.perf_counter()
+    try:
+        histories = batched.fit(target, **options)
+        models = batched.unstack()
+    except Exception as err:  # every run of the batch failed; each is retried next time
+        for run in runs:
+            _failed(run, err)
+            run.train_s = (time.perf_counter() - start) / len(specs)
+        return runs
+    train_s = (time.perf_counter() - start) / len(specs)
+    for run, model, history, div in zip(runs, models, histories, batched.divergences,
+                                        strict=True):
+        run.target, run.model, run.history, run.device = target, model, history, device
+        run.diverged = None if div is None else dict(div)
+        run.train_s, run.batch_seeds = train_s, [s.seed for s in specs]
+    return runs
+
+
+def fit_options(model, train: dict[str, Any], seed: int | None, device: torch.device,
+                callback=None) -> dict[str, Any]:
+    """The keywords of ``model.fit`` for the run's resolved ``train`` options.
+
+    ``steps`` and ``batch_size`` always; ``seed`` for a single model (a batched model has its
+    seeds); ``lr`` when set; ``lr_schedule`` when the model declares it in ``fit_options`` or it
+    is not the default (the suite refused a schedule a model lacks when it was loaded);
+    ``train_size`` when the suite sets it (refused when the model's fit lacks it);
+    ``callback`` when given; ``device`` and ``progress`` (off) when declared.
+    """
+    declared = declared_options(model, "fit")
+    kwargs: dict[str, Any] = {"steps": train["steps"], "batch_size": train["batch_size"]}
+    if seed is not None:
+        kwargs["seed"] = seed
+    if train.get("train_size") is not None:
+        if seed is None and "train_size" not in declared:
+            raise ValueError("the batched model's fit takes no train_size")
+        kwargs["train_size"] = train["train_size"]
+    if callback is not None:
+        kwargs["callback"] = callback
+    if train.get("lr") is not None:
+        kwargs["lr"] = train["lr"]
+    schedule = train.get("lr_schedule", TRAIN_DEFAULTS["lr_schedule"])
+    if schedule != TRAIN_DEFAULTS["lr_schedule"] or "lr_schedule" in declared:
+        kwargs["lr_schedule"] = schedule
+    if "device" in declared:
+        kwargs["device"] = device
+    if "progress" in declared:
+        kwargs["progress"] = False
+    return kwargs
+
+
+def _failed(run: TrainedRun, err: BaseException) -> None:
+    run.error = f"{type(err).__name__}: {err}"
+    run.traceback = traceback.format_exc()
+    logger.warning("run %s (%s) failed: %s", run.spec.label, run.spec.run_id, run.error)
