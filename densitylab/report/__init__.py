@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._runtime import atomic_write_text
+from ..suite.records import RunRecord
 from ..suite.store import RunStore
 from .published import PublishedCell, check_records
 from .table import COLUMNS, failed_runs, results_table, summarize
@@ -43,13 +44,14 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
 
     out = Path(out_dir)
     store = RunStore(out)
-    records, stale = store.current_records(), store.stale_records()
+    records, stale = store.current_and_stale()  # the one read of the record files
+    records, stale = [RunRecord.of(r) for r in records], [RunRecord.of(r) for r in stale]
     suite_info = store.read_suite() or {}
     if not records:
         raise FileNotFoundError(f"no run records of this folder's suite in {out / 'runs'}; run "
                                 f"a suite into {out} first")
-    full = results_table(out, with_failures=True)  # values, and a row for every failure
-    failed = failed_runs(out)
+    full = results_table(records, with_failures=True)  # values, and a row for every failure
+    failed = failed_runs(records)
     csv_path = atomic_write_text(out / "results.csv", full.to_csv(index=False))
     fig_paths: list[Path] = []
     if figures:

@@ -29,8 +29,10 @@ def run_status(rec: dict[str, Any] | RunRecord) -> str:
     return RunRecord.of(rec).outcome
 
 
-def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.DataFrame:
-    """Every metric value of every finished run in ``out_dir`` as a tidy DataFrame.
+def results_table(out_dir: str | Path | list[RunRecord], *,
+                  with_failures: bool = False) -> pd.DataFrame:
+    """Every metric value of every finished run in ``out_dir`` (a results folder, or the
+    records already read from one) as a tidy DataFrame.
 
     ``metric`` is the value's name (``modes_covered``, ``mmd``, ...) and ``group`` the suite
     metric that produced it (``mode_coverage``, ``mmd``, ...). Without ``with_failures`` only
@@ -41,7 +43,7 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
     diverged run (one row with an empty ``metric``); their ``value`` is empty and ``reason``
     says why. Metrics skipped as not applicable (a GAN's likelihood) have no rows.
     """
-    records = RunStore(out_dir).current_records()  # never another configuration's
+    records = _current(out_dir)
     names: dict[tuple[Any, Any, str], list[str]] = {}
     for rec in records:  # the value names each metric gives, to name an erroring metric's rows
         for group, result in rec.metrics.items():
@@ -75,6 +77,12 @@ def results_table(out_dir: str | Path, *, with_failures: bool = False) -> pd.Dat
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _current(source: str | Path | list[RunRecord]) -> list[RunRecord]:
+    """The records of the suite a folder belongs to (never another configuration's), or the
+    records given."""
+    return list(source) if isinstance(source, list) else RunStore(source).current_records()
+
+
 def _base_row(rec: RunRecord) -> dict[str, Any]:
     return {
         "suite": rec.suite, "dataset": rec.dataset, "model": rec.model, "seed": rec.seed,
@@ -84,11 +92,12 @@ def _base_row(rec: RunRecord) -> dict[str, Any]:
     }
 
 
-def failed_runs(out_dir: str | Path) -> pd.DataFrame:
-    """The runs whose latest record says ``failed`` or ``diverged``, with their errors."""
+def failed_runs(out_dir: str | Path | list[RunRecord]) -> pd.DataFrame:
+    """The runs whose latest record says ``failed`` or ``diverged``, with their errors
+    (``out_dir``: a results folder, or the records already read from one)."""
     rows = [{"dataset": r.dataset, "model": r.model, "seed": r.seed, "run_id": r.run_id,
              "status": r.outcome, "error": r.failure_reason}
-            for r in RunStore(out_dir).current_records() if r.outcome != "ok"]
+            for r in _current(out_dir) if r.outcome != "ok"]
     return pd.DataFrame(rows, columns=["dataset", "model", "seed", "run_id", "error", "status"])
 
 
