@@ -314,9 +314,13 @@ def model_class(class_name: str) -> type:
     return REGISTRY.model_classes[class_name]
 
 
-def register_model_class(cls: type) -> None:
-    """Make ``models.load`` rebuild files saved by ``cls`` (the first class of a name wins)."""
-    REGISTRY.model_classes.setdefault(cls.__name__, cls)
+def register_model_class(cls: type, *, replace: bool = False) -> None:
+    """Make ``models.load`` rebuild files saved by ``cls``: the first class defined under a
+    name, or with ``replace`` (an explicit registration) this one."""
+    if replace:
+        REGISTRY.model_classes[cls.__name__] = cls
+    else:
+        REGISTRY.model_classes.setdefault(cls.__name__, cls)
 
 
 def _model_keywords(params: Mapping[str, Any], data_shape: tuple[int, ...],
@@ -469,7 +473,7 @@ def register_model(name: str, factory: Callable[..., Any], *,
         raise TypeError(f"defaults: expected a mapping of hyperparameter defaults, got "
                         f"{type(defaults).__name__}")
     if isinstance(factory, type):
-        register_model_class(factory)
+        register_model_class(factory, replace=True)
     REGISTRY.models.register(Entry(name, factory, "registered",
                                    {"defaults": dict(defaults or {})}))
 
