@@ -162,3 +162,40 @@ def test_a_model_added_in_one_module_loads_back_from_its_file(toy_suites, tmp_pa
     assert type(loaded) is type(model) and loaded.config == model.config
     assert loaded.networks.state_dict()["gauss.loc"].tolist() == \
         model.networks.state_dict()["gauss.loc"].tolist()
+
+
+def test_batched_class_is_derived_from_the_class():
+    class WiderVAE(models.VAE):  # a family's subclass keeps the family's batched checks
+        pass
+
+    derived = models.batched_class(WiderVAE)
+    assert issubclass(derived, models.BatchedVAE) and derived.single_class is WiderVAE
+    assert models.batched_class(WiderVAE) is derived  # one class per model class
+    assert models.batched_class(models.GAN) is models.BatchedGAN
+    assert models.batched_class("gan") is models.BatchedGAN  # a registry kind
+    assert models.batched_class("no_such_kind") is None
+    assert models.batched_class(int) is None  # not a model class
+
+
+def test_a_model_class_without_an_engine_step_has_no_batched_form():
+    class Closed(models.GenerativeModel):  # trains through _start_training/_train_step
+        def _sample(self, n, gen):
+            raise NotImplementedError
+
+    assert not Closed.batchable() and models.batched_class(Closed) is None
+
+
+@pytest.mark.parametrize("name,replacement", [
+    ("FILLED_IN", "SUITE_FILLED_MODEL_KEYS"), ("IMAGE_DATASETS", "images.available"),
+    ("model_factory", "REGISTRY.models.get")])
+def test_the_old_suite_registry_names_still_work_and_say_what_replaces_them(name, replacement):
+    from densitylab.suite import registry
+
+    with pytest.warns(DeprecationWarning, match=replacement):
+        value = getattr(registry, name)
+    if name == "FILLED_IN":
+        assert value == registry.SUITE_FILLED_MODEL_KEYS == ("data_dim", "data_shape", "seed")
+    elif name == "model_factory":
+        assert value("gan") is models.GAN
+    else:
+        assert set(value) <= set(registry.dataset_names())
