@@ -58,7 +58,8 @@ from ._runtime import logger
 __all__ = [
     "Entry", "Namespace", "Registry", "REGISTRY", "PluginError", "ModelParamError",
     "ENTRY_POINT_GROUPS", "SUITE_FILLED_MODEL_KEYS",
-    "dataset_names", "model_names", "preset_names", "make_dataset", "build_model",
+    "dataset_names", "model_names", "preset_names", "metric_names", "get_metric",
+    "make_dataset", "build_model",
     "make_preset", "preset_train", "model_defaults", "model_parameters", "check_model_params",
     "register_dataset", "register_model", "register_preset", "register_model_class",
     "model_class", "unregister",
@@ -293,6 +294,17 @@ def preset_names() -> list[str]:
     """Every model preset a suite's ``[[models]]`` table may name with ``preset = "NAME"``:
     ``densitylab.models.PRESETS`` plus presets registered with :func:`register_preset`."""
     return REGISTRY.presets.names()
+
+
+def metric_names() -> list[str]:
+    """Every metric name a suite may use (the built-in ``MetricSpec`` s, which
+    :mod:`densitylab.suite.registry` adds, registered metrics and entry-point plugins)."""
+    return REGISTRY.metrics.names()
+
+
+def get_metric(name: str) -> Any:
+    """The ``MetricSpec`` called ``name`` (ValueError listing the known ones otherwise)."""
+    return REGISTRY.metrics.get(name).value
 
 
 def make_dataset(name: str, params: dict[str, Any]):

@@ -172,7 +172,7 @@ def test_batched_class_is_derived_from_the_class():
     assert issubclass(derived, models.BatchedVAE) and derived.single_class is WiderVAE
     assert models.batched_class(WiderVAE) is derived  # one class per model class
     assert models.batched_class(models.GAN) is models.BatchedGAN
-    assert models.batched_class("gan") is models.BatchedGAN  # a registry kind
+    assert models.batched_class("gan") is models.BatchedGAN  # a family's kind
     assert models.batched_class("no_such_kind") is None
     assert models.batched_class(int) is None  # not a model class
 

@@ -49,7 +49,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -59,7 +58,6 @@ from torch import nn
 
 from .._runtime import make_generator, torch_threads
 from .._validation import check_int
-from ..registry import REGISTRY
 from .base import GenerativeModel, History, NetworksOnDevice, iter_batches
 from .diffusion import Diffusion
 from .flow import Flow
@@ -440,28 +438,30 @@ _NAMED_BATCHED: dict[type[GenerativeModel], type[BatchedModel]] = {
     GAN: BatchedGAN, VAE: BatchedVAE, Diffusion: BatchedDiffusion, Flow: BatchedFlow}
 
 
+#: The classes :func:`batched_class` derived, one per model class (so each is stable).
+_DERIVED_BATCHED: dict[type[GenerativeModel], type[BatchedModel]] = {}
+
+
 def batched_class(model: type | str) -> type[BatchedModel] | None:
     """The class training many seeds of the model class ``model`` as one computation: the
     named class of a model family (``BatchedGAN`` for ``GAN``), else one derived from the class
     itself when its training step is written against an engine (``model.batchable()``); None
-    for anything else. A string is a model kind of :mod:`densitylab.registry` (``"gan"``).
+    for anything else. A string names a family's kind (``"gan"``); the suite's
+    ``batched_model_class(kind)`` covers registered kinds too.
     """
     if isinstance(model, str):
-        entries = REGISTRY.models.entries()
-        model = entries[model].value if model in entries else None
+        return {cls.name: b for cls, b in _NAMED_BATCHED.items()}.get(model)
     if not (isinstance(model, type) and issubclass(model, GenerativeModel)) \
             or not model.batchable():
         return None
-    return _derived_batched_class(model)
-
-
-@functools.cache  # one class per model class, so the derived class is stable
-def _derived_batched_class(model: type[GenerativeModel]) -> type[BatchedModel]:
     if model in _NAMED_BATCHED:
         return _NAMED_BATCHED[model]
-    # a subclass of a family keeps the family's batched checks and sampling
-    base = next((_NAMED_BATCHED[c] for c in model.__mro__ if c in _NAMED_BATCHED), BatchedModel)
-    return type(f"Batched{model.__name__}", (base,), {
-        "single_class": model, "__module__": model.__module__,
-        "__doc__": f"S seeds of {model.__name__} trained as one batched computation, derived "
-                   "from its engine training step (see BatchedModel)."})
+    if model not in _DERIVED_BATCHED:
+        # a subclass of a family keeps the family's batched checks and sampling
+        base = next((_NAMED_BATCHED[c] for c in model.__mro__ if c in _NAMED_BATCHED),
+                    BatchedModel)
+        _DERIVED_BATCHED[model] = type(f"Batched{model.__name__}", (base,), {
+            "single_class": model, "__module__": model.__module__,
+            "__doc__": f"S seeds of {model.__name__} trained as one batched computation, "
+                       "derived from its engine training step (see BatchedModel)."})
+    return _DERIVED_BATCHED[model]

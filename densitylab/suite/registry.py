@@ -28,8 +28,10 @@ from ..registry import (
     build_model,
     check_model_params,
     dataset_names,
+    get_metric,
     make_dataset,
     make_preset,
+    metric_names,
     model_defaults,
     model_names,
     model_parameters,
@@ -84,16 +86,6 @@ def batched_model_class(kind: str) -> type | None:
     kind's model class (:func:`densitylab.models.batched.batched_class`); None when the kind is
     not a batchable model class (a reference row, a plain factory)."""
     return batched_class(REGISTRY.models.get(kind).value)
-
-
-def metric_names() -> list[str]:
-    """Every metric name a suite may use."""
-    return REGISTRY.metrics.names()
-
-
-def get_metric(name: str) -> MetricSpec:
-    """The metric ``name`` (ValueError listing the known ones otherwise)."""
-    return REGISTRY.metrics.get(name).value
 
 
 def register_metric(spec: MetricSpec) -> None:
