@@ -32,7 +32,13 @@ Many seeds of a GAN, VAE, flow or diffusion model train as one batched computati
 :class:`BatchedGAN`, :class:`BatchedVAE`, :class:`BatchedFlow` or :class:`BatchedDiffusion`
 (:mod:`densitylab.models.batched`), derived from the single model by
 ``torch.func`` (stacked parameters, ``vmap`` of the model's own objectives), so every
-architecture batches; ``unstack()`` returns the ordinary single models.
+architecture batches; ``unstack()`` returns the ordinary single models. A model class of
+your own whose training step is written against the engine batches the same way
+(``batched_class(MyModel)``).
+
+The model kinds that :func:`make` builds and the classes :func:`load` rebuilds are kept in
+:mod:`densitylab.registry`: this package adds its families there, and
+``densitylab.registry.register_model("mine", MyModel)`` adds a class of your own.
 """
 
 from __future__ import annotations
