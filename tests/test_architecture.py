@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "densitylab"
@@ -154,16 +155,46 @@ def test_quick_suite_first_run_ids():
 # ---------------------------------------------------------------- the model contract
 
 
-def test_builtin_models_and_references_meet_the_model_protocol():
+def test_builtin_models_rebuild_save_load_and_batch_as_their_registered_class(tmp_path):
+    # make_model already checks the Model protocol; what it cannot check is that the kind
+    # builds its registered class, whose config rebuilds it, whose file loads back as it, and
+    # whose batched form is derived from it
     from densitylab import models
+    from densitylab.registry import REGISTRY
     from densitylab.suite import registry
-    from densitylab.suite.context import Model, SavableModel
 
-    for kind in models.available():
+    families = ["diffusion", "flow", "gan", "vae"]
+    assert set(families) <= set(models.available())
+    for kind in families:
         model = registry.make_model(kind, {}, data_shape=(2,), seed=0)
-        assert isinstance(model, SavableModel), kind
+        cls = REGISTRY.models.get(kind).value
+        assert type(model) is cls and cls.name == kind, kind
+        assert type(model)(**model.config).config == model.config, kind
+        loaded = models.load(model.save(tmp_path / f"{kind}.pt"))
+        assert type(loaded) is cls and loaded.config == model.config, kind
+        weights, loaded_weights = model.networks.state_dict(), loaded.networks.state_dict()
+        assert weights.keys() == loaded_weights.keys(), kind
+        assert all(torch.equal(weights[k], loaded_weights[k]) for k in weights), kind
+        assert registry.batched_model_class(kind).single_class is cls, kind
+
+
+def test_reference_rows_sample_the_target_and_never_batch():
+    from densitylab import distributions
+    from densitylab.suite import registry
+
+    ring = distributions.ring()
     for kind in ("oracle", "noise"):
-        assert isinstance(registry.make_model(kind, {}, data_shape=(2,)), Model)
+        model = registry.make_model(kind, {}, data_shape=(2,))
+        model.fit(ring, steps=0, batch_size=0, seed=0)
+        x = model.sample(50, seed=0)
+        assert tuple(x.shape) == (50, 2), kind
+        assert torch.equal(x, model.sample(50, seed=0)), kind  # seeded
+        assert registry.batched_model_class(kind) is None, kind
+        assert registry.REGISTRY.models.get(kind).metadata["reference"] is True, kind
+    oracle = registry.make_model("oracle", {}, data_shape=(2,))
+    oracle.fit(ring, steps=0, batch_size=0, seed=0)
+    x = ring.sample(20, seed=1)
+    assert torch.allclose(oracle.log_prob(x), ring.log_prob(x))
 
 
 def test_a_registered_model_without_log_prob_fails_when_the_suite_loads():

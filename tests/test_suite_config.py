@@ -8,6 +8,7 @@ import _suite_fakes  # noqa: F401  (registers the test model and metrics)
 import pytest
 import tomllib
 
+from densitylab.registry import register_model, unregister
 from densitylab.suite import builtin_suites, load_suite, parse_suite, run_id
 
 BASE = tomllib.loads(_suite_fakes.TINY_SUITE)
@@ -189,8 +190,11 @@ def test_changing_a_default_in_code_changes_the_run_id(monkeypatch):
         def __init__(self, *args, hidden=(256, 256), **kwargs):
             super().__init__(*args, hidden=hidden, **kwargs)
 
-    monkeypatch.setitem(models._REGISTRY, "vae", Wider)
-    after = _vae_run()
+    register_model("vae", Wider)  # shadows the built-in kind, as models._REGISTRY did
+    try:
+        after = _vae_run()
+    finally:
+        unregister("vae")
     assert after.config["model"]["params"]["hidden"] == [256, 256]
     assert after.run_id != before.run_id  # a constructor default
 

@@ -32,16 +32,29 @@ Many seeds of a GAN, VAE, flow or diffusion model train as one batched computati
 :class:`BatchedGAN`, :class:`BatchedVAE`, :class:`BatchedFlow` or :class:`BatchedDiffusion`
 (:mod:`densitylab.models.batched`), derived from the single model by
 ``torch.func`` (stacked parameters, ``vmap`` of the model's own objectives), so every
-architecture batches; ``unstack()`` returns the ordinary single models.
+architecture batches; ``unstack()`` returns the ordinary single models. A model class of
+your own whose training step is written against the engine batches the same way
+(``batched_class(MyModel)``).
+
+The model kinds that :func:`make` builds and the classes :func:`load` rebuilds are kept in
+:mod:`densitylab.registry`: this package adds its families there, and
+``densitylab.registry.register_model("mine", MyModel)`` adds a class of your own.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .. import _registry
+from .. import _registry, registry
 from .base import GenerativeModel, History, NoDensityError
-from .batched import BatchedDiffusion, BatchedFlow, BatchedGAN, BatchedModel, BatchedVAE
+from .batched import (
+    BatchedDiffusion,
+    BatchedFlow,
+    BatchedGAN,
+    BatchedModel,
+    BatchedVAE,
+    batched_class,
+)
 from .diffusion import Diffusion
 from .flow import Flow
 from .gan import GAN
@@ -50,23 +63,30 @@ from .vae import VAE
 
 __all__ = [
     "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow", "Diffusion",
-    "BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "BatchedFlow", "make",
-    "available", "load",
+    "BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "BatchedFlow",
+    "batched_class", "make", "available", "load",
     "PRESETS", "Preset", "preset", "preset_train_defaults", "available_presets",
 ]
 
-_REGISTRY: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "flow": Flow,
-                                               "diffusion": Diffusion}
+registry.REGISTRY.models.add_builtins(
+    registry.Entry(cls.name, cls) for cls in (VAE, GAN, Flow, Diffusion))
+
+
+def _model_kinds() -> dict[str, type[GenerativeModel]]:
+    """The model kinds of the registry that are :class:`GenerativeModel` classes (built-in or
+    registered; not the suite's reference rows or plain factories)."""
+    return {name: entry.value for name, entry in registry.REGISTRY.models.entries().items()
+            if isinstance(entry.value, type) and issubclass(entry.value, GenerativeModel)}
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`make`."""
-    return _registry.names(_REGISTRY)
+    """Names accepted by :func:`make`: the model families and registered model classes."""
+    return _registry.names(_model_kinds())
 
 
 def make(name: str, **hyperparameters) -> GenerativeModel:
-    """Build a model by name (``"vae"``, ``"gan"``, ``"flow"``, ``"diffusion"``) with keyword
-    hyperparameters.
+    """Build a model by name (``"vae"``, ``"gan"``, ``"flow"``, ``"diffusion"`` or a model
+    class registered with ``densitylab.registry.register_model``) with keyword hyperparameters.
 
     Raises:
         ValueError: unknown name. TypeError: a hyperparameter the model does not take.
@@ -74,10 +94,11 @@ def make(name: str, **hyperparameters) -> GenerativeModel:
     # Only signature errors get the prefix: the models' own argument checks already name the
     # argument and pass through unchanged.
     return _registry.build(
-        _REGISTRY, name, hyperparameters, kind="model", signature_errors_only=True
+        _model_kinds(), name, hyperparameters, kind="model", signature_errors_only=True
     )
 
 
 def load(path: str | Path, device="cpu") -> GenerativeModel:
-    """Load any model written by ``model.save(path)``, as the class recorded in the file."""
+    """Load any model written by ``model.save(path)``, as the class recorded in the file (a
+    model family, or any model class defined or registered in this process)."""
     return GenerativeModel.load(path, device=device)

@@ -43,6 +43,7 @@ from .. import __version__
 from .._errors import TrainingDiverged
 from .._runtime import atomic_torch_save, make_generator, resolve_device, torch_threads
 from .._validation import as_tensor, check_int
+from ..registry import model_class, register_model_class
 from .networks import conv_shape_ok
 from .train import (
     LR_SCHEDULES,
@@ -299,10 +300,6 @@ class NetworksOnDevice(nn.Module):
         return next(self.networks.parameters()).dtype
 
 
-#: Every model class by class name, for ``load`` (filled as the classes are defined).
-MODEL_CLASSES: dict[str, type[GenerativeModel]] = {}
-
-
 class GenerativeModel(NetworksOnDevice, abc.ABC):
     """Abstract base of densitylab's models: an ``nn.Module`` with a training objective; see the
     module docstring for ``fit``'s guarantees.
@@ -333,7 +330,7 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        MODEL_CLASSES.setdefault(cls.__name__, cls)
+        register_model_class(cls)  # for load: densitylab.registry's class table
 
     def __init__(self, config: dict[str, Any], data_shape: tuple[int, ...]):
         super().__init__()
@@ -558,10 +555,7 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
 
 
 def _from_payload(payload: dict[str, Any], device) -> GenerativeModel:
-    cls_name = payload.get("class")
-    if cls_name not in MODEL_CLASSES:
-        raise ValueError(f"unknown model class {cls_name!r} in file")
-    model = MODEL_CLASSES[cls_name](**payload["config"])
+    model = model_class(payload.get("class"))(**payload["config"])
     model.networks.load_state_dict(payload["state_dict"])
     model._weights_loaded = True
     model.eval()

@@ -432,10 +432,36 @@ class BatchedFlow(BatchedModel):
         return self.networks["layers"]
 
 
-BATCHED: dict[str, type[BatchedModel]] = {"gan": BatchedGAN, "vae": BatchedVAE,
-                                          "diffusion": BatchedDiffusion, "flow": BatchedFlow}
+#: The batched classes written out for the model families (named, with their own docs and
+#: checks); any other batchable class gets one derived by :func:`batched_class`.
+_NAMED_BATCHED: dict[type[GenerativeModel], type[BatchedModel]] = {
+    GAN: BatchedGAN, VAE: BatchedVAE, Diffusion: BatchedDiffusion, Flow: BatchedFlow}
 
 
-def batched_class(kind: str) -> type[BatchedModel] | None:
-    """The batched class training many seeds of model ``kind`` at once, or None if there is none."""
-    return BATCHED.get(kind)
+#: The classes :func:`batched_class` derived, one per model class (so each is stable).
+_DERIVED_BATCHED: dict[type[GenerativeModel], type[BatchedModel]] = {}
+
+
+def batched_class(model: type | str) -> type[BatchedModel] | None:
+    """The class training many seeds of the model class ``model`` as one computation: the
+    named class of a model family (``BatchedGAN`` for ``GAN``), else one derived from the class
+    itself when its training step is written against an engine (``model.batchable()``); None
+    for anything else. A string names a family's kind (``"gan"``); the suite's
+    ``batched_model_class(kind)`` covers registered kinds too.
+    """
+    if isinstance(model, str):
+        return {cls.name: b for cls, b in _NAMED_BATCHED.items()}.get(model)
+    if not (isinstance(model, type) and issubclass(model, GenerativeModel)) \
+            or not model.batchable():
+        return None
+    if model in _NAMED_BATCHED:
+        return _NAMED_BATCHED[model]
+    if model not in _DERIVED_BATCHED:
+        # a subclass of a family keeps the family's batched checks and sampling
+        base = next((_NAMED_BATCHED[c] for c in model.__mro__ if c in _NAMED_BATCHED),
+                    BatchedModel)
+        _DERIVED_BATCHED[model] = type(f"Batched{model.__name__}", (base,), {
+            "single_class": model, "__module__": model.__module__,
+            "__doc__": f"S seeds of {model.__name__} trained as one batched computation, "
+                       "derived from its engine training step (see BatchedModel)."})
+    return _DERIVED_BATCHED[model]

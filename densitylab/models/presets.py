@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..registry import REGISTRY, Entry
 from .base import GenerativeModel
 from .gan import GAN
 
@@ -130,16 +131,27 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+REGISTRY.presets.add_builtins(Entry(name, p) for name, p in PRESETS.items())
+
+
+def _presets() -> dict[str, Preset]:
+    """The presets of the registry that are :class:`Preset` s (not a suite's kind-and-params
+    registrations)."""
+    return {name: entry.value for name, entry in REGISTRY.presets.entries().items()
+            if isinstance(entry.value, Preset)}
+
+
 def available_presets() -> list[str]:
     """Names accepted by :func:`preset` and :func:`preset_train_defaults`."""
-    return sorted(PRESETS)
+    return sorted(_presets())
 
 
 def _get(name: str) -> Preset:
-    if name not in PRESETS:
+    presets = _presets()
+    if name not in presets:
         raise ValueError(f"unknown preset {name!r}; expected one of "
-                         f"{', '.join(map(repr, available_presets()))}")
-    return PRESETS[name]
+                         f"{', '.join(map(repr, sorted(presets)))}")
+    return presets[name]
 
 
 def preset(name: str, **overrides) -> GenerativeModel:

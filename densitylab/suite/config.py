@@ -570,7 +570,7 @@ def _resolved_params(kind: str, model, written: dict[str, Any]) -> dict[str, Any
         resolved = {**written, **config}
     else:
         resolved = {**registry.model_defaults(kind), **written}
-    resolved = {k: v for k, v in resolved.items() if k not in registry.FILLED_IN}
+    resolved = {k: v for k, v in resolved.items() if k not in registry.SUITE_FILLED_MODEL_KEYS}
     if "seed" in written:  # the suite file fixes the weights' seed for every run
         resolved["seed"] = written["seed"]
     return resolved

@@ -90,7 +90,7 @@ def _model_config(build) -> tuple[dict[str, Any] | None, str]:
     except Exception:  # noqa: BLE001 - e.g. a model that needs image data
         return None, ""
     config = getattr(model, "config", None)
-    params = ({k: v for k, v in config.items() if k not in registry.FILLED_IN}
+    params = ({k: v for k, v in config.items() if k not in registry.SUITE_FILLED_MODEL_KEYS}
               if isinstance(config, dict) else None)
     return params, _summary(type(model))
 
