@@ -275,8 +275,10 @@ class BatchedVAE(BatchedModel):
     ``BatchedVAE(num_seeds=S)`` or ``BatchedVAE(seeds=[...])``, then the keyword arguments of
     ``VAE`` (MLP, linear or conv networks; Gaussian or Bernoulli likelihood; Adam or
     ClippedAdam). The loss of slice ``s`` is its negative ELBO per data point, the single VAE's
-    ``Trace_ELBO`` objective with one particle, read from Pyro traces per seed. ``jit`` is
-    accepted: it compiles the single model's ELBO, which draws the same noise. Not supported
+    ``Trace_ELBO`` objective with one particle, read from Pyro traces per seed. ``jit=True`` is
+    accepted and changes nothing here: the batched step never compiles the ELBO (it reads the
+    traces under ``torch.vmap``), and since the single JIT ELBO draws the same noise, slice
+    ``s`` still equals the separate ``VAE(jit=True)`` fit up to rounding. Not supported
     (``ValueError``): ``num_particles > 1``, ``estimator="mean_field"``. Log-densities (IWAE)
     come from the single models of :meth:`unstack`.
     """
