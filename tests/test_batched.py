@@ -300,7 +300,7 @@ def test_batched_conv_diffusion_equals_separate_fits():
 @pytest.mark.parametrize("batched_cls, single_cls, kwargs, last_layer", [
     (BatchedGAN, GAN, SMALL, lambda m: m.generator.net.net[-1]),
     (BatchedVAE, VAE, SMALL, lambda m: m.decoder.net.net[-1]),
-    (BatchedDiffusion, Diffusion, DIFFUSION, lambda m: m.eps.net[-1]),
+    (BatchedDiffusion, Diffusion, DIFFUSION, lambda m: m.noise_predictor.net[-1]),
 ])
 def test_a_diverging_seed_is_frozen_and_the_others_train_on(batched_cls, single_cls, kwargs,
                                                             last_layer):

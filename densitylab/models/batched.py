@@ -49,6 +49,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -58,6 +59,7 @@ from torch import nn
 from .._runtime import make_generator
 from .._validation import check_int
 from .base import GenerativeModel, History, NetworksModule
+from .diffusion import NETWORK_KEY as DIFFUSION_NETWORK_KEY
 from .diffusion import Diffusion
 from .flow import Flow
 from .gan import GAN
@@ -329,9 +331,16 @@ class BatchedDiffusion(BatchedModel):
     single_class = Diffusion
 
     @property
+    def noise_predictor(self) -> nn.Module:
+        """The stacked noise-prediction networks (layout of ``Diffusion.noise_predictor``)."""
+        return self.networks[DIFFUSION_NETWORK_KEY]
+
+    @property
     def eps(self) -> nn.Module:
-        """The stacked noise-prediction networks (layout of ``Diffusion.networks["eps"]``)."""
-        return self.networks["eps"]
+        """Deprecated name of :attr:`noise_predictor`."""
+        warnings.warn("BatchedDiffusion.eps is deprecated; use BatchedDiffusion.noise_predictor",
+                      DeprecationWarning, stacklevel=2)
+        return self.noise_predictor
 
     def sample(self, n: int, seed: int | Sequence[int] | None = None, **options) -> torch.Tensor:
         """``(S, n, *data_shape)`` samples, slice by slice (seeds as in
