@@ -11,6 +11,8 @@ import torch
 
 from densitylab import distributions, metrics, models
 from densitylab.models.diffusion import (
+    AncestralSampler,
+    DDIMSampler,
     NoiseSchedule,
     probability_flow_log_prob,
     variational_bound,
@@ -285,3 +287,19 @@ def test_noise_predictor_names_and_the_saved_key(tmp_path):
     keys = torch.load(path, weights_only=True)["state_dict"]
     assert keys and all(k.startswith("eps.") for k in keys)
     assert torch.equal(models.load(path).predict_noise(x, t), model.predict_noise(x, t))
+
+
+def test_schedule_adds_noise_and_the_sampler_steps_invert_it_given_the_true_noise():
+    schedule = NoiseSchedule("cosine")
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    noise = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    T, i, j = 20, 12, 5
+    abar = schedule.grid(T)
+    xt = schedule.add_noise(x0, noise, torch.full((5,), i / T, dtype=torch.float64))
+    torch.testing.assert_close(xt, abar[i].sqrt() * x0 + (1 - abar[i]).sqrt() * noise)
+    # DDIM with the true noise moves along the same noise: x_j = add_noise(x0, noise, t_j)
+    torch.testing.assert_close(DDIMSampler(abar).step(noise, i, j, xt),
+                               abar[j].sqrt() * x0 + (1 - abar[j]).sqrt() * noise)
+    # the ancestral step to the data (j = 0) adds no noise and returns x0
+    torch.testing.assert_close(AncestralSampler(abar).step(noise, i, 0, xt), x0)

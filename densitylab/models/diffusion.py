@@ -19,6 +19,10 @@ Schedules (``abar(t)`` as a function of continuous time):
   ``s = 0.008`` (Nichol and Dhariwal, ICML 2021); ``c`` stops the angle short of ``pi / 2`` so
   that ``abar(1) = exp(-10)`` (instead of the paper's clipping of the discrete betas at 0.999).
 
+As in diffusers' schedulers, the noise schedule is a small object outside the model:
+:class:`NoiseSchedule` holds ``abar(t)`` and the forward process (``add_noise``), and each
+sampler is a reverse ``step`` (:class:`AncestralSampler`, :class:`DDIMSampler`).
+
 Discrete chain. ``timesteps = T`` gives the DDPM chain on the grid ``t_i = i / T``, ``i = 0..T``
 (``abar_0 = 1``), with ``beta_i = 1 - abar_i / abar_{i-1}``. Samplers:
 
@@ -78,8 +82,8 @@ from .base import (
     seeded_init,
 )
 
-__all__ = ["CheckedLogProb", "Diffusion", "NoiseSchedule", "probability_flow_log_prob",
-           "variational_bound"]
+__all__ = ["AncestralSampler", "CheckedLogProb", "DDIMSampler", "Diffusion", "NoiseSchedule",
+           "probability_flow_log_prob", "variational_bound"]
 
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = ("ancestral", "ddim")
@@ -137,6 +141,52 @@ class NoiseSchedule:
     def grid(self, timesteps: int) -> torch.Tensor:
         """``abar_i`` at ``t_i = i / timesteps``, ``i = 0..timesteps`` (float64, ``abar_0 = 1``)."""
         return self.alpha_bar(torch.arange(timesteps + 1, dtype=torch.float64) / timesteps)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The forward process: ``x_t = sqrt(abar(t)) x0 + sqrt(1 - abar(t)) noise`` for rows of
+        ``x0`` at times ``t`` ``(n,)``, in the dtype and on the device of ``x0``."""
+        ab = self.alpha_bar(t).to(device=x0.device, dtype=x0.dtype)
+        ab = ab.reshape(-1, *([1] * (x0.ndim - 1)))
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+class AncestralSampler:
+    """DDPM's reverse step (Ho et al. 2020) between grid points ``i > j`` of a chain with
+    ``alpha_bar`` (the schedule's grid): ``x_j ~ N(mu(x_i, x0_hat), beta~ I)``, the posterior of
+    the chain restricted to the visited points, without noise at the last step (``j = 0``)."""
+
+    def __init__(self, alpha_bar: torch.Tensor):
+        self.alpha_bar = alpha_bar
+
+    def step(self, noise_hat: torch.Tensor, i: int, j: int, x: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x_j`` from ``x_i`` and the predicted noise ``noise_hat`` of ``x_i``."""
+        ab_i, ab_j = float(self.alpha_bar[i]), float(self.alpha_bar[j])
+        x0_hat = (x - math.sqrt(1 - ab_i) * noise_hat) / math.sqrt(ab_i)
+        beta = 1 - ab_i / ab_j
+        mean = (math.sqrt(ab_j) * beta / (1 - ab_i) * x0_hat
+                + math.sqrt(1 - beta) * (1 - ab_j) / (1 - ab_i) * x)
+        if j == 0:
+            return mean
+        var = beta * (1 - ab_j) / (1 - ab_i)
+        return mean + math.sqrt(var) * torch.randn(x.shape, generator=generator, device=x.device,
+                                                   dtype=x.dtype)
+
+
+class DDIMSampler(AncestralSampler):
+    """DDIM's deterministic step (Song, Meng, Ermon, ICLR 2021; ``eta = 0``):
+    ``x_j = sqrt(abar_j) x0_hat + sqrt(1 - abar_j) noise_hat``."""
+
+    def step(self, noise_hat: torch.Tensor, i: int, j: int, x: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x_j`` from ``x_i`` and the predicted noise ``noise_hat`` of ``x_i``."""
+        ab_i, ab_j = float(self.alpha_bar[i]), float(self.alpha_bar[j])
+        x0_hat = (x - math.sqrt(1 - ab_i) * noise_hat) / math.sqrt(ab_i)
+        return math.sqrt(ab_j) * x0_hat + math.sqrt(1 - ab_j) * noise_hat
+
+
+#: The reverse step of each ``sampler`` name.
+SAMPLER_STEPS = {"ancestral": AncestralSampler, "ddim": DDIMSampler}
 
 
 # ---------------------------------------------------------------- networks
@@ -567,9 +617,6 @@ class Diffusion(GenerativeModel):
                       DeprecationWarning, stacklevel=2)
         return self.predict_noise(x, t)
 
-    def _bcast(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
-
     # ------------------------------------------------------------------ training
     def _param_groups(self) -> dict[str, nn.Module]:
         return {"noise_predictor": self.networks}
@@ -590,8 +637,7 @@ class Diffusion(GenerativeModel):
         ``t_i`` mapped from the uniforms ``u`` by :meth:`_training_times`."""
         n = x0.shape[0]
         t = self._training_times(u).to(x0.device)
-        ab = self._bcast(self.schedule.alpha_bar(t), x0)
-        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        xt = self.schedule.add_noise(x0, noise, t)
         return ((self.predict_noise(xt, t) - noise) ** 2).reshape(n, -1).sum(dim=1).mean()
 
     def _training_times(self, u: torch.Tensor) -> torch.Tensor:
@@ -631,26 +677,12 @@ class Diffusion(GenerativeModel):
             steps = self._config["sample_steps"] or (T if sampler == "ancestral" else min(100, T))
         # grid indices visited, from T down to 0, evenly spaced
         idx = torch.linspace(T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
-        abar = self.schedule.grid(T)
-        dtype = self._dtype()
-        x = torch.randn(n, *self.data_shape, generator=gen, device=self.device, dtype=dtype)
+        chain = SAMPLER_STEPS[sampler](self.schedule.grid(T))
+        x = torch.randn(n, *self.data_shape, generator=gen, device=self.device,
+                        dtype=self._dtype())
         for i, j in zip(idx[:-1], idx[1:], strict=True):
-            ab_i, ab_j = float(abar[i]), float(abar[j])
             t = torch.full((n,), i / T, device=self.device, dtype=torch.float64)
-            noise_hat = self.predict_noise(x, t)
-            x0_hat = (x - math.sqrt(1 - ab_i) * noise_hat) / math.sqrt(ab_i)
-            if sampler == "ddim":
-                x = math.sqrt(ab_j) * x0_hat + math.sqrt(1 - ab_j) * noise_hat
-                continue
-            # posterior q(x_j | x_i, x0_hat) of the chain restricted to the visited steps
-            beta = 1 - ab_i / ab_j
-            mean = (math.sqrt(ab_j) * beta / (1 - ab_i) * x0_hat
-                    + math.sqrt(1 - beta) * (1 - ab_j) / (1 - ab_i) * x)
-            x = mean
-            if j > 0:
-                var = beta * (1 - ab_j) / (1 - ab_i)
-                x = x + math.sqrt(var) * torch.randn(x.shape, generator=gen, device=x.device,
-                                                     dtype=dtype)
+            x = chain.step(self.predict_noise(x, t), i, j, x, gen)
         return x
 
     # ------------------------------------------------------------------ likelihoods
