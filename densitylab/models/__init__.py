@@ -5,8 +5,10 @@ probability-flow ODE).
 Every model is an ``nn.Module`` with a training objective and has ``fit(data, steps,
 batch_size, lr, seed, device, callback, progress, lr_schedule, train_size)``, ``sample(n,
 seed)``, ``has_density`` (``log_prob`` where True), a JSON-able ``config``, ``save(path)`` and
-``load(path)``; see :mod:`densitylab.models.base`. One training loop
-(:mod:`densitylab.models.train`) runs every model's step, for one seed or for many at once.
+``load(path)``; see :mod:`densitylab.models.base`. One trainer
+(:class:`densitylab.models.trainer.Trainer`) runs every model's step, for one seed or for many
+at once; ``Trainer(steps, batch_size, ...).fit(model_or_batched, data)`` is what both ``fit``
+methods call.
 
 Settings for the 2D toy protocol (ring, grid), each run 3,000 steps of batch 256 and well under
 30 s on one CPU thread (``fit(..., num_threads=1)``):
