@@ -266,14 +266,20 @@ class GenerativeModel(NetworksModule, abc.ABC):
     # ------------------------------------------------------------------ sampling / density
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *data_shape)`` on ``model.device``; ``seed`` fixes them."""
+        return self._sampled(n, seed)
+
+    def _sampled(self, n: int, seed: int | None, **options) -> torch.Tensor:
+        """What every ``sample`` does: check ``n``, warn when untrained, then ``_sample(n, gen,
+        **options)`` in eval mode without gradients, ``gen`` seeded by ``seed``. A model whose
+        ``sample`` takes options checks them and calls this."""
         n = check_int(n, "n", minimum=0)
-        self._warn_if_untrained("sample")
+        self._warn_if_untrained("sample", stacklevel=4)
         gen = make_generator(seed, self.device)
         self.eval()
         with torch.no_grad():
-            return self._sample(n, gen)
+            return self._sample(n, gen, **options)
 
-    def _warn_if_untrained(self, method: str) -> None:
+    def _warn_if_untrained(self, method: str, stacklevel: int = 3) -> None:
         """Warn (``UserWarning``) that ``method`` is used on the random initial weights: the
         model was neither fitted nor loaded. A warning rather than an error, as an untrained
         model's samples are legitimate (a baseline, a shape check); every model family warns
@@ -281,11 +287,13 @@ class GenerativeModel(NetworksModule, abc.ABC):
         if self.history is None and not self._weights_loaded:
             warnings.warn(f"{type(self).__name__}.{method} before fit: the networks are untrained "
                           "(their random initial weights); call fit(...) first, or load a "
-                          "trained model with models.load(path)", UserWarning, stacklevel=3)
+                          "trained model with models.load(path)", UserWarning,
+                          stacklevel=stacklevel)
 
     @abc.abstractmethod
-    def _sample(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
-        """Draw samples using ``gen`` (the global RNG when None)."""
+    def _sample(self, n: int, gen: torch.Generator | None, **options) -> torch.Tensor:
+        """Draw samples using ``gen`` (the global RNG when None) and the checked ``options`` of
+        the model's ``sample``."""
 
     def log_prob(self, x, **kwargs) -> torch.Tensor:
         """Log-density of each row of ``x``; :class:`NoDensityError` unless ``has_density``."""

@@ -655,21 +655,17 @@ class Diffusion(GenerativeModel):
                steps: int | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *data_shape)``; ``sampler`` (``"ancestral"``/``"ddim"``) and
         ``steps`` override the configured ``sampler`` and ``sample_steps``."""
-        n = check_int(n, "n", minimum=0)
-        self._warn_if_untrained("sample")
         sampler = self._config["sampler"] if sampler is None else sampler
         check_choice(sampler, "sampler", SAMPLERS)
         if steps is not None:
             steps = check_int(steps, "steps", minimum=1)
             if steps > self._config["timesteps"]:
                 raise ValueError(f"steps={steps} exceeds timesteps={self._config['timesteps']}")
-        gen = make_generator(seed, self.device)
-        self.networks.eval()
-        with torch.no_grad():
-            return self._draw(n, gen, sampler, steps)
+        return self._sampled(n, seed, sampler=sampler, steps=steps)
 
-    def _sample(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
-        return self._draw(n, gen, self._config["sampler"], None)
+    def _sample(self, n: int, gen: torch.Generator | None, sampler: str | None = None,
+                steps: int | None = None) -> torch.Tensor:
+        return self._draw(n, gen, sampler or self._config["sampler"], steps)
 
     def _draw(self, n: int, gen, sampler: str, steps: int | None) -> torch.Tensor:
         T = self._config["timesteps"]

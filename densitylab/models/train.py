@@ -124,6 +124,7 @@ class Engine(Protocol):
     """What a model's ``_step`` may ask of the engine running it (see the module docstring)."""
 
     batch_size: int
+    step: int
 
     def batch(self) -> torch.Tensor: ...
 

@@ -53,7 +53,8 @@ from .train import NonFinite, SingleEngine, StackedEngine, check_fit_args, lr_sc
 
 __all__ = ["History", "Trainer", "check_seeds"]
 
-Callback = Callable[[int, dict[str, Any], Any], "bool | None"]
+#: ``callback(step, losses, model)``; a true result stops the fit.
+Callback = Callable[[int, dict[str, Any], Any], Any]
 
 
 @dataclass

@@ -45,7 +45,6 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim.clipped_adam import ClippedAdam
 from torch import nn
 
-from .._runtime import make_generator
 from .._validation import check_choice, check_int, check_positive
 from ..losses import iwae_bound
 from .base import (
@@ -376,15 +375,10 @@ class VAE(GenerativeModel):
         the typical "blurry" VAE picture. ``noise=True`` adds the likelihood's noise (Gaussian
         with the decoder std, or Bernoulli draws): true samples of the model's ``p(x)``.
         """
-        n = check_int(n, "n", minimum=0)
-        self._warn_if_untrained("sample")
-        gen = make_generator(seed, self.device)
-        self.networks.eval()
-        with torch.no_grad():
-            return self._draw(n, gen, bool(noise))
+        return self._sampled(n, seed, noise=bool(noise))
 
-    def _sample(self, n, gen):
-        return self._draw(n, gen, noise=False)
+    def _sample(self, n, gen, noise: bool = False):
+        return self._draw(n, gen, noise)
 
     def _draw(self, n: int, gen: torch.Generator | None, noise: bool) -> torch.Tensor:
         return self._sample_from(*self._sample_inputs(n, gen, noise))
