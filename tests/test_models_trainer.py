@@ -114,6 +114,7 @@ def test_trainer_refuses_seeds_that_do_not_match_the_model():
 
 
 def test_trainer_with_one_seed_is_the_model_fit():
+    assert models.Trainer is Trainer
     a, b = _model(1), _model(1)
     h = a.fit(distributions.ring(), steps=4, batch_size=8, seed=5, progress=False)
     (g,) = Trainer(steps=4, batch_size=8, seeds=5, progress=False).fit(b, distributions.ring())
