@@ -78,11 +78,11 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero():
     seen = []
 
     class Recording(models.GAN):  # the rate each step's updates use, for both players
-        def _train_step(self, state, batches):
-            rates = {g["lr"] for opt in self._optimizers(state) for g in opt.param_groups}
+        def _step(self, eng):
+            rates = {g["lr"] for opt in eng.optimizers.values() for g in opt.param_groups}
             assert len(rates) == 1
             seen.append(rates.pop())
-            return super()._train_step(state, batches)
+            return super()._step(eng)
 
     gan = Recording(data_dim=2, hidden=(8,), seed=0)
     gan.fit(distributions.ring(), steps=4, batch_size=8, lr=0.1, seed=0, progress=False,

@@ -11,6 +11,8 @@ import torch
 
 from densitylab import distributions, metrics, models
 from densitylab.models.diffusion import (
+    AncestralSampler,
+    DDIMSampler,
     NoiseSchedule,
     probability_flow_log_prob,
     variational_bound,
@@ -120,7 +122,7 @@ def test_probability_flow_with_the_exact_ring_score_recovers_the_ring_log_densit
 def test_samplers_with_the_exact_ring_score_reproduce_the_ring(sampler, steps):
     model = models.Diffusion(data_dim=2, seed=0)
     truth = RingTruth(model.schedule)
-    model.eps = lambda x, t: truth.eps(x, t).float()
+    model.predict_noise = lambda x, t: truth.eps(x, t).float()
     cov = metrics.mode_coverage(model.sample(2500, seed=0, sampler=sampler, steps=steps),
                                 truth.ring)
     # the target itself puts 98.9 % of its samples within 3 std of a mode
@@ -271,3 +273,33 @@ def test_trained_diffusion_covers_every_ring_mode_sharply(seed):
     # comes close to it (a blurred ring would score several nats lower)
     assert held_out < target + 0.5
     assert held_out > target - 3.0
+
+
+def test_noise_predictor_names_and_the_saved_key(tmp_path):
+    model = models.Diffusion(data_dim=2, hidden=(8,), timesteps=10, seed=0)
+    x, t = torch.randn(4, 2), torch.rand(4, dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match="predict_noise"):
+        old = model.eps(x, t)
+    assert torch.equal(old, model.predict_noise(x, t))
+    assert model.noise_predictor is model.networks["eps"]
+    # saved files keep the network's key "eps", so files load with earlier and later versions
+    path = model.save(tmp_path / "dif.pt")
+    keys = torch.load(path, weights_only=True)["state_dict"]
+    assert keys and all(k.startswith("eps.") for k in keys)
+    assert torch.equal(models.load(path).predict_noise(x, t), model.predict_noise(x, t))
+
+
+def test_schedule_adds_noise_and_the_sampler_steps_invert_it_given_the_true_noise():
+    schedule = NoiseSchedule("cosine")
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    noise = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    T, i, j = 20, 12, 5
+    abar = schedule.grid(T)
+    xt = schedule.add_noise(x0, noise, torch.full((5,), i / T, dtype=torch.float64))
+    torch.testing.assert_close(xt, abar[i].sqrt() * x0 + (1 - abar[i]).sqrt() * noise)
+    # DDIM with the true noise moves along the same noise: x_j = add_noise(x0, noise, t_j)
+    torch.testing.assert_close(DDIMSampler(abar).step(noise, i, j, xt),
+                               abar[j].sqrt() * x0 + (1 - abar[j]).sqrt() * noise)
+    # the ancestral step to the data (j = 0) adds no noise and returns x0
+    torch.testing.assert_close(AncestralSampler(abar).step(noise, i, 0, xt), x0)

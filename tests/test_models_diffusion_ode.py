@@ -52,7 +52,7 @@ def test_a_point_that_runs_out_of_steps_is_nan_with_a_warning_not_a_value():
 def test_checked_log_prob_flags_points_whose_two_tolerances_disagree(monkeypatch):
     dif = models.Diffusion(data_dim=2, hidden=(8,), timesteps=10, seed=0)
     truth = GaussianTruth(dif.schedule)
-    monkeypatch.setattr(dif, "eps", lambda x, t: truth.eps(x.double(), t).to(x.dtype))
+    monkeypatch.setattr(dif, "predict_noise", lambda x, t: truth.eps(x.double(), t).to(x.dtype))
     x = _points(6).float()
     ok = dif.checked_log_prob(x, rtol=1e-6, loosen=10.0, threshold=0.01)
     assert ok.num_flagged == 0

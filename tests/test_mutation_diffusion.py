@@ -113,7 +113,7 @@ def test_denoising_loss_is_the_ddpm_loss_for_a_known_noise_predictor(time_sampli
     u = torch.rand(6, generator=gen, dtype=torch.float64)
     noise = torch.randn(6, 3, generator=gen)
     # a fixed, known predictor: eps_theta(x, t) = 0.5 x + t
-    model.eps = lambda x, t: 0.5 * x + t[:, None].to(x.dtype)
+    model.predict_noise = lambda x, t: 0.5 * x + t[:, None].to(x.dtype)
     loss = model.denoising_loss(x0, u, noise)
     t = model._training_times(u).numpy()
     ab = np.exp(linear_log_abar(t))[:, None]
@@ -131,6 +131,6 @@ def test_denoising_loss_sums_over_every_pixel_of_an_image():
     x0 = torch.rand(3, 1, 8, 8, generator=gen)
     u = torch.rand(3, generator=gen, dtype=torch.float64)
     noise = torch.randn(3, 1, 8, 8, generator=gen)
-    model.eps = lambda x, t: torch.zeros_like(x)  # loss = mean_i |eps_i|^2 over all pixels
+    model.predict_noise = lambda x, t: torch.zeros_like(x)  # loss: mean_i |eps_i|^2, all pixels
     want = float((noise.double() ** 2).reshape(3, -1).sum(1).mean())
     assert float(model.denoising_loss(x0, u, noise)) == pytest.approx(want, rel=1e-6)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from densitylab import distributions, models
 from densitylab.models.base import iter_batches
 from densitylab.models.networks import SlotBatchNorm1d
+from densitylab.models.train import SingleEngine
 
 SMALL = {"data_dim": 2, "g_hidden": [8, 8], "d_hidden": [6, 6], "g_norm": "batch",
          "d_activation": "maxout", "maxout_pieces": 3, "init_std": 0.3, "betas": [0.8, 0.999]}
@@ -34,8 +35,7 @@ def _bn_layers(gan) -> list[SlotBatchNorm1d]:
 
 def _one_step(gan, real: torch.Tensor, lr: float, noise_seed: int):
     """Run one training step of ``gan`` on the batch ``real`` (noise from ``noise_seed``)."""
-    eng = gan._start_training(lr, real.shape[0])
-    eng.batches = iter([real])
+    eng = SingleEngine(gan, lr, real.shape[0], iter([real]))
     gan.train()
     torch.manual_seed(noise_seed)
     out = gan._step(eng)

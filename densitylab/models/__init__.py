@@ -5,8 +5,10 @@ probability-flow ODE).
 Every model is an ``nn.Module`` with a training objective and has ``fit(data, steps,
 batch_size, lr, seed, device, callback, progress, lr_schedule, train_size)``, ``sample(n,
 seed)``, ``has_density`` (``log_prob`` where True), a JSON-able ``config``, ``save(path)`` and
-``load(path)``; see :mod:`densitylab.models.base`. One training loop
-(:mod:`densitylab.models.train`) runs every model's step, for one seed or for many at once.
+``load(path)``; see :mod:`densitylab.models.base`. One trainer (:class:`Trainer`,
+:mod:`densitylab.models.trainer`) runs every model's step, for one seed or for many at once:
+``Trainer(steps, batch_size, ...).fit(model_or_batched, data)`` is what both ``fit`` methods
+call, and returns one history per seed.
 
 Settings for the 2D toy protocol (ring, grid), each run 3,000 steps of batch 256 and well under
 30 s on one CPU thread (``fit(..., num_threads=1)``):
@@ -59,12 +61,13 @@ from .diffusion import Diffusion
 from .flow import Flow
 from .gan import GAN
 from .presets import PRESETS, Preset, available_presets, preset, preset_train_defaults
+from .trainer import Trainer
 from .vae import VAE
 
 __all__ = [
     "GenerativeModel", "History", "NoDensityError", "VAE", "GAN", "Flow", "Diffusion",
     "BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "BatchedFlow",
-    "batched_class", "make", "available", "load",
+    "batched_class", "Trainer", "make", "available", "load",
     "PRESETS", "Preset", "preset", "preset_train_defaults", "available_presets",
 ]
 

@@ -3,8 +3,10 @@
 A model is an ``nn.Module`` that owns its networks (``model.networks``, an ``nn.ModuleDict``,
 its only submodule) and a JSON-able ``config`` from which the same architecture can be rebuilt;
 ``save`` writes both, atomically (the file holds ``networks.state_dict()``, as it always has).
-Its training step is written once against an engine (:mod:`densitylab.models.train`), which
-``fit`` runs for one seed and :mod:`densitylab.models.batched` for many.
+A model holds parameters and objectives only: its training step is written once against an
+engine (:mod:`densitylab.models.train`), and ``fit`` hands the model to the one
+:class:`~densitylab.models.trainer.Trainer`, which runs that step for one seed here and for many
+in :mod:`densitylab.models.batched`, and keeps optimisers and fit-specific objectives to itself.
 
 Training (``fit``) guarantees:
 
@@ -29,10 +31,8 @@ import abc
 import contextlib
 import copy
 import math
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,188 +41,20 @@ from torch import nn
 
 from .. import __version__
 from .._errors import TrainingDiverged
-from .._runtime import atomic_torch_save, make_generator, resolve_device, torch_threads
-from .._validation import as_tensor, check_int
+from .._runtime import atomic_torch_save, make_generator, resolve_device
+from .._validation import check_int
 from ..registry import model_class, register_model_class
+from .data import check_data, iter_batches
 from .networks import conv_shape_ok
-from .train import (
-    LR_SCHEDULES,
-    NonFinite,
-    SingleEngine,
-    check_finite_step,
-    check_fit_args,
-    lr_schedulers,
-    run_steps,
-)
+from .train import LR_SCHEDULES, check_finite_step, check_fit_args
+from .trainer import History, Trainer
 
-__all__ = ["GenerativeModel", "History", "NoDensityError", "iter_batches", "LR_SCHEDULES",
-           "check_finite_step", "check_fit_args"]
-
-#: Kept under its old name for model code written against it (``raise _NonFinite(loss)``).
-_NonFinite = NonFinite
+__all__ = ["GenerativeModel", "History", "NoDensityError", "iter_batches", "check_data",
+           "LR_SCHEDULES", "check_finite_step", "check_fit_args", "TrainingDiverged"]
 
 
 class NoDensityError(NotImplementedError):
     """Raised by ``log_prob`` of a model that defines no density (a GAN is an implicit model)."""
-
-
-@dataclass
-class History:
-    """Per-step training losses of one ``fit`` call.
-
-    ``losses[name][i]`` is loss ``name`` at step ``i`` (0-based). ``interrupted`` is True when
-    Ctrl-C stopped training; ``diverged`` when a non-finite loss did; ``stopped_early`` when the
-    callback asked to stop. ``seconds`` is the wall time of the loop.
-    """
-
-    losses: dict[str, list[float]] = field(default_factory=dict)
-    interrupted: bool = False
-    diverged: bool = False
-    stopped_early: bool = False
-    seconds: float = 0.0
-
-    def append(self, step_losses: dict[str, float]) -> None:
-        """Record the losses of one step."""
-        for key, value in step_losses.items():
-            self.losses.setdefault(key, []).append(value)
-
-    @property
-    def steps(self) -> int:
-        """Number of completed steps."""
-        return max((len(v) for v in self.losses.values()), default=0)
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, key: str) -> list[float]:
-        return self.losses[key]
-
-    def mean(self, key: str, first: int | None = None, last: int | None = None) -> float:
-        """Mean of loss ``key`` over its ``first`` or ``last`` k steps (all steps by default)."""
-        values = self.losses[key]
-        if first is not None:
-            values = values[:first]
-        elif last is not None:
-            values = values[-last:]
-        return math.fsum(values) / max(len(values), 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of the history."""
-        return {
-            "losses": {k: list(v) for k, v in self.losses.items()},
-            "steps": self.steps,
-            "interrupted": self.interrupted,
-            "diverged": self.diverged,
-            "stopped_early": self.stopped_early,
-            "seconds": self.seconds,
-        }
-
-
-def iter_batches(data, batch_size: int, data_shape: tuple[int, ...], *, device: torch.device,
-                 dtype: torch.dtype, seed: int | None, train_size: int | None = None,
-                 fixed_packs: int | None = None) -> Iterator[torch.Tensor]:
-    """Endless stream of ``(batch_size, *data_shape)`` training batches on ``device``.
-
-    ``data`` is an array or tensor ``(n, *data_shape)`` (shuffled each epoch, last partial batch
-    dropped so every batch has the same shape) or an object with ``.sample(n, seed)`` (a fresh
-    batch per step; when it returns a tuple, such as ``(images, labels)``, the first element is
-    used). Batches from a sampler are not checked for finiteness: a non-finite batch surfaces as a
-    non-finite loss, which ``fit`` turns into ``TrainingDiverged``.
-
-    ``train_size=N`` (a sampler only) draws a fixed training set of N points once, with the seed
-    that the first fresh batch would have had, and then iterates epochs over it as over a data
-    tensor (shuffled each epoch by the same generator), as the published protocols train on a
-    finite sample.
-
-    ``fixed_packs=m`` (a fixed set: ``train_size`` or a data tensor) builds PacGAN's packed
-    training set once, as the authors' ``GaussianPackingMixture`` does (Lin et al., NeurIPS
-    2018, ``pacgan/datasets.py``): for each of the m slots one bootstrap resample (n indices
-    drawn with replacement) of the n points, so example i is the tuple of the m slots' i-th
-    points; the n tuples stay fixed for the whole fit and are shuffled each epoch. A batch is
-    ``batch_size / m`` tuples, flattened to ``batch_size`` rows with each tuple's m points
-    consecutive (the rows ``pack_samples`` groups), so an epoch is ``n m / batch_size`` steps.
-    With fresh batches from a sampler every point is already an independent draw and
-    ``fixed_packs`` changes nothing.
-    """
-    gen = make_generator(seed, "cpu") if seed is not None else torch.Generator()
-    if seed is None:
-        gen.seed()
-    is_sampler = hasattr(data, "sample") and callable(data.sample)
-    if train_size is not None:
-        train_size = check_int(train_size, "train_size", minimum=1)
-        if not is_sampler:
-            raise ValueError(
-                "train_size draws a fixed training set from a distribution (an object with "
-                ".sample(n, seed)); data is already a fixed set of rows, so leave train_size out"
-            )
-        set_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        x = _draw(data, train_size, data_shape, set_seed).to(device=device, dtype=dtype)
-    elif is_sampler:
-        return _sampler_batches(data, batch_size, data_shape, device, dtype, gen)
-    else:
-        x = check_data(data, data_shape, "data").to(device=device, dtype=dtype)
-    if batch_size > x.shape[0]:
-        what = "train_size" if train_size is not None else "the rows of data"
-        raise ValueError(
-            f"batch_size={batch_size} exceeds the {x.shape[0]} points of {what}; lower batch_size"
-        )
-    if fixed_packs is not None:
-        return _packed_batches(x, batch_size, check_int(fixed_packs, "fixed_packs", minimum=1),
-                               gen)
-    return _tensor_batches(x, batch_size, gen)
-
-
-def _draw(data, n: int, data_shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """``n`` points from the sampler ``data`` (first element of a tuple), shape-checked."""
-    out = data.sample(n, seed=seed)
-    if isinstance(out, tuple | list):
-        out = out[0]
-    batch = as_tensor(out, "data.sample(...)", allow_nonfinite=True)
-    if tuple(batch.shape) != (n, *data_shape):
-        raise ValueError(
-            f"data.sample({n}) returned shape {tuple(batch.shape)}; the model "
-            f"expects ({n}, {', '.join(map(str, data_shape))})"
-        )
-    return batch
-
-
-def _sampler_batches(data, batch_size, data_shape, device, dtype, gen) -> Iterator[torch.Tensor]:
-    while True:
-        batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        yield _draw(data, batch_size, data_shape, batch_seed).to(device=device, dtype=dtype)
-
-
-def _tensor_batches(x: torch.Tensor, batch_size: int, gen) -> Iterator[torch.Tensor]:
-    n = x.shape[0]
-    while True:
-        perm = torch.randperm(n, generator=gen).to(x.device)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield x[perm[start:start + batch_size]]
-
-
-def _packed_batches(x: torch.Tensor, batch_size: int, pack: int,
-                    gen) -> Iterator[torch.Tensor]:
-    if batch_size % pack:
-        raise ValueError(f"batch_size={batch_size} must be a multiple of the pack size {pack}")
-    n = x.shape[0]
-    slots = torch.randint(0, n, (pack, n), generator=gen).to(x.device)  # one resample per slot
-    tuples = x[slots.T]  # (n, pack, *data_shape): fixed for the whole fit
-    per_batch = batch_size // pack
-    while True:
-        perm = torch.randperm(n, generator=gen).to(x.device)
-        for start in range(0, n - per_batch + 1, per_batch):
-            yield tuples[perm[start:start + per_batch]].reshape(batch_size, *x.shape[1:])
-
-
-def check_data(x, data_shape: tuple[int, ...], name: str = "x") -> torch.Tensor:
-    """Check that ``x`` is a finite array ``(n, *data_shape)`` and return it as a tensor."""
-    t = as_tensor(x, name, ndim=len(data_shape) + 1)
-    if tuple(t.shape[1:]) != tuple(data_shape):
-        raise ValueError(
-            f"{name} must have shape (n, {', '.join(map(str, data_shape))}) for this model, got "
-            f"{tuple(t.shape)}"
-        )
-    return t
 
 
 def resolve_data_shape(data_dim, data_shape) -> tuple[int, ...]:
@@ -263,11 +95,12 @@ def seeded_init(seed: int | None) -> Iterator[None]:
         yield
 
 
-class NetworksOnDevice(nn.Module):
+class NetworksModule(nn.Module):
     """What single and batched models share: an ``nn.Module`` whose ``networks`` (an
     ``nn.ModuleDict``) hold every parameter and buffer, on one device, and a JSON-able
-    ``_config`` of hyperparameters. ``parameters()``, ``train()``/``eval()`` and ``to()`` are
-    ``nn.Module``'s; ``to`` also takes ``"auto"`` (CUDA when available)."""
+    ``_config`` of hyperparameters (read ``_config`` on hot paths: ``config`` is a copy).
+    ``parameters()``, ``train()``/``eval()`` and ``to()`` are ``nn.Module``'s; ``to`` also takes
+    ``"auto"`` (CUDA when available)."""
 
     networks: nn.ModuleDict
     _config: dict[str, Any]
@@ -300,20 +133,15 @@ class NetworksOnDevice(nn.Module):
         return next(self.networks.parameters()).dtype
 
 
-class GenerativeModel(NetworksOnDevice, abc.ABC):
+class GenerativeModel(NetworksModule, abc.ABC):
     """Abstract base of densitylab's models: an ``nn.Module`` with a training objective; see the
     module docstring for ``fit``'s guarantees.
 
     Subclasses define ``name``, ``has_density``, build ``self.networks`` in ``__init__`` and
-    implement ``_sample``, and either
-
-    * ``_param_groups`` (parameter groups, each with the optimiser ``_make_optimizer`` builds)
-      and ``_step(engine)``: the training step written once against an engine
-      (:mod:`densitylab.models.train`); such a model also trains many seeds as one batched
-      computation, derived from this single model; or
-    * ``_start_training(lr, batch_size) -> state`` and ``_train_step(state, batches) -> losses``
-      (raising ``NonFinite`` before updating on a non-finite loss), with ``state["optimizers"]``
-      the torch optimisers that learning-rate schedules drive.
+    implement ``_sample``, ``_param_groups`` (parameter groups, each with the optimiser
+    ``_make_optimizer`` builds) and ``_step(engine)``: the training step written once against an
+    engine (:mod:`densitylab.models.train`), which the trainer runs for one seed and, derived
+    from this single model, for many seeds as one batched computation.
     """
 
     name: ClassVar[str] = "model"
@@ -388,69 +216,14 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
             densitylab.TrainingDiverged: a non-finite loss; the model keeps its last finite weights.
             KeyboardInterrupt: re-raised after leaving the model usable (see module docstring).
         """
-        steps, batch_size, lr, num_threads = check_fit_args(
-            steps, batch_size, lr, num_threads, lr_schedule, default_lr=self.default_lr)
-        if seed is not None:
-            seed = check_int(seed, "seed", minimum=0)
-        if checkpoint_every is not None:
-            checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
-            if checkpoint_path is None:
-                raise ValueError("checkpoint_every needs checkpoint_path")
-        if device is not None:
-            self.to(device)
-        dev = self.device
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        batches = iter_batches(data, batch_size, self.data_shape, device=dev,
-                               dtype=self._dtype(), seed=seed + 1, train_size=train_size,
-                               fixed_packs=self._fixed_packs())
-        history = History()
-        self.history = history
-        fork_devices = [dev] if dev.type == "cuda" else []
-
-        def after_step(step: int, losses: dict[str, float]) -> bool:
-            history.append(losses)
-            if checkpoint_every and (step + 1) % checkpoint_every == 0:
-                self.save(checkpoint_path)
-            if callback is not None and callback(step, losses, self):
-                history.stopped_early = True
-                return True
-            return False
-
-        start = time.perf_counter()
-        step = 0
-
-        def one_step(t: int) -> dict[str, float]:
-            nonlocal step
-            step = t
-            if isinstance(state, SingleEngine):
-                state.step = t
-            return self._train_step(state, batches)
-
-        with torch.random.fork_rng(devices=fork_devices), torch_threads(num_threads), \
-                self._training_context():
-            torch.manual_seed(seed)
-            state = self._start_training(lr, batch_size)
-            schedulers = ([] if lr_schedule == "constant" else
-                          lr_schedulers(self._optimizers(state), lr_schedule, steps))
-            self.train()
-            try:
-                run_steps(one_step, steps, desc=f"{self.name} fit", progress=progress,
-                          schedulers=schedulers, after_step=after_step)
-            except NonFinite as err:
-                history.diverged = True
-                raise TrainingDiverged(step, err.loss) from None
-            except KeyboardInterrupt:
-                history.interrupted = True
-                raise
-            finally:
-                self.eval()
-                self._end_training(state)
-                history.seconds = time.perf_counter() - start
-        return history
+        trainer = Trainer(steps, batch_size, lr, lr_schedule=lr_schedule, train_size=train_size,
+                          seeds=seed, device=device, callback=callback, progress=progress,
+                          checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path,
+                          num_threads=num_threads)
+        return trainer.fit(self, data)[0]
 
     def _training_context(self) -> contextlib.AbstractContextManager:
-        """A context held for the whole of ``fit`` (the VAE's own Pyro parameter store)."""
+        """A context held for the whole of a fit (the VAE's own Pyro parameter store)."""
         return contextlib.nullcontext()
 
     # -- the engine interface (see densitylab.models.train)
@@ -462,6 +235,12 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
                         lr: float) -> torch.optim.Optimizer:
         """The optimiser of ``group`` (Adam by default); also used on stacked parameters."""
         return torch.optim.Adam(params, lr=lr)
+
+    def _fit_objectives(self, lr: float, batch_size: int) -> dict[str, Callable[..., Any]]:
+        """Objectives that depend on the fit's settings, built once per fit and kept by the
+        engine (not on the model): ``{name: callable}``, used by ``engine.update(group, name,
+        ...)`` in place of the method ``name``. None by default."""
+        return {}
 
     def _step(self, engine) -> dict[str, Any]:
         """One training step written against ``engine``; returns the step's losses."""
@@ -481,37 +260,23 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
     def _check_training(self, batch_size: int) -> None:  # noqa: B027 - optional hook
         """Raise ``ValueError`` for training options the model cannot take (single or batched)."""
 
-    # -- the hooks fit calls; engine models get them from _step
-    def _start_training(self, lr: float, batch_size: int) -> Any:
-        """Build optimisers (and anything else a fit needs); the result is passed to each step."""
-        self._check_training(batch_size)
-        return SingleEngine(self, lr, batch_size)
-
-    def _train_step(self, state: Any, batches: Iterator[torch.Tensor]) -> dict[str, float]:
-        """One training step; raise ``NonFinite`` *before* updating on a non-finite loss."""
-        state.batches = batches
-        return self._step(state)
-
-    def _end_training(self, state: Any) -> None:  # noqa: B027 - optional hook
-        """Release what ``_start_training`` built (optional)."""
-
-    def _optimizers(self, state: Any) -> list[torch.optim.Optimizer]:
-        """The torch optimisers a fit uses (for learning-rate schedules)."""
-        if isinstance(state, SingleEngine):
-            return list(state.optimizers.values())
-        return list(state["optimizers"])
-
     # ------------------------------------------------------------------ sampling / density
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *data_shape)`` on ``model.device``; ``seed`` fixes them."""
+        return self._sampled(n, seed)
+
+    def _sampled(self, n: int, seed: int | None, **options) -> torch.Tensor:
+        """What every ``sample`` does: check ``n``, warn when untrained, then ``_sample(n, gen,
+        **options)`` in eval mode without gradients, ``gen`` seeded by ``seed``. A model whose
+        ``sample`` takes options checks them and calls this."""
         n = check_int(n, "n", minimum=0)
-        self._warn_if_untrained("sample")
+        self._warn_if_untrained("sample", stacklevel=4)
         gen = make_generator(seed, self.device)
         self.eval()
         with torch.no_grad():
-            return self._sample(n, gen)
+            return self._sample(n, gen, **options)
 
-    def _warn_if_untrained(self, method: str) -> None:
+    def _warn_if_untrained(self, method: str, stacklevel: int = 3) -> None:
         """Warn (``UserWarning``) that ``method`` is used on the random initial weights: the
         model was neither fitted nor loaded. A warning rather than an error, as an untrained
         model's samples are legitimate (a baseline, a shape check); every model family warns
@@ -519,11 +284,13 @@ class GenerativeModel(NetworksOnDevice, abc.ABC):
         if self.history is None and not self._weights_loaded:
             warnings.warn(f"{type(self).__name__}.{method} before fit: the networks are untrained "
                           "(their random initial weights); call fit(...) first, or load a "
-                          "trained model with models.load(path)", UserWarning, stacklevel=3)
+                          "trained model with models.load(path)", UserWarning,
+                          stacklevel=stacklevel)
 
     @abc.abstractmethod
-    def _sample(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
-        """Draw samples using ``gen`` (the global RNG when None)."""
+    def _sample(self, n: int, gen: torch.Generator | None, **options) -> torch.Tensor:
+        """Draw samples using ``gen`` (the global RNG when None) and the checked ``options`` of
+        the model's ``sample``."""
 
     def log_prob(self, x, **kwargs) -> torch.Tensor:
         """Log-density of each row of ``x``; :class:`NoDensityError` unless ``has_density``."""

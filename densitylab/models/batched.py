@@ -49,20 +49,22 @@ Example:
 from __future__ import annotations
 
 import copy
-import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .._runtime import make_generator, torch_threads
+from .._runtime import make_generator
 from .._validation import check_int
-from .base import GenerativeModel, History, NetworksOnDevice, iter_batches
+from .base import GenerativeModel, History, NetworksModule
+from .diffusion import NETWORK_KEY as DIFFUSION_NETWORK_KEY
 from .diffusion import Diffusion
 from .flow import Flow
 from .gan import GAN
-from .train import StackedEngine, check_fit_args, lr_schedulers, run_steps, vmap_call
+from .train import vmap_call
+from .trainer import Trainer, check_seeds
 from .vae import VAE
 
 __all__ = ["BatchedModel", "BatchedGAN", "BatchedVAE", "BatchedDiffusion", "BatchedFlow",
@@ -93,22 +95,7 @@ def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (module.get_submodule(path) if path else module), attr
 
 
-def _check_seeds(seeds, num_seeds) -> tuple[int, ...]:
-    if (seeds is None) == (num_seeds is None):
-        raise ValueError("give exactly one of num_seeds (seeds 0..S-1) and seeds (a list of ints)")
-    if seeds is None:
-        return tuple(range(check_int(num_seeds, "num_seeds", minimum=1)))
-    if isinstance(seeds, int | str) or not isinstance(seeds, Sequence):
-        raise TypeError(f"seeds must be a sequence of non-negative ints, got {seeds!r}")
-    out = tuple(check_int(s, "seeds entry", minimum=0) for s in seeds)
-    if not out:
-        raise ValueError("seeds must hold at least one seed")
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds must be distinct (equal seeds give identical runs), got {out}")
-    return out
-
-
-class BatchedModel(NetworksOnDevice):
+class BatchedModel(NetworksModule):
     """S seeds of one model class trained together; see the module docstring.
 
     Subclasses set ``single_class`` and may refuse options in ``_check_supported``.
@@ -124,7 +111,7 @@ class BatchedModel(NetworksOnDevice):
         if "seed" in hyperparameters:
             raise TypeError(f"{type(self).__name__} takes seeds=[...] (one per slice), not seed=")
         super().__init__()
-        self.seeds = _check_seeds(seeds, num_seeds)
+        self.seeds = check_seeds(seeds, num_seeds)
         self._hyperparameters = dict(hyperparameters)
         # The single models validate every argument and give each slice its initial weights.
         singles = [self.single_class(**hyperparameters, seed=s) for s in self.seeds]
@@ -190,70 +177,12 @@ class BatchedModel(NetworksOnDevice):
         training stops early only when every slice has. ``KeyboardInterrupt`` is re-raised after
         leaving the model usable, with partial histories marked ``interrupted``.
         """
-        steps, batch_size, lr, num_threads = check_fit_args(
-            steps, batch_size, lr, num_threads, lr_schedule,
-            default_lr=self.single_class.default_lr)
-        train_seeds = self.seeds if seeds is None else _check_seeds(seeds, None)
-        if len(train_seeds) != self.num_seeds:
-            raise ValueError(f"seeds must hold {self.num_seeds} seeds (one per slice), "
-                             f"got {len(train_seeds)}")
-        self._template._check_training(batch_size)
-        if device is not None:
-            self.to(device)
-        template = self._synced_template()
-        dev, dtype = self.device, self._dtype()
-        # Per slice: the batch stream and the noise generator the single model's fit would use.
-        # Batches are drawn on the CPU (as a distribution samples them) and moved once, stacked.
-        streams = [iter_batches(data, batch_size, self.data_shape, device=torch.device("cpu"),
-                                dtype=dtype, seed=seed + 1, train_size=train_size,
-                                fixed_packs=template._fixed_packs())
-                   for seed in train_seeds]
-        gens = [make_generator(seed, dev) for seed in train_seeds]
-        engine = StackedEngine(template, self.networks, lr, batch_size, streams, gens)
-        self.divergences = engine.divergences
-        recorded: dict[str, list[torch.Tensor]] = {}
-        schedulers = lr_schedulers(engine.optimizers.values(), lr_schedule, steps)
-        interrupted = False
-
-        def step_fn(step: int) -> dict[str, torch.Tensor]:
-            engine.step = step
-            losses = template._step(engine)
-            for key, value in losses.items():
-                recorded.setdefault(key, []).append(value.detach())
-            return losses
-
-        def all_diverged(step: int, losses) -> bool:
-            return all(d is not None for d in engine.divergences)
-
-        start = time.perf_counter()
-        self.train()
-        template.train()
-        try:
-            with torch_threads(num_threads), template._training_context():
-                run_steps(step_fn, steps, desc=f"batched {self.single_class.name} "
-                          f"x{self.num_seeds} fit", progress=progress, schedulers=schedulers,
-                          after_step=all_diverged)
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            self.eval()
-            template.eval()
-            self.histories = self._histories(recorded, engine.divergences, steps, interrupted,
-                                             time.perf_counter() - start)
-        return self.histories
-
-    def _histories(self, recorded, divergences, steps, interrupted, seconds) -> list[History]:
-        columns = {k: torch.stack(v).cpu().tolist() for k, v in recorded.items() if v}
-        out = []
-        for i in range(self.num_seeds):
-            div = divergences[i]
-            h = History(interrupted=interrupted, seconds=seconds, diverged=div is not None)
-            stop = steps if div is None else div["step"]
-            for key, rows in columns.items():
-                h.losses[key] = [row[i] for row in rows[:stop]]
-            out.append(h)
-        return out
+        if seeds is not None:
+            seeds = check_seeds(seeds)
+        trainer = Trainer(steps, batch_size, lr, lr_schedule=lr_schedule, train_size=train_size,
+                          seeds=seeds, device=device, progress=progress,
+                          num_threads=num_threads)
+        return trainer.fit(self, data)
 
     # ------------------------------------------------------------------ sampling
     def _slice_seeds(self, seed) -> list[int | None]:
@@ -348,8 +277,10 @@ class BatchedVAE(BatchedModel):
     ``BatchedVAE(num_seeds=S)`` or ``BatchedVAE(seeds=[...])``, then the keyword arguments of
     ``VAE`` (MLP, linear or conv networks; Gaussian or Bernoulli likelihood; Adam or
     ClippedAdam). The loss of slice ``s`` is its negative ELBO per data point, the single VAE's
-    ``Trace_ELBO`` objective with one particle, read from Pyro traces per seed. ``jit`` is
-    accepted: it compiles the single model's ELBO, which draws the same noise. Not supported
+    ``Trace_ELBO`` objective with one particle, read from Pyro traces per seed. ``jit=True`` is
+    accepted and changes nothing here: the batched step never compiles the ELBO (it reads the
+    traces under ``torch.vmap``), and since the single JIT ELBO draws the same noise, slice
+    ``s`` still equals the separate ``VAE(jit=True)`` fit up to rounding. Not supported
     (``ValueError``): ``num_particles > 1``, ``estimator="mean_field"``. Log-densities (IWAE)
     come from the single models of :meth:`unstack`.
     """
@@ -400,9 +331,16 @@ class BatchedDiffusion(BatchedModel):
     single_class = Diffusion
 
     @property
+    def noise_predictor(self) -> nn.Module:
+        """The stacked noise-prediction networks (layout of ``Diffusion.noise_predictor``)."""
+        return self.networks[DIFFUSION_NETWORK_KEY]
+
+    @property
     def eps(self) -> nn.Module:
-        """The stacked noise-prediction networks (layout of ``Diffusion.networks["eps"]``)."""
-        return self.networks["eps"]
+        """Deprecated name of :attr:`noise_predictor`."""
+        warnings.warn("BatchedDiffusion.eps is deprecated; use BatchedDiffusion.noise_predictor",
+                      DeprecationWarning, stacklevel=2)
+        return self.noise_predictor
 
     def sample(self, n: int, seed: int | Sequence[int] | None = None, **options) -> torch.Tensor:
         """``(S, n, *data_shape)`` samples, slice by slice (seeds as in

@@ -19,6 +19,10 @@ Schedules (``abar(t)`` as a function of continuous time):
   ``s = 0.008`` (Nichol and Dhariwal, ICML 2021); ``c`` stops the angle short of ``pi / 2`` so
   that ``abar(1) = exp(-10)`` (instead of the paper's clipping of the discrete betas at 0.999).
 
+As in diffusers' schedulers, the noise schedule is a small object outside the model:
+:class:`NoiseSchedule` holds ``abar(t)`` and the forward process (``add_noise``), and each
+sampler is a reverse ``step`` (:class:`AncestralSampler`, :class:`DDIMSampler`).
+
 Discrete chain. ``timesteps = T`` gives the DDPM chain on the grid ``t_i = i / T``, ``i = 0..T``
 (``abar_0 = 1``), with ``beta_i = 1 - abar_i / abar_{i-1}``. Samplers:
 
@@ -78,14 +82,16 @@ from .base import (
     seeded_init,
 )
 
-__all__ = ["CheckedLogProb", "Diffusion", "NoiseSchedule", "probability_flow_log_prob",
-           "variational_bound"]
+__all__ = ["AncestralSampler", "CheckedLogProb", "DDIMSampler", "Diffusion", "NoiseSchedule",
+           "probability_flow_log_prob", "variational_bound"]
 
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = ("ancestral", "ddim")
 TIME_SAMPLING = ("log_snr", "uniform")
 _LINEAR_B0, _LINEAR_B1 = 0.1, 20.0
 _COSINE_S, _COSINE_LOG_ABAR_END = 0.008, -10.0
+#: The noise predictor's key in ``model.networks``, and so in saved state dicts.
+NETWORK_KEY = "eps"
 
 
 class NoiseSchedule:
@@ -136,6 +142,52 @@ class NoiseSchedule:
         """``abar_i`` at ``t_i = i / timesteps``, ``i = 0..timesteps`` (float64, ``abar_0 = 1``)."""
         return self.alpha_bar(torch.arange(timesteps + 1, dtype=torch.float64) / timesteps)
 
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The forward process: ``x_t = sqrt(abar(t)) x0 + sqrt(1 - abar(t)) noise`` for rows of
+        ``x0`` at times ``t`` ``(n,)``, in the dtype and on the device of ``x0``."""
+        ab = self.alpha_bar(t).to(device=x0.device, dtype=x0.dtype)
+        ab = ab.reshape(-1, *([1] * (x0.ndim - 1)))
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+class AncestralSampler:
+    """DDPM's reverse step (Ho et al. 2020) between grid points ``i > j`` of a chain with
+    ``alpha_bar`` (the schedule's grid): ``x_j ~ N(mu(x_i, x0_hat), beta~ I)``, the posterior of
+    the chain restricted to the visited points, without noise at the last step (``j = 0``)."""
+
+    def __init__(self, alpha_bar: torch.Tensor):
+        self.alpha_bar = alpha_bar
+
+    def step(self, noise_hat: torch.Tensor, i: int, j: int, x: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x_j`` from ``x_i`` and the predicted noise ``noise_hat`` of ``x_i``."""
+        ab_i, ab_j = float(self.alpha_bar[i]), float(self.alpha_bar[j])
+        x0_hat = (x - math.sqrt(1 - ab_i) * noise_hat) / math.sqrt(ab_i)
+        beta = 1 - ab_i / ab_j
+        mean = (math.sqrt(ab_j) * beta / (1 - ab_i) * x0_hat
+                + math.sqrt(1 - beta) * (1 - ab_j) / (1 - ab_i) * x)
+        if j == 0:
+            return mean
+        var = beta * (1 - ab_j) / (1 - ab_i)
+        return mean + math.sqrt(var) * torch.randn(x.shape, generator=generator, device=x.device,
+                                                   dtype=x.dtype)
+
+
+class DDIMSampler(AncestralSampler):
+    """DDIM's deterministic step (Song, Meng, Ermon, ICLR 2021; ``eta = 0``):
+    ``x_j = sqrt(abar_j) x0_hat + sqrt(1 - abar_j) noise_hat``."""
+
+    def step(self, noise_hat: torch.Tensor, i: int, j: int, x: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x_j`` from ``x_i`` and the predicted noise ``noise_hat`` of ``x_i``."""
+        ab_i, ab_j = float(self.alpha_bar[i]), float(self.alpha_bar[j])
+        x0_hat = (x - math.sqrt(1 - ab_i) * noise_hat) / math.sqrt(ab_i)
+        return math.sqrt(ab_j) * x0_hat + math.sqrt(1 - ab_j) * noise_hat
+
+
+#: The reverse step of each ``sampler`` name.
+SAMPLER_STEPS = {"ancestral": AncestralSampler, "ddim": DDIMSampler}
+
 
 # ---------------------------------------------------------------- networks
 
@@ -149,7 +201,7 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-class EpsMLP(nn.Module):
+class NoisePredictorMLP(nn.Module):
     """Noise predictor for flat data: ``[x, emb(t)] -> hidden (SiLU) -> eps``, shape ``(n, d)``."""
 
     def __init__(self, data_dim: int, hidden: Sequence[int], embed_dim: int):
@@ -167,7 +219,7 @@ class EpsMLP(nn.Module):
         return self.net(torch.cat([x, time_embedding(t, self.embed_dim)], dim=1))
 
 
-class EpsConv(nn.Module):
+class NoisePredictorConv(nn.Module):
     """Noise predictor for small images ``(n, C, H, W)``: four 3x3 convolutions at full
     resolution (SiLU), the time embedding added per channel after the first two."""
 
@@ -193,6 +245,7 @@ class EpsConv(nn.Module):
 
 # ---------------------------------------------------------------- probability-flow ODE
 
+#: ``eps_theta(x_t, t)``: a noise predictor, such as ``Diffusion.predict_noise``.
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -536,26 +589,37 @@ class Diffusion(GenerativeModel):
         self._log_snr_range = (float(ends[0]), float(ends[1]))
         with seeded_init(seed):
             if network == "mlp":
-                self.networks["eps"] = EpsMLP(self.data_dim, hidden, embed_dim)
+                predictor = NoisePredictorMLP(self.data_dim, hidden, embed_dim)
             else:
-                self.networks["eps"] = EpsConv(shape, conv_width, embed_dim)
+                predictor = NoisePredictorConv(shape, conv_width, embed_dim)
+            # "eps" is the network's name in saved files (state_dict keys "eps.*"): kept so that
+            # files load both ways; read it as ``noise_predictor``.
+            self.networks[NETWORK_KEY] = predictor
         self.networks.eval()
 
     # ------------------------------------------------------------------ pieces
-    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    @property
+    def noise_predictor(self) -> nn.Module:
+        """The network ``eps_theta``: ``(x_t, t) -> `` predicted noise (``networks["eps"]``)."""
+        return self.networks[NETWORK_KEY]
+
+    def predict_noise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's noise prediction ``eps_theta(x_t, t)`` for rows of ``x`` at times ``t``."""
         x = x.to(self._dtype())
-        if self.config["network"] == "mlp":
-            out = self.networks["eps"](x.reshape(x.shape[0], -1), t.to(x.dtype))
+        if self._config["network"] == "mlp":
+            out = self.noise_predictor(x.reshape(x.shape[0], -1), t.to(x.dtype))
             return out.reshape(x.shape)
-        return self.networks["eps"](x, t.to(x.dtype))
+        return self.noise_predictor(x, t.to(x.dtype))
 
-    def _bcast(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Deprecated name of :meth:`predict_noise`."""
+        warnings.warn("Diffusion.eps is deprecated; use Diffusion.predict_noise",
+                      DeprecationWarning, stacklevel=2)
+        return self.predict_noise(x, t)
 
     # ------------------------------------------------------------------ training
     def _param_groups(self) -> dict[str, nn.Module]:
-        return {"eps": self.networks}
+        return {"noise_predictor": self.networks}
 
     def _step(self, eng) -> dict[str, Any]:
         """One denoising step: a batch ``x0``, training times from uniforms ``u`` and the noise
@@ -564,7 +628,7 @@ class Diffusion(GenerativeModel):
         x0 = eng.batch()
         u = eng.uniform(eng.batch_size, dtype=torch.float64)
         noise = eng.normal(eng.batch_size, *self.data_shape)
-        return {"loss": eng.update("eps", "denoising_loss", x0, u, noise)}
+        return {"loss": eng.update("noise_predictor", "denoising_loss", x0, u, noise)}
 
     def denoising_loss(self, x0: torch.Tensor, u: torch.Tensor,
                        noise: torch.Tensor) -> torch.Tensor:
@@ -573,16 +637,15 @@ class Diffusion(GenerativeModel):
         ``t_i`` mapped from the uniforms ``u`` by :meth:`_training_times`."""
         n = x0.shape[0]
         t = self._training_times(u).to(x0.device)
-        ab = self._bcast(self.schedule.alpha_bar(t), x0)
-        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        return ((self.eps(xt, t) - noise) ** 2).reshape(n, -1).sum(dim=1).mean()
+        xt = self.schedule.add_noise(x0, noise, t)
+        return ((self.predict_noise(xt, t) - noise) ** 2).reshape(n, -1).sum(dim=1).mean()
 
     def _training_times(self, u: torch.Tensor) -> torch.Tensor:
         """Training times from uniforms ``u`` on [0, 1): uniform on ``[t_min, 1]``, or uniform
         in log-SNR between ``lam(1)`` and ``lam(t_min)`` (``time_sampling="log_snr"``)."""
-        t_min = self.config["t_min"]
+        t_min = self._config["t_min"]
         u = u.double()
-        if self.config["time_sampling"] == "uniform":
+        if self._config["time_sampling"] == "uniform":
             return t_min + (1 - t_min) * u
         lo, hi = self._log_snr_range
         return self.schedule.t_of_log_snr(lo + (hi - lo) * u)
@@ -592,48 +655,30 @@ class Diffusion(GenerativeModel):
                steps: int | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *data_shape)``; ``sampler`` (``"ancestral"``/``"ddim"``) and
         ``steps`` override the configured ``sampler`` and ``sample_steps``."""
-        n = check_int(n, "n", minimum=0)
-        self._warn_if_untrained("sample")
-        sampler = self.config["sampler"] if sampler is None else sampler
+        sampler = self._config["sampler"] if sampler is None else sampler
         check_choice(sampler, "sampler", SAMPLERS)
         if steps is not None:
             steps = check_int(steps, "steps", minimum=1)
-            if steps > self.config["timesteps"]:
-                raise ValueError(f"steps={steps} exceeds timesteps={self.config['timesteps']}")
-        gen = make_generator(seed, self.device)
-        self.networks.eval()
-        with torch.no_grad():
-            return self._draw(n, gen, sampler, steps)
+            if steps > self._config["timesteps"]:
+                raise ValueError(f"steps={steps} exceeds timesteps={self._config['timesteps']}")
+        return self._sampled(n, seed, sampler=sampler, steps=steps)
 
-    def _sample(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
-        return self._draw(n, gen, self.config["sampler"], None)
+    def _sample(self, n: int, gen: torch.Generator | None, sampler: str | None = None,
+                steps: int | None = None) -> torch.Tensor:
+        return self._draw(n, gen, sampler or self._config["sampler"], steps)
 
     def _draw(self, n: int, gen, sampler: str, steps: int | None) -> torch.Tensor:
-        T = self.config["timesteps"]
+        T = self._config["timesteps"]
         if steps is None:
-            steps = self.config["sample_steps"] or (T if sampler == "ancestral" else min(100, T))
+            steps = self._config["sample_steps"] or (T if sampler == "ancestral" else min(100, T))
         # grid indices visited, from T down to 0, evenly spaced
         idx = torch.linspace(T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
-        abar = self.schedule.grid(T)
-        dtype = self._dtype()
-        x = torch.randn(n, *self.data_shape, generator=gen, device=self.device, dtype=dtype)
+        chain = SAMPLER_STEPS[sampler](self.schedule.grid(T))
+        x = torch.randn(n, *self.data_shape, generator=gen, device=self.device,
+                        dtype=self._dtype())
         for i, j in zip(idx[:-1], idx[1:], strict=True):
-            ab_i, ab_j = float(abar[i]), float(abar[j])
             t = torch.full((n,), i / T, device=self.device, dtype=torch.float64)
-            eps = self.eps(x, t)
-            x0_hat = (x - math.sqrt(1 - ab_i) * eps) / math.sqrt(ab_i)
-            if sampler == "ddim":
-                x = math.sqrt(ab_j) * x0_hat + math.sqrt(1 - ab_j) * eps
-                continue
-            # posterior q(x_j | x_i, x0_hat) of the chain restricted to the visited steps
-            beta = 1 - ab_i / ab_j
-            mean = (math.sqrt(ab_j) * beta / (1 - ab_i) * x0_hat
-                    + math.sqrt(1 - beta) * (1 - ab_j) / (1 - ab_i) * x)
-            x = mean
-            if j > 0:
-                var = beta * (1 - ab_j) / (1 - ab_i)
-                x = x + math.sqrt(var) * torch.randn(x.shape, generator=gen, device=x.device,
-                                                     dtype=dtype)
+            x = chain.step(self.predict_noise(x, t), i, j, x, gen)
         return x
 
     # ------------------------------------------------------------------ likelihoods
@@ -657,8 +702,8 @@ class Diffusion(GenerativeModel):
             part = x[start:start + batch_size]
             if method == "elbo":
                 with torch.no_grad():
-                    chunks.append(variational_bound(self.eps, part, self.schedule,
-                                                    self.config["timesteps"], generator=gen))
+                    chunks.append(variational_bound(self.predict_noise, part, self.schedule,
+                                                    self._config["timesteps"], generator=gen))
             else:
                 chunks.append(self._ode_log_prob(part, ode_steps, divergence, gen))
         if not chunks:
@@ -681,7 +726,7 @@ class Diffusion(GenerativeModel):
         threshold = check_positive(threshold, "threshold")
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         x = check_data(x, self.data_shape).to(device=self.device, dtype=self._dtype())
-        exact = self.data_dim <= self.config["hutchinson_above"]
+        exact = self.data_dim <= self._config["hutchinson_above"]
         divergence = "exact" if exact else "hutchinson"
         self.networks.eval()
         tight, loose, steps = [], [], []
@@ -693,7 +738,7 @@ class Diffusion(GenerativeModel):
                 with warnings.catch_warnings():  # unfinished points are flagged below
                     warnings.simplefilter("ignore", RuntimeWarning)
                     values.append(probability_flow_log_prob(
-                        self.eps, part, self.schedule, t_eps=self.config["t_min"],
+                        self.predict_noise, part, self.schedule, t_eps=self._config["t_min"],
                         divergence=divergence, generator=gen, solver="dopri5", rtol=tol,
                         atol=tol, return_steps=True))
             tight.append(values[0][0])
@@ -711,9 +756,10 @@ class Diffusion(GenerativeModel):
         return self.log_prob(x, method="elbo", seed=seed)
 
     def _ode_log_prob(self, x, ode_steps, divergence, gen) -> torch.Tensor:
-        steps = self.config["ode_steps"] if ode_steps is None else ode_steps
+        steps = self._config["ode_steps"] if ode_steps is None else ode_steps
         if divergence is None:
-            exact = self.data_dim <= self.config["hutchinson_above"]
+            exact = self.data_dim <= self._config["hutchinson_above"]
             divergence = "exact" if exact else "hutchinson"
-        return probability_flow_log_prob(self.eps, x, self.schedule, t_eps=self.config["t_min"],
-                                         num_steps=steps, divergence=divergence, generator=gen)
+        return probability_flow_log_prob(self.predict_noise, x, self.schedule,
+                                         t_eps=self._config["t_min"], num_steps=steps,
+                                         divergence=divergence, generator=gen)

@@ -54,6 +54,7 @@ metrics (``metrics.mmd``, ``metrics.kl_knn``, ``metrics.mode_coverage``).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -294,9 +295,11 @@ class GAN(GenerativeModel):
     def _fixed_packs(self) -> int | None:
         return self._config["pack"] if self._protocol["packs"] == "fixed" else None
 
-    def _start_training(self, lr: float, batch_size: int):
-        self._unrolled_lr = lr  # the unrolled steps' size when unrolled_lr is None
-        return super()._start_training(lr, batch_size)
+    def _fit_objectives(self, lr: float, batch_size: int) -> dict[str, Any]:
+        """Unrolled steps without their own ``unrolled_lr`` take the fit's learning rate."""
+        if self._config["unrolled_steps"] and self._config["unrolled_lr"] is None:
+            return {"g_objective": functools.partial(self.g_objective, fit_lr=lr)}
+        return {}
 
     def _step(self, eng) -> dict[str, Any]:
         """One training step (``updates``), then the batch-norm refresh pass when one is due.
@@ -366,13 +369,15 @@ class GAN(GenerativeModel):
         d_loss = self._d_loss(real, fake.detach(), mix, fake_logits=fake_logits)
         return d_loss, losses.generator_loss(fake_logits, cfg["loss"])
 
-    def g_objective(self, z: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    def g_objective(self, z: torch.Tensor, real: torch.Tensor | None = None, *,
+                    fit_lr: float | None = None) -> torch.Tensor:
         """The generator's loss on ``G(z)`` (against the unrolled discriminator, fitted on
-        ``real``, when ``unrolled_steps > 0``)."""
+        ``real``, when ``unrolled_steps > 0``; its step size is ``unrolled_lr``, else the fit's
+        learning rate ``fit_lr``, else 1e-3)."""
         cfg = self._config
         fake = self.generator(z)
         if cfg["unrolled_steps"]:
-            step_size = cfg["unrolled_lr"] or getattr(self, "_unrolled_lr", None) or 1e-3
+            step_size = cfg["unrolled_lr"] or fit_lr or 1e-3
             logits = self._unrolled_logits(real, fake, cfg["unrolled_steps"], step_size)
         else:
             logits = self.discriminator(pack_samples(fake, cfg["pack"]))

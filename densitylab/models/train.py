@@ -1,4 +1,4 @@
-"""The one training loop, and the two engines that run a model's training step: one seed or many.
+"""The two engines that run a model's training step, for one seed or many, and the loop.
 
 A model writes its training step once, against an *engine* (:class:`Engine`)::
 
@@ -20,8 +20,8 @@ model method without gradients (a pass that only moves batch-norm population sta
 ``eng.step`` is the 0-based index of the step being run.
 
 * :class:`SingleEngine` runs the step on the model itself: batches from the fit's stream, noise
-  from the global RNG that ``fit`` forks and seeds, and a non-finite loss raises before any
-  update (``fit`` turns it into :class:`densitylab.TrainingDiverged`).
+  from the global RNG that the trainer forks and seeds, and a non-finite loss raises before any
+  update (the trainer turns it into :class:`densitylab.TrainingDiverged`).
 * :class:`StackedEngine` runs the same step for S seeds at once (``models.BatchedGAN`` ...): the
   model's parameters and buffers (batch-norm running statistics included) are stacked along a
   new leading dimension, each objective is evaluated per seed by
@@ -32,8 +32,11 @@ model method without gradients (a pass that only moves batch-norm population sta
   one Adam over the stacked tensors is S independent Adams. A seed whose loss or gradient turns
   non-finite is frozen at its last finite parameters while the others train on.
 
-The loop itself (:func:`run_steps`) owns what every fit shares: ``torch.optim.lr_scheduler``
-schedules (:data:`LR_SCHEDULES`), the progress display, the callback, Ctrl-C and the history.
+An objective is a model method, or a callable the model builds for one fit
+(``model._fit_objectives(lr, batch_size)``), which the engine keeps: the VAE's Pyro ELBO loss,
+scaled by the batch size. :class:`densitylab.models.trainer.Trainer` builds the engine and runs
+:func:`run_steps`, the loop: steps, ``torch.optim.lr_scheduler`` schedules
+(:data:`LR_SCHEDULES`) and the progress display.
 """
 
 from __future__ import annotations
@@ -52,7 +55,6 @@ from .._validation import check_choice, check_int, check_positive
 
 __all__ = ["LR_SCHEDULES", "Engine", "SingleEngine", "StackedEngine", "NonFinite", "vmap_call",
            "check_fit_args", "check_finite_step", "lr_schedulers", "cosine_factor", "run_steps"]
-
 
 
 class NonFinite(Exception):
@@ -122,6 +124,7 @@ class Engine(Protocol):
     """What a model's ``_step`` may ask of the engine running it (see the module docstring)."""
 
     batch_size: int
+    step: int
 
     def batch(self) -> torch.Tensor: ...
 
@@ -142,16 +145,33 @@ def _group_params(model) -> dict[str, list[nn.Parameter]]:
 
 
 class SingleEngine:
-    """Runs a model's ``_step`` on the model itself (one seed)."""
+    """Runs a model's ``_step`` on the model itself (one seed).
 
-    def __init__(self, model, lr: float, batch_size: int):
+    Arguments:
+        model: the model; its methods are the objectives, its parameters those trained.
+        lr, batch_size: as for ``fit``.
+        batches: the fit's stream of data batches.
+
+    The objectives the model builds for a fit (``model._fit_objectives(lr, batch_size)``, such
+    as the VAE's ELBO loss scaled by the batch size) are kept here, not on the model.
+    """
+
+    def __init__(self, model, lr: float, batch_size: int,
+                 batches: Iterator[torch.Tensor] | None = None):
         self.model = model
         self.batch_size = batch_size
         self.params = _group_params(model)
         self.optimizers = {g: model._make_optimizer(g, ps, lr) for g, ps in self.params.items()}
-        self.batches: Iterator[torch.Tensor] | None = None
+        self.objectives = model._fit_objectives(lr, batch_size)
+        self.batches = batches
         self._all = [p for ps in self.params.values() for p in ps]
-        self.step = 0  # set by fit before each step
+        self.step = 0  # set by the trainer before each step
+        self.divergences: list[dict[str, float] | None] = [None]  # it raises NonFinite instead
+
+    def _objective(self, name: str) -> Callable[..., Any]:
+        """The objective built for this fit under ``name``, else the model's method."""
+        built = self.objectives.get(name)
+        return getattr(self.model, name) if built is None else built
 
     def batch(self) -> torch.Tensor:
         return next(self.batches)
@@ -163,7 +183,7 @@ class SingleEngine:
         return torch.rand(*shape, device=self.model.device, dtype=dtype or self.model._dtype())
 
     def update(self, group: str, objective: str, *inputs) -> float:
-        loss = getattr(self.model, objective)(*inputs)
+        loss = self._objective(objective)(*inputs)
         for p in self._all:
             p.grad = None
         loss.backward()
@@ -177,7 +197,7 @@ class SingleEngine:
         """Simultaneous update: ``objective`` returns one loss per group; group ``g`` steps on
         the gradient of its own loss w.r.t. its own parameters, all taken from one forward pass
         before any optimiser moves (raises :class:`NonFinite` before any update)."""
-        losses = getattr(self.model, objective)(*inputs)
+        losses = self._objective(objective)(*inputs)
         for p in self._all:
             p.grad = None
         try:

@@ -15,14 +15,18 @@ With ``network="linear"`` the decoder is ``W z + b`` and the marginal is analyti
 ``p(x) = N(x; b, W W^T + s^2 I)`` (probabilistic PCA, Tipping and Bishop 1999), which the tests
 use to check the bounds.
 
-Training uses Pyro's public API only: the loss is ``Trace_ELBO().differentiable_loss`` (or
-``TraceMeanField_ELBO``, or their JIT versions) of the model and guide, minimised by a torch
-optimiser over the model's parameters in the one training loop of
-:mod:`densitylab.models.train`, inside a private Pyro parameter store for each fit
-(``with pyro.get_param_store().scope()``). With one particle the guide's reparameterisation
-noise is drawn by the training step from the fit's random stream and handed to the guide (the
-same numbers ``Normal.rsample`` would draw), so JIT and non-JIT fits, and a seed of a batched
-fit, draw the same noise.
+Training: the loss is ``Trace_ELBO().differentiable_loss`` of the model and guide (or
+``TraceMeanField_ELBO``'s, compiled by the public ``pyro.ops.jit.trace`` when ``jit=True``),
+minimised by a torch optimiser over the model's parameters by the one trainer
+(:mod:`densitylab.models.trainer`), which builds the loss for each fit and keeps it, inside a
+private Pyro parameter store for each fit (``with pyro.get_param_store().scope()``). One call
+is not public Pyro API: with ``jit=True`` and the ``"trace"`` estimator the loss comes from
+``JitTrace_ELBO.loss_and_surrogate_loss`` (undocumented), because the public
+``JitTrace_ELBO.differentiable_loss`` doubles the gradient in pyro-ppl 1.9.
+
+With one particle the guide's reparameterisation noise is drawn by the training step from the
+fit's random stream and handed to the guide (the same numbers ``Normal.rsample`` would draw), so
+JIT and non-JIT fits, and a seed of a batched fit, draw the same noise.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim.clipped_adam import ClippedAdam
 from torch import nn
 
-from .._runtime import make_generator
 from .._validation import check_choice, check_int, check_positive
 from ..losses import iwae_bound
 from .base import (
@@ -264,13 +267,9 @@ class VAE(GenerativeModel):
         # per seed); several vectorised particles: Pyro draws them.
         return self._config["num_particles"] == 1
 
-    def _start_training(self, lr: float, batch_size: int):
-        engine = super()._start_training(lr, batch_size)
-        self._elbo_loss = self._build_elbo_loss(batch_size)
-        return engine
-
-    def _end_training(self, state) -> None:
-        self._elbo_loss = None
+    def _fit_objectives(self, lr: float, batch_size: int) -> dict[str, Callable[..., Any]]:
+        """The ELBO loss of this fit (its Pyro ELBO object lives in the engine that runs it)."""
+        return {"elbo_objective": self._build_elbo_loss(batch_size)}
 
     def _build_elbo_loss(self, batch_size: int) -> Callable[..., torch.Tensor]:
         """``loss(x, eps)``: Pyro's differentiable negative ELBO per data point (the model and
@@ -308,12 +307,9 @@ class VAE(GenerativeModel):
     def _step(self, eng) -> dict[str, Any]:
         x = eng.batch()
         eps = eng.normal(eng.batch_size, self.latent_dim) if self._given_noise() else None
+        # "elbo_objective": the loss of _build_elbo_loss, built for each fit and kept by the
+        # engine; a batched fit evaluates trace_elbo_objective per seed instead.
         return {"loss": eng.update("vae", "elbo_objective", x, eps)}
-
-    def elbo_objective(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """The training loss: negative ELBO per data point of batch ``x`` by the fit's Pyro
-        estimator (``Trace_ELBO``, ``TraceMeanField_ELBO`` or their JIT versions)."""
-        return self._elbo_loss(x, eps)
 
     def trace_elbo_objective(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """The same negative ELBO per data point, read from Pyro traces of the guide and of the
@@ -379,15 +375,10 @@ class VAE(GenerativeModel):
         the typical "blurry" VAE picture. ``noise=True`` adds the likelihood's noise (Gaussian
         with the decoder std, or Bernoulli draws): true samples of the model's ``p(x)``.
         """
-        n = check_int(n, "n", minimum=0)
-        self._warn_if_untrained("sample")
-        gen = make_generator(seed, self.device)
-        self.networks.eval()
-        with torch.no_grad():
-            return self._draw(n, gen, bool(noise))
+        return self._sampled(n, seed, noise=bool(noise))
 
-    def _sample(self, n, gen):
-        return self._draw(n, gen, noise=False)
+    def _sample(self, n, gen, noise: bool = False):
+        return self._draw(n, gen, noise)
 
     def _draw(self, n: int, gen: torch.Generator | None, noise: bool) -> torch.Tensor:
         return self._sample_from(*self._sample_inputs(n, gen, noise))

@@ -14,7 +14,8 @@ is the code the process loaded, not a later edit on disk:
 
 - ``model``: the module of the model's class and of each of its base classes inside
   densitylab (a VAE: ``models/vae.py`` and ``models/base.py``); for a built-in model also the
-  shared training code, ``models/networks.py``, ``models/train.py``, ``models/batched.py``
+  shared training code, ``models/networks.py``, ``models/train.py``, ``models/trainer.py``,
+  ``models/data.py``, ``models/batched.py``
   (seeds trained as one batch) and ``losses.py``. A plugin model: its class's own module.
 - ``dataset``: the module of the target's class and its densitylab bases
   (``distributions.py``); an image dataset: every module of ``densitylab/images``.
@@ -57,6 +58,7 @@ __all__ = ["run_code", "spec_code", "fingerprint_of", "git_state", "module_finge
 
 #: Shared code every built-in model's training runs (see the module docstring).
 MODEL_SHARED = ("densitylab.models.networks", "densitylab.models.train",
+                "densitylab.models.trainer", "densitylab.models.data",
                 "densitylab.models.batched", "densitylab.losses")
 #: The suite's evaluation code, besides every module of ``densitylab.metrics``.
 METRIC_MODULES = ("densitylab.suite.evaluate", "densitylab.suite.context",
