@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from .._runtime import logger, resolve_device, torch_threads
+from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
+from ..scoring.context import EvalContext, declared_options, derive_seed, draw, model_log_prob
 from . import registry
 from .config import RunSpec, _data_shape, import_plugin
-from .context import EvalContext, declared_options, derive_seed, draw, model_log_prob
-from .metric_adapters import BUILTIN_METRICS
 from .provenance import run_code
 from .records import (
     RECORD_FORMAT,
@@ -48,67 +48,6 @@ __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_run
            "evaluate_metrics", "derive_seed", "labelled_value", "summarize_history"]
 
 HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
-
-
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Score ``ctx`` with each configured metric; one failure does not stop the others.
-
-    Returns ``{label: {"values": {name: float}, "details": {...}}}``, or ``{"skipped": why}``
-    when the metric does not apply, or ``{"error": message}`` when it raised. ``label`` is the
-    entry's label (default: the metric's name); under a label other than the name the values
-    are renamed by :func:`labelled_value` and the result also holds ``"metric"`` (the metric's
-    name) and ``"value_names"`` (renamed value -> the metric's own value name).
-    """
-    out: dict[str, Any] = {}
-    for mc in metric_configs:
-        spec = registry.get_metric(mc["name"])
-        label = mc.get("label", spec.name)
-        try:  # applies(ctx, **params) too: a failing check is this metric's error
-            reason = spec.applies(ctx, **mc["params"])
-            if reason is not None:
-                out[label] = {"skipped": reason}
-                continue
-            result = spec.fn(ctx, **mc["params"])
-            values, details = {}, {}
-            for key, value in result.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    values[key] = float(value)
-                else:
-                    details[key] = value
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"non-finite value(s) for {', '.join(bad)}")
-            out[label] = {"values": values, "details": details}
-            if label != spec.name:
-                names = {labelled_value(spec.name, label, k): k for k in values}
-                out[label] = {"values": {r: values[k] for r, k in names.items()},
-                              "details": details, "metric": spec.name, "value_names": names}
-        except Exception as err:  # a metric failure is recorded, not fatal to the run
-            logger.warning("metric %s failed: %s", label, err)
-            out[label] = {"error": f"{type(err).__name__}: {err}"}
-    return out
-
-
-def labelled_value(metric: str, label: str, value: str) -> str:
-    """A value's name in results under a metric entry's ``label``.
-
-    The value named like the metric takes the label (``mmd`` under ``mmd_modes`` ->
-    ``mmd_modes``), a value prefixed by the metric's name keeps its suffix (``c2st_pvalue``
-    under ``c2st_knn`` -> ``c2st_knn_pvalue``), any other value is prefixed by the label
-    (``precision`` under ``prdc_k10`` -> ``prdc_k10_precision``).
-    """
-    if label == metric:
-        return value
-    if value == metric:
-        return label
-    if value.startswith(metric + "_"):
-        return label + value[len(metric):]
-    return f"{label}_{value}"
 
 
 def summarize_history(history: Any, points: int = HISTORY_POINTS) -> dict[str, Any]:
@@ -231,7 +170,7 @@ class _CurveRecorder:
                               self.spec.seed, self.n, self.device,
                               train_size=self.spec.config["train"].get("train_size"))
             out = evaluate_metrics(ctx, [m for m in self.spec.config["metrics"]
-                                         if m.get("curves", True)])
+                                         if m.get("curves", True)], registry.get_metric)
         if was_training:
             networks.train()
         index = len(self.curves["step"])
@@ -524,7 +463,8 @@ def _score(record: RunRecord, spec: RunSpec, store: RunStore, device: torch.devi
     ctx = EvalContext(target, model, samples, reference, spec.seed, n, device,
                       train_size=cfg["train"].get("train_size"))
     record.metrics = {label: MetricResult.from_dict(result)
-                      for label, result in evaluate_metrics(ctx, cfg["metrics"]).items()}
+                      for label, result in evaluate_metrics(ctx, cfg["metrics"],
+                                                            registry.get_metric).items()}
 
     if cfg.get("save_samples", SuiteSection.save_samples):
         arrays = saved_arrays(ctx)

@@ -47,8 +47,8 @@ from typing import Any
 
 from .. import distributions
 from .._runtime import logger
+from ..scoring import BUILTIN_METRICS, MetricSpec
 from .context import Model, check_model
-from .metric_adapters import BUILTIN_METRICS, MetricSpec
 from .references import REFERENCE_KINDS, make_reference
 
 __all__ = [
