@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from .._runtime import atomic_write_bytes
 from ..suite.records import RunRecord
 from ..suite.references import is_reference
 from ..suite.store import RunStore
 from .inference import cell_summary
 from .legacy import legacy_target
 from .maps import witness_figure
+from .metric_info import direction_text
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .sections import model_label
@@ -49,23 +52,8 @@ from .thresholds import threshold_figure, threshold_table
 
 __all__ = ["write_figures", "seed_caption", "samples_figure", "image_grid_figure", "image_mosaic",
            "density_figure", "metric_bars", "mode_histograms", "training_curves",
-           "metric_curves", "DIRECTION"]
+           "metric_curves"]
 
-#: Which way is better for each metric value, as the metric panels say it.
-DIRECTION = {
-    "modes_covered": "higher is better", "high_quality_fraction": "higher is better",
-    "kl_modes": "lower is better", "mmd": "lower is better",
-    "kl_knn_model_target": "lower is better", "kl_knn_target_model": "lower is better",
-    "heldout_loglik": "higher is better", "heldout_loglik_median": "higher is better",
-    "heldout_loglik_trimmed": "higher is better",
-    "heldout_elbo": "higher is better",
-    "kl_mc_target_model": "lower is better", "sliced_wasserstein": "lower is better",
-    "energy_distance": "lower is better",
-    "precision": "higher is better", "recall": "higher is better",
-    "density": "1 = as the target", "coverage": "higher is better",
-    "kid_mean": "lower is better", "frechet_distance": "lower is better",
-    "confidence_fake": "higher is better",
-}
 #: Values drawn as reference lines in another value's panel, not as bars of their own.
 _REFERENCE_LINES = {"target_loglik": ("heldout_loglik", "target's own"),
                     "kl_mc_stderr": (None, None)}
@@ -397,7 +385,8 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     reference lies far off the models' scale.
 
     ``table`` is a tidy results table of one dataset; rows with a ``status`` other than ``ok``
-    count as failures. Each panel's title says which way is better (:data:`DIRECTION`); the
+    count as failures. Each panel's title says which way is better (as the value's metric
+    declares it, :func:`~densitylab.report.metric_info.direction_text`); the
     target's own log-likelihood is a dashed line in the held-out log-likelihood panel; the models
     in ``no_density`` are marked "no density" in the panels of metrics that need a density.
     """
@@ -445,7 +434,8 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
         notes = _reference_bands(ax, mcells[mcells["reference"]], models, scale)
         if scale is not None:
             _clip_outliers(ax, scale, seeds, models)
-        direction = DIRECTION.get(metric)
+        groups = ok[ok["metric"] == metric]["group"] if "group" in ok else []
+        direction = direction_text(metric, next(iter(groups), None))
         ax.set_title(metric + (f"\n({direction})" if direction else ""), fontsize=9)
         # a reference far off the scale is named under the panel, never over the seed dots
         ax.set_xlabel("\n".join(notes), fontsize=6, color="0.3")
@@ -657,7 +647,7 @@ def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
         sub = df[df["metric"] == metric]
         sns.lineplot(data=sub, x="step", y="value", hue="model", units="seed", estimator=None,
                      lw=0.9, marker="o", markersize=2.5, ax=ax)
-        direction = DIRECTION.get(metric)
+        direction = direction_text(metric)
         ax.set_title(metric + (f" ({direction})" if direction else ""), fontsize=8)
         ax.set_xlabel("training step", fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
@@ -685,10 +675,6 @@ def _clip_early_spike(ax, sub: pd.DataFrame) -> bool:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    import io
-
-    from .._runtime import atomic_write_bytes
-
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
