@@ -42,7 +42,7 @@ from ..suite.store import RunStore
 from .inference import cell_summary
 from .legacy import legacy_target
 from .maps import witness_figure
-from .metric_info import direction_text
+from .metric_info import direction_text, entry_metrics
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .sections import model_label
@@ -109,7 +109,8 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
             (f"samples_{slug}", image_grid_figure([r for r in shown if r.dataset == dataset],
                                                   store, dataset)),
             (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
-                                            no_density=_without_density(runs))),
+                                            no_density=_without_density(runs),
+                                            entries=entry_metrics(runs))),
             (f"modes_{slug}", mode_histograms(runs, dataset)),
             (f"thresholds_{slug}", threshold_figure(threshold_table(runs, store), dataset)),
             (f"curves_{slug}", metric_curves(runs, dataset)),
@@ -376,8 +377,8 @@ def _plain(value: float, _pos=None) -> str:
     return f"{value:.3g}"
 
 
-def metric_bars(table: pd.DataFrame, dataset: str, *,
-                no_density: list[str] | None = None) -> Figure | None:
+def metric_bars(table: pd.DataFrame, dataset: str, *, no_density: list[str] | None = None,
+                entries: dict[str, str] | None = None) -> Figure | None:
     """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
     interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
     under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
@@ -385,10 +386,11 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     reference lies far off the models' scale.
 
     ``table`` is a tidy results table of one dataset; rows with a ``status`` other than ``ok``
-    count as failures. Each panel's title says which way is better (as the value's metric
-    declares it, :func:`~densitylab.report.metric_info.direction_text`); the
-    target's own log-likelihood is a dashed line in the held-out log-likelihood panel; the models
-    in ``no_density`` are marked "no density" in the panels of metrics that need a density.
+    count as failures. Each panel's title says which way is better, as the value's metric
+    declares it (:func:`~densitylab.report.metric_info.direction_text`; ``entries``: the metric
+    of each labelled entry, :func:`~densitylab.report.metric_info.entry_metrics`); the target's
+    own log-likelihood is a dashed line in the held-out log-likelihood panel; the models in
+    ``no_density`` are marked "no density" in the panels of metrics that need a density.
     """
     if table.empty:
         return None
@@ -434,8 +436,8 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
         notes = _reference_bands(ax, mcells[mcells["reference"]], models, scale)
         if scale is not None:
             _clip_outliers(ax, scale, seeds, models)
-        groups = ok[ok["metric"] == metric]["group"] if "group" in ok else []
-        direction = direction_text(metric, next(iter(groups), None))
+        group = next(iter(ok[ok["metric"] == metric]["group"]), None) if "group" in ok else None
+        direction = direction_text(metric, group, (entries or {}).get(group))
         ax.set_title(metric + (f"\n({direction})" if direction else ""), fontsize=9)
         # a reference far off the scale is named under the panel, never over the seed dots
         ax.set_xlabel("\n".join(notes), fontsize=6, color="0.3")
@@ -630,10 +632,12 @@ def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
     one panel per metric value, one colour per model, one line per seed. None without curves."""
     import seaborn as sns
 
-    rows = []
+    rows, groups = [], {}
     for r in _typed(records):
         if r.curves is None:
             continue
+        groups.update({name: label for label, result in r.metrics.items()
+                       for name in result.values})
         for name, values in r.curves.values.items():
             rows += [{"model": r.model, "seed": r.seed, "metric": name, "step": st,
                       "value": v} for st, v in zip(r.curves.step, values, strict=True)]
@@ -647,7 +651,8 @@ def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
         sub = df[df["metric"] == metric]
         sns.lineplot(data=sub, x="step", y="value", hue="model", units="seed", estimator=None,
                      lw=0.9, marker="o", markersize=2.5, ax=ax)
-        direction = direction_text(metric)
+        group = groups.get(metric)
+        direction = direction_text(metric, group, entry_metrics(records).get(group))
         ax.set_title(metric + (f" ({direction})" if direction else ""), fontsize=8)
         ax.set_xlabel("training step", fontsize=8)
         ax.set_ylabel(metric, fontsize=8)

@@ -10,15 +10,17 @@ traced back to its metric's own value name.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
 from ..scoring import BUILTIN_METRICS, MetricSpec, ValueInfo, labelled_value
 from ..suite import registry
+from ..suite.records import RunRecord
 from ..suite.registry import PluginError
 
-__all__ = ["metric_specs", "metric_spec", "value_info", "direction_text", "declared_values",
-           "headline_values"]
+__all__ = ["metric_specs", "metric_spec", "entry_metrics", "value_info", "direction_text",
+           "declared_values", "headline_values"]
 
 
 def metric_specs() -> list[MetricSpec]:
@@ -55,9 +57,26 @@ def _labelled_info(name: str, label: str, specs: Iterable[MetricSpec]) -> ValueI
     return found[0] if len(found) == 1 else None
 
 
-def value_info(name: str, group: str | None = None) -> ValueInfo | None:
+def entry_metrics(records: Iterable[RunRecord | dict[str, Any]]) -> dict[str, str]:
+    """``{label: metric}`` for every labelled metric entry of ``records`` (an ``mmd`` entry
+    labelled ``mmd_modes``), so that a labelled value finds its metric's declaration."""
+    out = {}
+    for record in map(RunRecord.of, records):
+        for label, result in record.metrics.items():
+            if result.metric and result.metric != label:
+                out[label] = result.metric
+    return out
+
+
+def value_info(name: str, group: str | None = None, metric: str | None = None
+               ) -> ValueInfo | None:
     """The declaration of the value ``name`` produced by the metric entry ``group`` (a metric's
-    name or an entry's label; None: any metric reporting a value of that name)."""
+    name or an entry's label; None: any metric reporting a value of that name). ``metric``: the
+    entry's metric when ``group`` is a label (:func:`entry_metrics`); without it a label's value
+    is matched against every metric's (None when several match)."""
+    if group and metric and metric != group:
+        spec = metric_spec(metric)
+        return None if spec is None else _labelled_info(name, group, [spec])
     spec = metric_spec(group) if group else None
     if spec is not None:
         return spec.value_info(name)
@@ -67,10 +86,12 @@ def value_info(name: str, group: str | None = None) -> ValueInfo | None:
     return next((spec.values[name] for spec in specs if name in spec.values), None)
 
 
-def direction_text(name: str, group: str | None = None) -> str | None:
-    """Which way is better for value ``name``, as a figure says it (``"lower is better"``,
-    ``"1 = as the target"``), or None when its metric declares none."""
-    info = value_info(name, group)
+def direction_text(name: str, group: str | None = None, metric: str | None = None
+                   ) -> str | None:
+    """Which way is better for value ``name`` (arguments as :func:`value_info`), as a figure
+    says it (``"lower is better"``, ``"1 = as the target"``), or None when its metric declares
+    none."""
+    info = value_info(name, group, metric)
     return None if info is None else info.direction_text()
 
 

@@ -106,8 +106,8 @@ class MetricSpec:
     ``params`` declares every parameter once (:class:`Param`: default and constraints);
     ``defaults`` and the parameter check :meth:`check_params` are derived from it. A metric
     written before parameters were declared may give ``defaults`` (every parameter with its
-    default) and a ``check(**params)`` instead; with ``params`` declared, ``check`` may add a
-    check across parameters.
+    default) and a ``check(**params)`` instead; otherwise ``check`` is derived from ``params``
+    (a ``check`` given beside them adds a check across parameters).
     ``applies(context, **params)`` (called with the metric's resolved parameters) returns None
     when the metric applies, else the reason it is skipped.
     ``values``: a :class:`ValueInfo` for each value the metric reports (the report's tables,
@@ -128,12 +128,11 @@ class MetricSpec:
     values: Mapping[str, ValueInfo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.params:
-            if self.defaults:
-                raise ValueError(f"metric {self.name!r}: give params or defaults, not both")
+        if self.params and self.defaults:
+            raise ValueError(f"metric {self.name!r}: give params or defaults, not both")
+        if self.params or not self.defaults:  # declared (a metric without parameters too)
             object.__setattr__(self, "defaults", {p.name: p.default for p in self.params})
-            extra = self.check
-            object.__setattr__(self, "check", self._checker(extra))
+            object.__setattr__(self, "check", self._checker(self.check))
 
     def _checker(self, extra: Callable[..., None] | None) -> Callable[..., None]:
         def check(**params: Any) -> None:
