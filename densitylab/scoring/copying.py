@@ -49,7 +49,8 @@ DATA_COPYING = MetricSpec(
     description="copying of the fixed training set: C_T (Meehan et al. 2020; < 0 and a small "
     "p-value mean copying), authenticity (Alaa et al. 2022) and the share of nearest-neighbour "
     "distance ratios below 1/3, each beside held-out points",
-    params=(Param("num_cells", 10, (Integer(minimum=1),), "cells of the C_T partition"),
+    params=(Param.of(metrics.data_copying, "num_cells", (Integer(minimum=1),),
+                     "cells of the C_T partition"),
             Param("held_out", 0, (Integer(minimum=0),), "held-out points; 0: eval_samples")),
     values={
         "data_copying": ValueInfo(
@@ -103,7 +104,7 @@ CALIBRATION = MetricSpec(
     "by the model's density or a KDE of its samples, or pit): signed coverage area (> 0 "
     "over-dispersed), KS p-value, dispersion call",
     min_samples=lambda method, num_points: num_points,
-    params=(Param("method", "tarp", (Choice(metrics.CALIBRATION_METHODS),)),
+    params=(Param.of(metrics.calibration, "method", (Choice(metrics.CALIBRATION_METHODS),)),
             Param("num_points", 100, (Integer(minimum=2),), "held-out points ranked")),
     values={
         "calibration_area": ValueInfo(

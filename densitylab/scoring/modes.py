@@ -42,10 +42,10 @@ MODE_COVERAGE = MetricSpec(
     "mode_coverage", _mode_coverage, applies=needs_mixture,
     description="modes covered, high-quality fraction and KL of the mode histogram to uniform "
     "(VEEGAN / PacGAN protocol)",
-    params=(Param("threshold", HIGH_QUALITY_STDS, (Positive(),),
-                  "a sample is high-quality within this many stds of its nearest mode"),
-            Param("min_count", 1, (Integer(minimum=1),),
-                  "high-quality samples a mode needs to count as covered")),
+    params=(Param.of(metrics.mode_coverage, "threshold", (Positive(),),
+                     "a sample is high-quality within this many stds of its nearest mode"),
+            Param.of(metrics.mode_coverage, "min_count", (Integer(minimum=1),),
+                     "high-quality samples a mode needs to count as covered")),
     values={
         "modes_covered": ValueInfo(
             HIGHER, lambda p: f"mixture components with at least {int(p.get('min_count', 1))} "

@@ -10,6 +10,7 @@ the report takes each value's direction, ideal, description and headline status 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,16 @@ class Param:
     def check(self, value: Any) -> None:
         """Raise TypeError/ValueError naming the parameter unless ``value`` is valid."""
         validate(value, self.name, self.constraints)
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], name: str, constraints: tuple[Constraint, ...],
+           doc: str = "") -> Param:
+        """The parameter ``name`` of the pure metric function ``fn`` with the default its
+        signature declares (so the suite's default is the function's own, declared once)."""
+        default = inspect.signature(fn).parameters[name].default
+        if default is inspect.Parameter.empty:
+            raise ValueError(f"{fn.__name__} declares no default for {name!r}")
+        return cls(name, default, constraints, doc)
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ MMD = MetricSpec(
     "mmd", _mmd,
     description="MMD^2 between model samples and a fresh target sample (Gretton et al. 2012)",
     min_samples=lambda **_: 2,
-    params=(Param("kernel", "rbf", (Choice(KERNELS),)),
-            Param("bandwidth", None, (Positive(), NoneValue()),
-                  "kernel bandwidth; None: the median heuristic"),
-            Param("estimator", "unbiased", (Choice(ESTIMATORS),))),
+    params=(Param.of(metrics.mmd, "kernel", (Choice(KERNELS),)),
+            Param.of(metrics.mmd, "bandwidth", (Positive(), NoneValue()),
+                     "kernel bandwidth; None: the median heuristic"),
+            Param.of(metrics.mmd, "estimator", (Choice(ESTIMATORS),))),
     values={"mmd": ValueInfo(LOWER, _describe_mmd, 0.0, sanity="mmd", headline=True)})
 
 
@@ -56,7 +56,7 @@ KL_KNN = MetricSpec(
     "kl_knn", _kl_knn,
     description="k-NN KL estimates in both directions (Wang, Kulkarni, Verdu 2009)",
     min_samples=lambda k: k + 1,
-    params=(Param("k", 1, (Integer(minimum=1),), "neighbours"),),
+    params=(Param.of(metrics.kl_knn, "k", (Integer(minimum=1),), "neighbours"),),
     values={
         "kl_knn_model_target": ValueInfo(
             LOWER, "k-NN estimate of KL(model || target) (Wang, Kulkarni, Verdu 2009): punishes "
@@ -94,7 +94,8 @@ def _prdc_value(name: str) -> ValueInfo:
 PRDC = MetricSpec(
     "prdc", _prdc, description="precision, recall, density, coverage (Naeem et al. 2020)",
     min_samples=lambda k: k + 1,
-    params=(Param("k", 5, (Integer(minimum=1),), "neighbours of each ball's radius"),),
+    params=(Param.of(metrics.prdc, "k", (Integer(minimum=1),),
+                     "neighbours of each ball's radius"),),
     values={name: _prdc_value(name) for name in PRDC_MEANINGS})
 
 
@@ -113,8 +114,8 @@ C2ST = MetricSpec(
     "c2st", _c2st,
     description="classifier two-sample test: held-out accuracy telling model samples from target "
     "samples (0.5 = indistinguishable), its s.e. and binomial p-value (Lopez-Paz and Oquab 2017)",
-    params=(Param("classifier", "mlp", (Choice(CLASSIFIERS),)),
-            Param("folds", 5, (Integer(minimum=2),), "cross-validation folds")),
+    params=(Param.of(metrics.c2st, "classifier", (Choice(CLASSIFIERS),)),
+            Param.of(metrics.c2st, "folds", (Integer(minimum=2),), "cross-validation folds")),
     values={
         "c2st": ValueInfo(TARGET, _c2st_text(
             "held-out accuracy of a classifier telling model samples from target samples (0.5: "
@@ -140,8 +141,8 @@ PRD_CURVE = MetricSpec(
     "prd_curve", _prd_curve,
     description="precision-recall curve for distributions from a cross-fitted classifier (Simon "
     "et al. 2019): F_8 (recall) and F_1/8 (precision) summaries",
-    params=(Param("classifier", "mlp", (Choice(PRD_CLASSIFIERS),)),
-            Param("folds", 5, (Integer(minimum=2),), "cross-fitting folds")),
+    params=(Param.of(metrics.prd_curve, "classifier", (Choice(PRD_CLASSIFIERS),)),
+            Param.of(metrics.prd_curve, "folds", (Integer(minimum=2),), "cross-fitting folds")),
     values={
         "prd_f8": ValueInfo(HIGHER, "F_8 of the PRD curve: recall-weighted, low when the model "
                                     "misses part of the target (Simon et al. 2019)", 1.0),
@@ -161,7 +162,9 @@ SLICED_WASSERSTEIN = MetricSpec(
     "sliced_wasserstein", _sliced_wasserstein,
     description="sliced Wasserstein SW_p^p between model samples and a fresh target sample "
     "(Bonneel et al. 2015)",
-    params=(Param("num_projections", 128, (Integer(minimum=1),), "random directions"),
+    params=(Param.of(metrics.sliced_wasserstein, "num_projections", (Integer(minimum=1),),
+                     "random directions"),
+            # a float here (the function's is 2): the suite's run ids hash the written value
             Param("p", 2.0, (Number(minimum=1),), "order of the distance")),
     values={"sliced_wasserstein": ValueInfo(
         LOWER, lambda params: f"sliced Wasserstein SW_p^p, p = {params.get('p', 2.0):g}, "
@@ -179,7 +182,7 @@ ENERGY_DISTANCE = MetricSpec(
     "energy_distance", _energy_distance,
     description="squared energy distance between model samples and a fresh target sample "
     "(Szekely and Rizzo 2013)",
-    params=(Param("estimator", "biased", (Choice(("biased", "unbiased")),)),),
+    params=(Param.of(metrics.energy_distance, "estimator", (Choice(("biased", "unbiased")),)),),
     values={"energy_distance": ValueInfo(
         LOWER, lambda params: f"squared energy distance ({params.get('estimator', 'biased')} "
                               f"estimator) {_FRESH} (Szekely and Rizzo 2013)",
