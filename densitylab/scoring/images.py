@@ -31,11 +31,11 @@ FEATURE_METRICS = MetricSpec(
         "kid_mean": ValueInfo(
             LOWER, "KID: unbiased polynomial-kernel MMD^2 between digit-classifier features of "
                    "real and generated images, mean over random subsets (Binkowski et al., ICLR "
-                   "2018)", 0.0, sanity="kid", headline=True),
+                   "2018)", sanity="kid", headline=True),
         "kid_std": ValueInfo(None, "standard deviation of KID over those subsets"),
         "frechet_distance": ValueInfo(
             LOWER, "Frechet distance between Gaussians fitted to the classifier features of "
-                   "real and generated images (the FID formula, Heusel et al. 2017)", 0.0,
+                   "real and generated images (the FID formula, Heusel et al. 2017)",
             sanity="frechet", headline=True),
         "precision": _feature_prdc("precision", HIGHER),
         "recall": _feature_prdc("recall", HIGHER),

@@ -24,6 +24,8 @@ __all__ = ["HIGHER", "LOWER", "TARGET", "DIRECTIONS", "ValueInfo", "Param", "Met
 #: end is good: PRDC's density is 1 when the model matches the target).
 HIGHER, LOWER, TARGET = "higher", "lower", "target"
 DIRECTIONS = (HIGHER, LOWER, TARGET, None)
+#: ``ValueInfo.ideal`` not given: the ideal of the value's sanity-battery score.
+_FROM_BATTERY: Any = object()
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class ValueInfo:
 
     ``direction``: :data:`HIGHER`, :data:`LOWER`, :data:`TARGET` (best at ``ideal``) or None (a
     value that is not a score: a standard error, a p-value, a count of the target's modes).
-    ``ideal``: the value when the model is the target (None when it depends on the target).
+    ``ideal``: the value when the model is the target; by default the ideal its sanity-battery
+    score declares (None without one); None when it depends on the target.
     ``description``: one line, or ``description(params)`` for a line that names the metric's
     resolved parameters. ``sanity``: the name of the score the metric sanity battery
     (:mod:`densitylab.metrics.sanity`) checks for this value, or None when the battery does not
@@ -42,11 +45,14 @@ class ValueInfo:
 
     direction: str | None
     description: str | Callable[[dict[str, Any]], str]
-    ideal: float | None = None
+    ideal: float | None = _FROM_BATTERY  # type: ignore[assignment]
     sanity: str | None = None
     headline: bool = False
 
     def __post_init__(self) -> None:
+        if self.ideal is _FROM_BATTERY:
+            battery = _battery().get(self.sanity) if self.sanity is not None else None
+            object.__setattr__(self, "ideal", None if battery is None else battery.ideal)
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction: expected one of {DIRECTIONS}, got {self.direction!r}")
         if self.direction == TARGET and self.ideal is None:

@@ -42,7 +42,7 @@ MMD = MetricSpec(
             Param.of(metrics.mmd, "bandwidth", (Positive(), NoneValue()),
                      "kernel bandwidth; None: the median heuristic"),
             Param.of(metrics.mmd, "estimator", (Choice(ESTIMATORS),))),
-    values={"mmd": ValueInfo(LOWER, _describe_mmd, 0.0, sanity="mmd", headline=True)})
+    values={"mmd": ValueInfo(LOWER, _describe_mmd, sanity="mmd", headline=True)})
 
 
 def _kl_knn(ctx: EvalContext, k: int) -> dict[str, Any]:
@@ -60,11 +60,11 @@ KL_KNN = MetricSpec(
     values={
         "kl_knn_model_target": ValueInfo(
             LOWER, "k-NN estimate of KL(model || target) (Wang, Kulkarni, Verdu 2009): punishes "
-                   "samples off the target (blur)", 0.0, sanity="kl_knn_model_target",
+                   "samples off the target (blur)", sanity="kl_knn_model_target",
             headline=True),
         "kl_knn_target_model": ValueInfo(
             LOWER, "k-NN estimate of KL(target || model): punishes missed target mass "
-                   "(collapse)", 0.0, sanity="kl_knn_target_model", headline=True),
+                   "(collapse)", sanity="kl_knn_target_model", headline=True),
     })
 
 
@@ -88,7 +88,7 @@ def _prdc_value(name: str) -> ValueInfo:
     return ValueInfo(_PRDC_DIRECTIONS[name],
                      lambda params: f"{PRDC_MEANINGS[name]}, on the raw points, "
                                     f"k = {params.get('k', 5)} (Naeem et al. 2020)",
-                     1.0, sanity=name)
+                     sanity=name)
 
 
 PRDC = MetricSpec(
@@ -119,7 +119,7 @@ C2ST = MetricSpec(
     values={
         "c2st": ValueInfo(TARGET, _c2st_text(
             "held-out accuracy of a classifier telling model samples from target samples (0.5: "
-            "indistinguishable, 1: separable)"), 0.5, sanity="c2st", headline=True),
+            "indistinguishable, 1: separable)"), sanity="c2st", headline=True),
         "c2st_pvalue": ValueInfo(None, _c2st_text(
             "one-sided binomial p-value of the C2ST accuracy against 0.5")),
         "c2st_stderr": ValueInfo(None, _c2st_text(
@@ -170,7 +170,7 @@ SLICED_WASSERSTEIN = MetricSpec(
         LOWER, lambda params: f"sliced Wasserstein SW_p^p, p = {params.get('p', 2.0):g}, "
                               f"{params.get('num_projections', 128)} random directions, {_FRESH} "
                               "(Bonneel et al. 2015)",
-        0.0, sanity="sliced_wasserstein", headline=True)})
+        sanity="sliced_wasserstein", headline=True)})
 
 
 def _energy_distance(ctx: EvalContext, estimator: str) -> dict[str, Any]:
@@ -186,4 +186,4 @@ ENERGY_DISTANCE = MetricSpec(
     values={"energy_distance": ValueInfo(
         LOWER, lambda params: f"squared energy distance ({params.get('estimator', 'biased')} "
                               f"estimator) {_FRESH} (Szekely and Rizzo 2013)",
-        0.0, sanity="energy_distance", headline=True)})
+        sanity="energy_distance", headline=True)})
