@@ -87,7 +87,7 @@ def test_the_import_graph_sees_imports_inside_functions():
     assert "densitylab.report.markdown" in _imported(
         "densitylab.report", MODULES["densitylab.report"])
     assert "densitylab.metrics" in _imported(
-        "densitylab.suite.metric_adapters", MODULES["densitylab.suite.metric_adapters"])
+        "densitylab.scoring.two_sample", MODULES["densitylab.scoring.two_sample"])
 
 
 def test_no_import_cycle_outside_models():

@@ -286,7 +286,7 @@ def test_failure_counts_sentence_uses_the_actual_seed_count():
 def test_the_ais_skip_reason_shows_the_toml_to_write():
     from types import SimpleNamespace
 
-    from densitylab.suite.metric_adapters import _needs_likelihood
+    from densitylab.scoring.likelihood import needs_likelihood as _needs_likelihood
 
     why = _needs_likelihood(SimpleNamespace(model=object()))
     assert "params = { sigma = " in why and "{{" not in why

@@ -7,8 +7,8 @@ import torch
 
 from densitylab import distributions, models
 from densitylab.models import base
+from densitylab.scoring import BUILTIN_METRICS
 from densitylab.suite.context import EvalContext
-from densitylab.suite.metric_adapters import BUILTIN_METRICS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

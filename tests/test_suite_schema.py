@@ -293,8 +293,8 @@ def test_the_user_guides_example_suite_is_valid():
 
 
 def test_the_user_guides_metric_defaults_are_the_metrics_own():
+    from densitylab.scoring import BUILTIN_METRICS
     from densitylab.suite import registry
-    from densitylab.suite.metric_adapters import BUILTIN_METRICS
 
     text = GUIDE.read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `(\w+)` \| (.*?) \|", text, re.M))

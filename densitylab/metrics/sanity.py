@@ -49,7 +49,17 @@ from pathlib import Path
 
 import torch
 
+from .. import distributions
 from .._runtime import atomic_write_text
+from .._validation import check_int
+from ..distributions import GaussianMixture
+from .c2st import c2st
+from .copying import authenticity, data_copying, nn_distance_ratio
+from .divergence import kl_knn
+from .fidelity import frechet_distance, kid, prdc
+from .mmd import mmd
+from .modes import mode_coverage
+from .transport import energy_distance, sliced_wasserstein
 
 __all__ = ["CHECKS", "CONTROL_CHECKS", "LIMITATIONS", "Score", "CheckResult", "SanityReport",
            "copying_controls", "default_scores", "declared_limitations", "run"]
@@ -180,21 +190,15 @@ class Score:
 
 def _mmd(bandwidth=None):
     def fn(real, fake, target):
-        from .mmd import mmd
-
         return {"mmd" if bandwidth is None else "mmd_modes": mmd(fake, real, bandwidth=bandwidth)}
     return fn
 
 
 def _kl(real, fake, target):
-    from .divergence import kl_knn
-
     return {"kl_knn_target_model": kl_knn(real, fake), "kl_knn_model_target": kl_knn(fake, real)}
 
 
 def _modes(real, fake, target):
-    from .modes import mode_coverage
-
     mc = mode_coverage(fake, target)
     out = {"modes_covered_fraction": mc.modes_covered / mc.num_modes,
            "high_quality_fraction": float(mc.high_quality_fraction)}
@@ -203,39 +207,27 @@ def _modes(real, fake, target):
 
 
 def _prdc(real, fake, target):
-    from .fidelity import prdc
-
     return {k: float(v) for k, v in prdc(real, fake).to_dict().items() if k != "k"}
 
 
 def _kid(real, fake, target):
-    from .fidelity import kid
-
     n = min(len(real), len(fake))
     return {"kid": float(kid(real, fake, num_subsets=20, subset_size=n // 2).mean)}
 
 
 def _frechet(real, fake, target):
-    from .fidelity import frechet_distance
-
     return {"frechet": frechet_distance(real, fake)}
 
 
 def _c2st(real, fake, target):
-    from .c2st import c2st
-
     return {"c2st": c2st(real, fake).accuracy}
 
 
 def _sw(real, fake, target):
-    from .transport import sliced_wasserstein
-
     return {"sliced_wasserstein": sliced_wasserstein(real, fake)}
 
 
 def _energy(real, fake, target):
-    from .transport import energy_distance
-
     return {"energy_distance": energy_distance(real, fake)}
 
 
@@ -387,8 +379,6 @@ class SanityReport:
 
 
 def _targets(names: Sequence[str]):
-    from densitylab import distributions
-
     made = {"ring": lambda: distributions.ring(dtype=torch.float64),
             "grid": lambda: distributions.grid(dtype=torch.float64)}
     for name in names:
@@ -398,8 +388,6 @@ def _targets(names: Sequence[str]):
 
 
 def _mixture(target, means=None, stds=None, weights=None):
-    from densitylab.distributions import GaussianMixture
-
     return GaussianMixture(target.means if means is None else means,
                            target.stds if stds is None else stds,
                            target.weights if weights is None else weights, dtype=torch.float64)
@@ -587,8 +575,6 @@ def _copier(train: torch.Tensor, m: int, bandwidth: float, seed: int) -> torch.T
 
 
 def _copying_pvalues(train, held, gen) -> dict[str, float]:
-    from .copying import authenticity, data_copying, nn_distance_ratio
-
     return {"data_copying": data_copying(train, held, gen, num_cells=5).pvalue,
             "authenticity": authenticity(train, held, gen).pvalue,
             "nn_distance_ratio": nn_distance_ratio(train, held, gen).pvalue}
@@ -649,8 +635,6 @@ def run(out: str | Path | None = None, *, scores: list[Score] | None = None,
     :data:`CHECKS`; ``controls``: add :func:`copying_controls` (None: with the default scores
     only). Seeded: the same arguments give the same table on CPU.
     """
-    from .._validation import check_int
-
     n = check_int(n, "n", minimum=20)
     reps = check_int(reps, "reps", minimum=2)
     for c in checks:

@@ -146,6 +146,10 @@ class GenerativeModel(NetworksModule, abc.ABC):
 
     name: ClassVar[str] = "model"
     has_density: ClassVar[bool] = False
+    #: How ``log_prob`` computes a density (the suite's likelihood metric records both): its
+    #: estimator in words, and its kind (``exact``, ``bound in expectation``, ``approximation``).
+    log_prob_estimator: ClassVar[str] = "model.log_prob"
+    log_prob_kind: ClassVar[str] = "unknown"
     default_lr: ClassVar[float] = 1e-3
     #: The optional keywords of ``fit``, ``sample`` and ``log_prob``, declared so that callers
     #: (the benchmark suite) pass only what a model takes without reading signatures; a

@@ -539,6 +539,7 @@ class Diffusion(GenerativeModel):
 
     name = "diffusion"
     has_density = True
+    log_prob_estimator, log_prob_kind = "probability-flow ODE", "approximation"
     sample_options = frozenset({"sampler", "steps"})
     log_prob_options = frozenset({"method", "ode_steps", "divergence", "seed", "batch_size"})
     default_lr = 1e-3

@@ -127,6 +127,7 @@ class Flow(GenerativeModel):
 
     name = "flow"
     has_density = True
+    log_prob_estimator, log_prob_kind = "exact", "exact"
     default_lr = 5e-3
 
     def __init__(self, data_dim: int | None = None, num_layers: int = 4,

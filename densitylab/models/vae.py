@@ -135,6 +135,7 @@ class VAE(GenerativeModel):
 
     name = "vae"
     has_density = True
+    log_prob_estimator, log_prob_kind = "IWAE bound", "bound in expectation"
     default_lr = 1e-3
     sample_options = frozenset({"noise"})
     log_prob_options = frozenset({"num_samples", "seed"})

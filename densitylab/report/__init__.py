@@ -13,6 +13,8 @@ from pathlib import Path
 from .._runtime import atomic_write_text
 from ..suite.records import RunRecord
 from ..suite.store import RunStore
+from .figures import write_figures
+from .markdown import render_report
 from .published import PublishedCell, check_records
 from .table import COLUMNS, failed_runs, results_table, summarize
 
@@ -40,8 +42,6 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
     Raises:
         FileNotFoundError: ``out_dir`` holds no run records.
     """
-    from .markdown import render_report
-
     out = Path(out_dir)
     store = RunStore(out)
     records, stale = store.current_and_stale()  # the one read of the record files
@@ -55,8 +55,6 @@ def write_report(out_dir: str | Path, *, figures: bool = True) -> ReportPaths:
     csv_path = atomic_write_text(out / "results.csv", full.to_csv(index=False))
     fig_paths: list[Path] = []
     if figures:
-        from .figures import write_figures
-
         fig_paths = write_figures(out, records, full)
     checked = check_records([r for r in records if r.status == "ok"], summarize(full))
     text = render_report(suite_info, records, full, failed, fig_paths, out, stale=stale,

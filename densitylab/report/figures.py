@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from .._runtime import atomic_write_bytes
 from ..suite.records import RunRecord
 from ..suite.references import is_reference
 from ..suite.store import RunStore
 from .inference import cell_summary
 from .legacy import legacy_target
 from .maps import witness_figure
+from .metric_info import direction_text, entry_metrics
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .sections import model_label
@@ -49,23 +52,8 @@ from .thresholds import threshold_figure, threshold_table
 
 __all__ = ["write_figures", "seed_caption", "samples_figure", "image_grid_figure", "image_mosaic",
            "density_figure", "metric_bars", "mode_histograms", "training_curves",
-           "metric_curves", "DIRECTION"]
+           "metric_curves"]
 
-#: Which way is better for each metric value, as the metric panels say it.
-DIRECTION = {
-    "modes_covered": "higher is better", "high_quality_fraction": "higher is better",
-    "kl_modes": "lower is better", "mmd": "lower is better",
-    "kl_knn_model_target": "lower is better", "kl_knn_target_model": "lower is better",
-    "heldout_loglik": "higher is better", "heldout_loglik_median": "higher is better",
-    "heldout_loglik_trimmed": "higher is better",
-    "heldout_elbo": "higher is better",
-    "kl_mc_target_model": "lower is better", "sliced_wasserstein": "lower is better",
-    "energy_distance": "lower is better",
-    "precision": "higher is better", "recall": "higher is better",
-    "density": "1 = as the target", "coverage": "higher is better",
-    "kid_mean": "lower is better", "frechet_distance": "lower is better",
-    "confidence_fake": "higher is better",
-}
 #: Values drawn as reference lines in another value's panel, not as bars of their own.
 _REFERENCE_LINES = {"target_loglik": ("heldout_loglik", "target's own"),
                     "kl_mc_stderr": (None, None)}
@@ -121,7 +109,8 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
             (f"samples_{slug}", image_grid_figure([r for r in shown if r.dataset == dataset],
                                                   store, dataset)),
             (f"metrics_{slug}", metric_bars(table[table["dataset"] == dataset], dataset,
-                                            no_density=_without_density(runs))),
+                                            no_density=_without_density(runs),
+                                            entries=entry_metrics(runs))),
             (f"modes_{slug}", mode_histograms(runs, dataset)),
             (f"thresholds_{slug}", threshold_figure(threshold_table(runs, store), dataset)),
             (f"curves_{slug}", metric_curves(runs, dataset)),
@@ -388,8 +377,8 @@ def _plain(value: float, _pos=None) -> str:
     return f"{value:.3g}"
 
 
-def metric_bars(table: pd.DataFrame, dataset: str, *,
-                no_density: list[str] | None = None) -> Figure | None:
+def metric_bars(table: pd.DataFrame, dataset: str, *, no_density: list[str] | None = None,
+                entries: dict[str, str] | None = None) -> Figure | None:
     """One panel per metric value: each seed's value (dots), the mean with its 95 % bootstrap
     interval over seeds (:func:`densitylab.stats.bootstrap_interval`), failures as "k of n"
     under the model's name, and the reference rows (oracle, noise) as horizontal bands (their
@@ -397,9 +386,11 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
     reference lies far off the models' scale.
 
     ``table`` is a tidy results table of one dataset; rows with a ``status`` other than ``ok``
-    count as failures. Each panel's title says which way is better (:data:`DIRECTION`); the
-    target's own log-likelihood is a dashed line in the held-out log-likelihood panel; the models
-    in ``no_density`` are marked "no density" in the panels of metrics that need a density.
+    count as failures. Each panel's title says which way is better, as the value's metric
+    declares it (:func:`~densitylab.report.metric_info.direction_text`; ``entries``: the metric
+    of each labelled entry, :func:`~densitylab.report.metric_info.entry_metrics`); the target's
+    own log-likelihood is a dashed line in the held-out log-likelihood panel; the models in
+    ``no_density`` are marked "no density" in the panels of metrics that need a density.
     """
     if table.empty:
         return None
@@ -445,7 +436,8 @@ def metric_bars(table: pd.DataFrame, dataset: str, *,
         notes = _reference_bands(ax, mcells[mcells["reference"]], models, scale)
         if scale is not None:
             _clip_outliers(ax, scale, seeds, models)
-        direction = DIRECTION.get(metric)
+        group = next(iter(ok[ok["metric"] == metric]["group"]), None) if "group" in ok else None
+        direction = direction_text(metric, group, (entries or {}).get(group))
         ax.set_title(metric + (f"\n({direction})" if direction else ""), fontsize=9)
         # a reference far off the scale is named under the panel, never over the seed dots
         ax.set_xlabel("\n".join(notes), fontsize=6, color="0.3")
@@ -640,10 +632,12 @@ def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
     one panel per metric value, one colour per model, one line per seed. None without curves."""
     import seaborn as sns
 
-    rows = []
+    rows, groups = [], {}
     for r in _typed(records):
         if r.curves is None:
             continue
+        groups.update({name: label for label, result in r.metrics.items()
+                       for name in result.values})
         for name, values in r.curves.values.items():
             rows += [{"model": r.model, "seed": r.seed, "metric": name, "step": st,
                       "value": v} for st, v in zip(r.curves.step, values, strict=True)]
@@ -657,7 +651,8 @@ def metric_curves(records: list[RunRecord], dataset: str) -> Figure | None:
         sub = df[df["metric"] == metric]
         sns.lineplot(data=sub, x="step", y="value", hue="model", units="seed", estimator=None,
                      lw=0.9, marker="o", markersize=2.5, ax=ax)
-        direction = DIRECTION.get(metric)
+        group = groups.get(metric)
+        direction = direction_text(metric, group, entry_metrics(records).get(group))
         ax.set_title(metric + (f" ({direction})" if direction else ""), fontsize=8)
         ax.set_xlabel("training step", fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
@@ -685,10 +680,6 @@ def _clip_early_spike(ax, sub: pd.DataFrame) -> bool:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    import io
-
-    from .._runtime import atomic_write_bytes
-
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -24,16 +24,13 @@ from .. import stats
 from ..suite.primary import primary_for
 from ..suite.references import REFERENCE_KINDS
 from ..suite.store import RunStore
+from .metric_info import headline_values
 from .table import results_table
 
-__all__ = ["HEADLINE_METRICS", "ALPHA", "load_table", "cell_summary", "pairwise_tests",
+__all__ = ["headline_values", "ALPHA", "load_table", "cell_summary", "pairwise_tests",
            "primary_of", "failure_tests", "compare", "format_compare", "Group",
            "PAIRWISE_COLUMNS"]
 
-#: Metrics tested between every pair of models in the report, where a table has them.
-HEADLINE_METRICS = ("modes_covered", "high_quality_fraction", "kl_modes", "mmd", "mmd_modes",
-                    "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik", "c2st",
-                    "sliced_wasserstein", "energy_distance", "frechet_distance", "kid_mean")
 #: Family-wise error rate of the report's tests.
 ALPHA = 0.05
 _SEED = 0  # seed of every bootstrap and Monte Carlo permutation in a report
@@ -155,10 +152,12 @@ def _models(table: pd.DataFrame, dataset) -> list[str]:
     return list(dict.fromkeys(sub["model"]))
 
 
-def pairwise_tests(table: pd.DataFrame, metrics=HEADLINE_METRICS, alpha: float = ALPHA, *,
-                   primary: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every pair of (non-reference) models on each of ``metrics`` and each primary value in
-    each dataset: the difference of means over the seeds with a value, its bootstrap interval
+def pairwise_tests(table: pd.DataFrame, metrics: Sequence[str] | None = None,
+                   alpha: float = ALPHA, *, primary: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every pair of (non-reference) models on each of ``metrics`` (default: the table's
+    headline values, :func:`~densitylab.report.metric_info.headline_values`, as the metrics
+    declare them) and each primary value in each dataset: the difference of means over the
+    seeds with a value, its bootstrap interval
     (``diff_low``, ``diff_high``: :func:`densitylab.stats.bootstrap_difference`, 95 %, seed 0),
     Hedges' g, Cliff's delta and the two-sided permutation p-value
     (:func:`densitylab.stats.permutation_test`, seed 0; ``exact`` and ``relabellings`` say how
@@ -170,6 +169,7 @@ def pairwise_tests(table: pd.DataFrame, metrics=HEADLINE_METRICS, alpha: float =
     primary rows only, and ``holds`` when it is at most ``alpha``; an exploratory row keeps its
     unadjusted p and never holds. A pair where a model has fewer than 2 values is not tested
     (``p`` NaN)."""
+    metrics = headline_values(table) if metrics is None else metrics
     rows, groups = [], []
     for dataset in dict.fromkeys(table["dataset"]):
         models = _models(table, dataset)
@@ -268,12 +268,14 @@ def _collapsed(table: pd.DataFrame, dataset, model) -> tuple[int, int] | None:
     return int((covered[both] < total[both]).sum()), len(both)
 
 
-def failure_tests(table: pd.DataFrame, metrics=HEADLINE_METRICS,
+def failure_tests(table: pd.DataFrame, metrics: Sequence[str] | None = None,
                   alpha: float = ALPHA) -> pd.DataFrame:
     """Fisher's exact test (:func:`densitylab.stats.fisher_failures`) between every pair of
-    models of a dataset on: seeds with no value of each of ``metrics`` (failed or diverged runs,
-    undefined values), and seeds that miss at least one mode (``modes_covered < num_modes``).
-    Only pairs with at least one failure enter the family; Holm's correction over it."""
+    models of a dataset on: seeds with no value of each of ``metrics`` (default: the table's
+    headline values; failed or diverged runs, undefined values), and seeds that miss at least
+    one mode (``modes_covered < num_modes``). Only pairs with at least one failure enter the
+    family; Holm's correction over it."""
+    metrics = headline_values(table) if metrics is None else metrics
     rows = []
     for dataset in dict.fromkeys(table["dataset"]):
         models = _models(table, dataset)

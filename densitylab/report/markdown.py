@@ -18,7 +18,6 @@ from .code import code_line, code_section
 from .explain import column_explanations
 from .inference import cell_summary
 from .likelihood_order import likelihood_order_section
-from .naming import METRIC_ORDER
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
 from .published import (
@@ -39,7 +38,7 @@ from .seeds import seed_caption
 from .table import summarize
 from .thresholds import threshold_lines, threshold_table
 
-__all__ = ["render_report", "METRIC_ORDER"]
+__all__ = ["render_report"]
 
 #: Order of metric columns in the tables; others follow in the order they appear.
 
@@ -242,7 +241,7 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
                       f"*{caption}.*", ""]
     lines += tests_section(table, primary=(suite_info or {}).get("primary"))
     lines += likelihood_order_section(ok)
-    order = _ordered(METRIC_ORDER + [m for m in table["metric"] if isinstance(m, str) and m])
+    order = _ordered(m for m in table["metric"] if isinstance(m, str) and m)
     explained = column_explanations(ok, order)
     if explained:
         lines += ["## Reading the columns", ""] + explained + [""]

@@ -7,20 +7,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["METRIC_ORDER", "ordered_metrics", "slug"]
+from .metric_info import declared_values
 
-#: Order of metric columns in the tables and panels; others follow in the order they appear.
-METRIC_ORDER = ["modes_covered", "high_quality_fraction", "kl_modes", "mmd",
-                "kl_knn_model_target", "kl_knn_target_model", "heldout_loglik", "target_loglik",
-                "kl_mc_target_model", "precision", "recall", "density", "coverage"]
+__all__ = ["ordered_metrics", "slug"]
 
 
 def ordered_metrics(metrics: Iterable[str]) -> list[str]:
-    """``metrics`` without repeats, those of :data:`METRIC_ORDER` first in that order, then the
-    rest as they appear (``num_modes``, a constant of the target, is left out)."""
+    """``metrics`` without repeats: the values the metrics declare first, in their declared
+    order (:func:`~densitylab.report.metric_info.declared_values`), then the rest as they
+    appear (``num_modes``, a constant of the target, is left out)."""
     seen = list(dict.fromkeys(metrics))
-    return [m for m in METRIC_ORDER if m in seen] + [m for m in seen if m not in METRIC_ORDER
-                                                      and m != "num_modes"]
+    declared = [m for m in declared_values() if m in seen]
+    return [m for m in declared + [m for m in seen if m not in declared] if m != "num_modes"]
 
 
 def slug(name: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..stats import BOOTSTRAP_METHOD, MAX_EXACT, NUM_RESAMPLES, fisher_failures
-from .inference import ALPHA, HEADLINE_METRICS, failure_tests, pairwise_tests
+from .inference import ALPHA, failure_tests, pairwise_tests
 from .power import report_power_lines, shift_design
 
 __all__ = ["CELLS_NOTE", "model_label", "cells_table", "tests_section"]
@@ -76,10 +76,11 @@ def _fisher_example(fails: pd.DataFrame) -> str:
             "small differences in failure counts are not evidence.")
 
 
-def tests_section(table: pd.DataFrame, metrics=HEADLINE_METRICS, alpha: float = ALPHA, *,
-                  primary: Sequence[str] | None = None) -> list[str]:
+def tests_section(table: pd.DataFrame, metrics: Sequence[str] | None = None,
+                  alpha: float = ALPHA, *, primary: Sequence[str] | None = None) -> list[str]:
     """The report's "Which differences hold" section as Markdown lines: the primary family
-    (Holm), the exploratory tests (unadjusted), what the seeds can decide, and the failure
+    (Holm), the exploratory tests (unadjusted) of ``metrics`` (default: the table's headline
+    values), what the seeds can decide, and the failure
     counts (Fisher, their own family). ``primary``: the suite's declared primary values
     (None: the default per dataset, :mod:`densitylab.suite.primary`)."""
     pairs = pairwise_tests(table, metrics, alpha, primary=primary)

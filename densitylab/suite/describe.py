@@ -120,6 +120,14 @@ def _preset(name: str) -> str:
 
 def _metric(name: str) -> str:
     spec = registry.get_metric(name)
+    reports = ("\n    reports: " + ", ".join(
+        v + (f" ({info.direction_text()})" if info.direction_text() else "")
+        for v, info in spec.values.items())) if spec.values else ""
+    if spec.params or spec.values:  # declared: what each parameter takes, from its constraints
+        return (f"metric {name}: {spec.description}\n" + ("\n".join(
+            f"    {p.name} = {p.default!r}  ({' or '.join(map(str, p.constraints))}"
+            + (f"; {p.doc}" if p.doc else "") + ")" for p in spec.params) or "    (no parameters)")
+            + reports)
     choices = {} if spec.check is None else _choices(
         spec.defaults, lambda p: spec.check(**{**spec.defaults, **p}))
     return f"metric {name}: {spec.description}\n" + _params_text(spec.defaults, choices)

@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .._runtime import logger, torch_threads
+from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
+from ..scoring.context import EvalContext, derive_seed
 from .config import RunSpec
-from .context import EvalContext, derive_seed
-from .metric_adapters import BUILTIN_METRICS
 from .score import (
     CurveScorer,
     ScoredRun,
-    evaluate_metrics,
-    labelled_value,
     saved_arrays,
     score_run,
     summarize_history,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .score import labelled_value
+from ..scoring import labelled_value
 
 __all__ = ["MIXTURE_PRIMARY", "IMAGE_PRIMARY", "FALLBACK_ORDER", "METRIC_VALUES",
            "default_primary", "primary_for", "suite_values"]

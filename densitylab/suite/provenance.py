@@ -20,8 +20,8 @@ is the code the process loaded, not a later edit on disk:
 - ``dataset``: the module of the target's class and its densitylab bases
   (``distributions.py``); an image dataset: every module of ``densitylab/images``.
 - ``metrics``: every module of ``densitylab/metrics``, the suite's evaluation code
-  (``suite/evaluate.py``, ``suite/context.py``, ``suite/metric_adapters.py``) and, for a
-  plugin metric, the module of its function.
+  (``suite/evaluate.py``, ``suite/context.py``), every module of the score stage
+  (``densitylab/scoring``) and, for a plugin metric, the module of its function.
 
 So editing the docs, the report, the CLI, another model's module or the plumbing every module
 shares (``_runtime.py``: devices and atomic writes; ``_validation.py``: argument checks) leaves
@@ -60,9 +60,9 @@ __all__ = ["run_code", "spec_code", "fingerprint_of", "git_state", "module_finge
 MODEL_SHARED = ("densitylab.models.networks", "densitylab.models.train",
                 "densitylab.models.trainer", "densitylab.models.data",
                 "densitylab.models.batched", "densitylab.losses")
-#: The suite's evaluation code, besides every module of ``densitylab.metrics``.
-METRIC_MODULES = ("densitylab.suite.evaluate", "densitylab.suite.context",
-                  "densitylab.suite.metric_adapters")
+#: The suite's evaluation code, besides every module of ``densitylab.metrics`` and of the score
+#: stage, ``densitylab.scoring``.
+METRIC_MODULES = ("densitylab.suite.evaluate", "densitylab.suite.context")
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # .../densitylab
 
@@ -153,7 +153,8 @@ def dataset_modules(target: Any) -> list[str]:
 
 def metric_modules(metric_names) -> list[str]:
     """The modules of the ``metrics`` part for the registered metrics ``metric_names``."""
-    mods = [*_package_modules("densitylab.metrics"), *METRIC_MODULES]
+    mods = [*_package_modules("densitylab.metrics"), *_package_modules("densitylab.scoring"),
+            *METRIC_MODULES]
     for name in metric_names:
         fn = registry.get_metric(name).fn
         module = getattr(inspect.unwrap(fn), "__module__", None) if callable(fn) else None

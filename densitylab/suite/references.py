@@ -52,6 +52,8 @@ class _Reference:
     """A 'model' that is fitted by looking at the target; subclasses say what it samples."""
 
     has_density = False
+    #: a reference's density (the target's own, or the uniform box) is exact
+    log_prob_kind = "exact"
     #: ``fit`` accepts (and ignores) every training option a suite may set.
     fit_options = frozenset({"lr_schedule", "train_size", "callback", "progress"})
 

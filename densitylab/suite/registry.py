@@ -42,8 +42,8 @@ from ..registry import (
     register_preset,
     unregister,
 )
+from ..scoring import BUILTIN_METRICS, MetricSpec
 from .context import Model, check_model
-from .metric_adapters import BUILTIN_METRICS, MetricSpec
 from .references import REFERENCE_KINDS, make_reference
 
 __all__ = [

@@ -5,7 +5,7 @@ This declaration is the source of truth for what a suite file may say (``docs/us
 shows it with examples); :mod:`densitylab.suite.checker` walks a parsed file against it, and
 :mod:`densitylab.suite.config` adds what depends on the names it resolves (building each dataset
 and model, the constraints between keys, the run ids). A metric's ``params`` are declared by the
-metric itself (:attr:`MetricSpec.defaults <densitylab.suite.metric_adapters.MetricSpec>`), see
+metric itself (:attr:`MetricSpec.params <densitylab.scoring.spec.MetricSpec>`), see
 :func:`metric_params`.
 
 An annotation is what a written value must be; a default of None means "not written": the key

@@ -27,8 +27,9 @@ import torch
 
 from .. import __version__
 from .._runtime import logger
+from ..scoring import evaluate_metrics
+from ..scoring.context import EvalContext, derive_seed, model_log_prob, sample_points
 from . import registry
-from .context import EvalContext, derive_seed, draw, model_log_prob
 from .provenance import run_code
 from .records import (
     RECORD_FORMAT,
@@ -99,8 +100,8 @@ def _scored(record: RunRecord, run: TrainedRun) -> ScoredRun:
         return ScoredRun(record)
     start = time.perf_counter()
     ctx = evaluation_context(run.spec, run.target, run.model, run.device)
-    record.metrics = {label: MetricResult.from_dict(result)
-                      for label, result in evaluate_metrics(ctx, cfg["metrics"]).items()}
+    scores = evaluate_metrics(ctx, cfg["metrics"], registry.get_metric)
+    record.metrics = {label: MetricResult.from_dict(result) for label, result in scores.items()}
     arrays = None
     if cfg.get("save_samples", SuiteSection.save_samples):
         arrays = saved_arrays(ctx)
@@ -116,74 +117,15 @@ def _scored(record: RunRecord, run: TrainedRun) -> ScoredRun:
     return ScoredRun(record, arrays, run.model if cfg.get("save_models") else None)
 
 
-def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]], *,
-                     log_failures: bool = True) -> dict[str, Any]:
-    """Score ``ctx`` with each configured metric; one failure does not stop the others.
-
-    Returns ``{label: {"values": {name: float}, "details": {...}}}``, or ``{"skipped": why}``
-    when the metric does not apply, or ``{"error": message}`` when it raised (logged as a
-    warning unless ``log_failures`` is False). ``label`` is the entry's label (default: the
-    metric's name); under a label other than the name the values are renamed by
-    :func:`labelled_value` and the result also holds ``"metric"`` (the metric's name) and
-    ``"value_names"`` (renamed value -> the metric's own value name).
-    """
-    out: dict[str, Any] = {}
-    for mc in metric_configs:
-        spec = registry.get_metric(mc["name"])
-        label = mc.get("label", spec.name)
-        try:  # applies(ctx, **params) too: a failing check is this metric's error
-            reason = spec.applies(ctx, **mc["params"])
-            if reason is not None:
-                out[label] = {"skipped": reason}
-                continue
-            result = spec.fn(ctx, **mc["params"])
-            values, details = {}, {}
-            for key, value in result.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    values[key] = float(value)
-                else:
-                    details[key] = value
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"non-finite value(s) for {', '.join(bad)}")
-            out[label] = {"values": values, "details": details}
-            if label != spec.name:
-                names = {labelled_value(spec.name, label, k): k for k in values}
-                out[label] = {"values": {r: values[k] for r, k in names.items()},
-                              "details": details, "metric": spec.name, "value_names": names}
-        except Exception as err:  # a metric failure is recorded, not fatal to the run
-            if log_failures:
-                logger.warning("metric %s failed: %s", label, err)
-            out[label] = {"error": f"{type(err).__name__}: {err}"}
-    return out
-
-
-def labelled_value(metric: str, label: str, value: str) -> str:
-    """A value's name in results under a metric entry's ``label``.
-
-    The value named like the metric takes the label (``mmd`` under ``mmd_modes`` ->
-    ``mmd_modes``), a value prefixed by the metric's name keeps its suffix (``c2st_pvalue``
-    under ``c2st_knn`` -> ``c2st_knn_pvalue``), any other value is prefixed by the label
-    (``precision`` under ``prdc_k10`` -> ``prdc_k10_precision``).
-    """
-    if label == metric:
-        return value
-    if value == metric:
-        return label
-    if value.startswith(metric + "_"):
-        return label + value[len(metric):]
-    return f"{label}_{value}"
-
-
 def evaluation_context(spec, target, model, device: torch.device) -> EvalContext:
     """The samples a run is scored on: ``eval_samples`` points of the model and as many of the
     target, each drawn with a seed derived from the run's."""
     cfg = spec.config
     n = cfg["eval_samples"]
     with torch.no_grad():
-        samples = draw(model, n, derive_seed(spec.seed, "sample"),
+        samples = sample_points(model, n, derive_seed(spec.seed, "sample"),
                        **cfg["model"].get("sample", {})).to(device)
-    reference = draw(target, n, derive_seed(spec.seed, "reference")).to(device)
+    reference = sample_points(target, n, derive_seed(spec.seed, "reference")).to(device)
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "
                          f"dataset has {tuple(reference.shape[1:])}")
@@ -219,7 +161,8 @@ class CurveScorer:
         with torch.random.fork_rng(devices=devices):
             ctx = evaluation_context(self.spec, self.target, model, self.device)
             out = evaluate_metrics(ctx, [m for m in self.spec.config["metrics"]
-                                         if m.get("curves", True)], log_failures=False)
+                                         if m.get("curves", True)], registry.get_metric,
+                                   log_failures=False)
         if was_training:
             networks.train()
         index = len(self.curves["step"])

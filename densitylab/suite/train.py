@@ -18,9 +18,9 @@ import torch
 
 from .._errors import TrainingDiverged
 from .._runtime import logger, resolve_device
+from ..scoring.context import declared_options
 from . import registry
 from .config import RunSpec, data_shape_of, import_run_plugins
-from .context import declared_options
 from .schema import TRAIN_DEFAULTS
 
 
