@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import __version__
 from .._runtime import atomic_torch_save, logger, resolve_device, torch_threads
 from .._validation import as_tensor, check_int
 from .data import load_digits
@@ -157,14 +158,10 @@ def _config_checksum(cfg: dict) -> str:
 
 
 def _cache_path(seed: int, cfg: dict, root: Path) -> Path:
-    from .. import __version__
-
     return root / f"digit-classifier-v{__version__}-seed{seed}-{_config_checksum(cfg)}.pt"
 
 
 def _load_cached(path: Path, seed: int, cfg: dict) -> DigitClassifier | None:
-    from .. import __version__
-
     if not path.is_file():
         return None
     try:
@@ -197,8 +194,6 @@ def get_classifier(
         A :class:`DigitClassifier` in eval mode on ``device``, with ``test_accuracy`` (its
         accuracy on the held-out digits test split) as an attribute.
     """
-    from .. import __version__
-
     seed = check_int(seed, "seed", minimum=0)
     dev = resolve_device(device)
     root = Path(cache).expanduser() if cache is not None else cache_dir()

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from .. import metrics
 from .._validation import check_int, check_probability
 from .classifier import DigitClassifier, check_digit_images, get_classifier
 from .data import mode_index
@@ -77,8 +78,6 @@ def count_stacked_modes(
     Returns:
         :class:`densitylab.metrics.ModeCoverage` with ``num_modes = 1000``.
     """
-    from .. import metrics
-
     t = check_digit_images(x, "x")
     if t.shape[1] != 3:
         raise ValueError(f"x must be stacked digits of shape (n, 3, 8, 8), got {tuple(t.shape)}")
@@ -178,8 +177,6 @@ def feature_metrics(
     Returns:
         ``{name: float}`` with the keys listed above.
     """
-    from .. import metrics
-
     r = check_digit_images(real, "real")
     f = check_digit_images(fake, "fake")
     if r.shape[1] != f.shape[1]:

@@ -38,6 +38,7 @@ from .._validation import (
     check_probability,
     check_same_dim,
 )
+from ._blocks import knn_sqdist, sqdist
 
 __all__ = ["CalibrationResult", "CALIBRATION_METHODS", "DISPERSIONS", "calibration",
            "draw_sample_sets"]
@@ -260,8 +261,6 @@ class GaussianKDE:
         among ``s * 2^(k/2)``, k = -2..10, s the median nearest-neighbour distance of the
         fitting half (likelihood cross-validation; the normal reference rule oversmooths
         separated narrow modes)."""
-        from ._blocks import knn_sqdist
-
         pts = points.to(torch.float64)
         perm = torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))
         half = pts.shape[0] // 2
@@ -273,8 +272,6 @@ class GaussianKDE:
         return cls(pts, best)
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        from ._blocks import sqdist
-
         z = torch.as_tensor(z).to(self.centres.device, torch.float64)
         n, d = self.centres.shape
         const = math.log(n) + 0.5 * d * math.log(2 * math.pi * self.bandwidth**2)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_choice, check_int, check_positive
+from .._validation import as_samples, check_choice, check_int, check_positive, check_same_dim
 
 __all__ = ["KERNELS", "Kernel", "make_kernel", "median_bandwidth"]
 
@@ -48,8 +48,6 @@ def median_bandwidth(x, y=None, *, max_samples: int = 2000, seed: int = 0) -> fl
     Raises:
         ValueError: fewer than two points, or all distances zero (pass ``bandwidth`` instead).
     """
-    from .._validation import as_samples, check_same_dim
-
     xs = as_samples(x, "x")
     if y is not None:
         ys = as_samples(y, "y")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
 from .checker import Errors as _Errors
@@ -183,8 +184,6 @@ class SuiteConfig:
 
 def version_key() -> str:
     """The ``major.minor`` of densitylab's version: the part that enters run ids."""
-    from densitylab import __version__
-
     return ".".join(__version__.split(".")[:2])
 
 

@@ -14,7 +14,10 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+import tomllib
+
 from . import registry
+from .config import builtin_suites
 
 __all__ = ["describe", "describe_all"]
 
@@ -136,10 +139,6 @@ def _metric(name: str) -> str:
 def _suite(name: str) -> str:
     """A built-in suite: its description, seeds, datasets, models and metrics, and how to run
     it (read from its TOML; nothing is built)."""
-    import tomllib
-
-    from .config import builtin_suites
-
     path = builtin_suites()[name]
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     suite = data.get("suite", {})
@@ -182,8 +181,6 @@ def describe(name: str) -> str:
                             (reg.presets, _preset), (reg.metrics, _metric)):
         if name in namespace:
             parts.append(text(name) + _source(namespace, name))
-    from .config import builtin_suites
-
     if name in builtin_suites():  # `densitylab list` prints the built-in suites too
         parts.append(_suite(name))
     if not parts:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import models
 from .._runtime import atomic_write_bytes, atomic_write_json, logger
 from .records import DONE_STATUSES, RunRecord
 
@@ -97,8 +98,6 @@ class RunStore:
                 cannot be saved).
             ValueError: the prefix matches several runs.
         """
-        from densitylab import models
-
         rid = self.resolve_run_id(run_id)
         rec = self.load_record(rid)
         path = self.model_path(rid)
