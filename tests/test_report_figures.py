@@ -36,7 +36,7 @@ def test_report_draws_without_building_any_dataset(tmp_path, monkeypatch):
 
 def test_samples_figure_draws_the_median_seed_by_high_quality():
     from densitylab.report.seeds import representative_seed as _representative_seed
-    from densitylab.suite.store import RunRecord
+    from densitylab.results.store import RunRecord
 
     def record(model, seed, hq):
         values = {} if hq is None else {"high_quality_fraction": hq, "modes_covered": 8}
@@ -76,7 +76,7 @@ def test_density_panels_have_whole_titles_and_no_offset_colourbar(tmp_path):
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from densitylab.suite.store import RunRecord
+    from densitylab.results.store import RunRecord
 
     store = RunStore(tmp_path)
     grid = np.linspace(-1.5, 1.5, 16)

@@ -14,7 +14,7 @@ from densitylab.report.likelihood_order import (
     likelihood_order_section,
     truth_interval,
 )
-from densitylab.suite.records import MetricResult, RunRecord
+from densitylab.results.records import MetricResult, RunRecord
 
 
 @pytest.mark.parametrize("a, kind_a, b, kind_b, higher", [

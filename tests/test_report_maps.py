@@ -8,7 +8,7 @@ import torch
 from densitylab import distributions
 from densitylab.distributions import GaussianMixture
 from densitylab.report.maps import witness_figure
-from densitylab.suite.store import RunRecord, RunStore
+from densitylab.results.store import RunRecord, RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

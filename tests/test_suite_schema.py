@@ -1,4 +1,4 @@
-"""The generic checker (densitylab.suite.checker) and the suite's declared schema
+"""The generic checker (densitylab._checking) and the suite's declared schema
 (densitylab.suite.schema): key paths, expected types, ranges, choices, unknown keys, all errors
 of a document at once, and each default defined once."""
 
@@ -14,9 +14,7 @@ import _suite_fakes  # noqa: F401  (registers the test model and metrics)
 import pytest
 import tomllib
 
-from densitylab._runtime import LR_SCHEDULES
-from densitylab.suite import parse_suite
-from densitylab.suite.checker import (
+from densitylab._checking import (
     Errors,
     Field,
     check,
@@ -27,6 +25,8 @@ from densitylab.suite.checker import (
     option,
     required,
 )
+from densitylab._runtime import LR_SCHEDULES
+from densitylab.suite import parse_suite
 from densitylab.suite.config import TRAIN_DEFAULTS as CONFIG_TRAIN_DEFAULTS
 from densitylab.suite.config import SuiteConfig, SuiteConfigError
 from densitylab.suite.schema import (
@@ -214,7 +214,7 @@ def test_each_default_is_declared_once():
     assert CONFIG_TRAIN_DEFAULTS is TRAIN_DEFAULTS
     assert TRAIN_DEFAULTS == {"steps": 2000, "batch_size": 256, "lr": None,
                               "lr_schedule": "constant"}
-    from densitylab.suite.checker import fields_of
+    from densitylab._checking import fields_of
 
     assert fields_of(TrainSection)["lr_schedule"].choices is LR_SCHEDULES
     for key in ("description", "save_samples", "density_grid", "threads", "batch_seeds"):

@@ -8,8 +8,8 @@ from pathlib import Path
 import _suite_fakes  # noqa: F401  (registers the fake models the tiny suite uses)
 import pytest
 
+from densitylab.results.store import RunRecord, RunStore
 from densitylab.suite import parse_suite, run_suite
-from densitylab.suite.store import RunRecord, RunStore
 
 
 def test_records_written_by_a_suite_round_trip_unchanged(tmp_path):

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._runtime import atomic_write_text
-from ..suite.records import RunRecord
-from ..suite.store import RunStore
+from ..results.records import RunRecord
+from ..results.store import RunStore
 from .figures import write_figures
 from .markdown import render_report
 from .published import PublishedCell, check_records

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ..results.records import RunRecord
 from ..suite.provenance import fingerprint_of
-from ..suite.records import RunRecord
 
 __all__ = ["code_line", "code_section", "is_mixed"]
 

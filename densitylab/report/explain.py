@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
 from .metric_info import metric_spec
 
 __all__ = ["explain", "column_explanations"]

@@ -36,9 +36,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from .._runtime import atomic_write_bytes
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
+from ..results.store import RunStore
 from ..suite.references import is_reference
-from ..suite.store import RunStore
 from .inference import cell_summary
 from .legacy import legacy_target
 from .maps import witness_figure
@@ -123,7 +123,7 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
 
 def _typed(records: list[RunRecord | dict[str, Any]]) -> list[RunRecord]:
     """The records typed (a figure function also takes the JSON mappings of
-    :meth:`densitylab.suite.store.RunStore.records`)."""
+    :meth:`densitylab.results.store.RunStore.records`)."""
     return [RunRecord.of(r) for r in records]
 
 

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..results.store import RunStore
 from ..suite.primary import primary_for
 from ..suite.references import REFERENCE_KINDS
-from ..suite.store import RunStore
 from .metric_info import headline_values
 from .table import results_table
 

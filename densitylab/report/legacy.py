@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..results.records import RunRecord
 from ..suite import registry
-from ..suite.records import RunRecord
 
 __all__ = ["legacy_target", "LEGACY_SEED"]
 

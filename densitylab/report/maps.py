@@ -15,9 +15,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..metrics.witness import witness_map
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
+from ..results.store import RunStore
 from ..suite.references import is_reference
-from ..suite.store import RunStore
 from .sections import model_label
 
 __all__ = ["witness_figure", "MAX_MAP_POINTS"]

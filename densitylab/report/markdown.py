@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
+from ..results.store import RunStore
 from ..suite.references import is_reference
-from ..suite.store import RunStore
 from .code import code_line, code_section
 from .explain import column_explanations
 from .inference import cell_summary

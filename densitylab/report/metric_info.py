@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..results.records import RunRecord
 from ..scoring import BUILTIN_METRICS, MetricSpec, ValueInfo, labelled_value
 from ..suite import registry
-from ..suite.records import RunRecord
 from ..suite.registry import PluginError
 
 __all__ = ["metric_specs", "metric_spec", "entry_metrics", "value_info", "direction_text",

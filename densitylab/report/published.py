@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..metrics.modes import HIGH_QUALITY_STDS
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
 
 __all__ = ["PublishedRow", "PUBLISHED", "CITATIONS", "protocol_of", "published_for",
            "PublishedSetup", "published_setup", "PublishedCell", "published_check",

@@ -4,7 +4,7 @@ import it from here, so neither imports the other."""
 
 from __future__ import annotations
 
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
 
 __all__ = ["high_quality", "representative_seed", "seed_caption"]
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..results.store import RunRecord, RunStore
 from ..suite.references import is_reference
-from ..suite.store import RunRecord, RunStore
 
 __all__ = ["COLUMNS", "results_table", "failed_runs", "summarize", "run_status"]
 
@@ -25,7 +25,7 @@ COLUMNS = ["suite", "dataset", "model", "seed", "metric", "value", "group", "run
 
 def run_status(rec: dict[str, Any] | RunRecord) -> str:
     """``ok``, ``diverged`` (status or a ``diverged`` entry: an untrained model's scores are no
-    result) or ``failed`` (:attr:`densitylab.suite.store.RunRecord.outcome`)."""
+    result) or ``failed`` (:attr:`densitylab.results.store.RunRecord.outcome`)."""
     return RunRecord.of(rec).outcome
 
 

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 
 from ..metrics import mode_coverage
 from ..metrics.modes import HIGH_QUALITY_STDS
-from ..suite.records import RunRecord
+from ..results.records import RunRecord
+from ..results.store import RunStore
 from ..suite.references import is_reference
-from ..suite.store import RunStore
 from .sections import model_label
 
 __all__ = ["THRESHOLDS", "threshold_table", "threshold_figure", "threshold_lines"]

@@ -7,6 +7,7 @@ Example:
     >>> print(result.summary())                         # doctest: +SKIP
 """
 
+from ..results.store import RunStore, load_model
 from .config import RunSpec, SuiteConfig, builtin_suites, load_suite, parse_suite, run_id
 from .evaluate import EvalContext, execute_run
 from .registry import (
@@ -22,7 +23,6 @@ from .registry import (
     unregister,
 )
 from .runners import SuiteResult, run_suite
-from .store import RunStore, load_model
 
 __all__ = [
     "RunSpec",

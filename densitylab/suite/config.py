@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._checking import Errors as _Errors
+from .._checking import check, check_fields, check_value
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
-from .checker import Errors as _Errors
-from .checker import check, check_fields, check_value
 from .context import declared_options
 from .references import reference_models
 from .schema import (

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._runtime import logger, torch_threads
+from ..results.store import RunStore
 from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
 from ..scoring.context import EvalContext, derive_seed
 from .config import RunSpec
@@ -27,7 +28,6 @@ from .score import (
     score_run,
     summarize_history,
 )
-from .store import RunStore
 from .tblog import LiveLog, write_run_events
 from .train import train_unit
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .._runtime import logger
+from ..results.records import DONE_STATUSES, RunRecord
+from ..results.store import RunStore
 from . import registry
 from .config import RunSpec, SuiteConfig
 from .provenance import fingerprint_of, spec_code
-from .records import DONE_STATUSES, RunRecord
-from .store import RunStore
 
 __all__ = ["Work", "FolderInUseError", "plan_work", "claim_folder", "check_code",
            "select_runs", "pending_runs", "group_runs", "batch_key", "tensorboard_available"]

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .._runtime import logger, resolve_device
+from ..results.store import RunStore
 from .config import RunSpec, SuiteConfig
 from .evaluate import execute_batched_runs
 from .plan import (
@@ -50,7 +51,6 @@ from .plan import (
     select_runs,
     tensorboard_available,
 )
-from .store import RunStore
 
 __all__ = ["SuiteResult", "FolderInUseError", "run_suite", "claim_folder", "check_code",
            "select_runs", "pending_runs", "group_runs", "tensorboard_available"]

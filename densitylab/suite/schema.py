@@ -2,7 +2,7 @@
 ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]`` with its type, default and constraints.
 
 This declaration is the source of truth for what a suite file may say (``docs/user-guide.md``
-shows it with examples); :mod:`densitylab.suite.checker` walks a parsed file against it, and
+shows it with examples); :mod:`densitylab._checking` walks a parsed file against it, and
 :mod:`densitylab.suite.config` adds what depends on the names it resolves (building each dataset
 and model, the constraints between keys, the run ids). A metric's ``params`` are declared by the
 metric itself (:attr:`MetricSpec.params <densitylab.scoring.spec.MetricSpec>`), see
@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .._checking import Field, defaults, markdown_table, option, required
 from .._runtime import LR_SCHEDULES
 from . import registry
-from .checker import Field, defaults, markdown_table, option, required
 
 __all__ = ["SuiteFile", "SuiteSection", "TrainSection", "DatasetEntry", "ModelEntry",
            "MetricEntry", "TRAIN_DEFAULTS", "TRAIN_OPTIONAL", "DEVICES", "metric_params",

@@ -1,7 +1,7 @@
 """The suite's score stage: a trained run in, its record (and what to keep beside it) out.
 
 :func:`score_run` samples the trained model, scores the samples with the run's metrics and
-returns a :class:`ScoredRun`: the complete :class:`~densitylab.suite.records.RunRecord` and the
+returns a :class:`ScoredRun`: the complete :class:`~densitylab.results.records.RunRecord` and the
 arrays and model the store keeps beside it. A run that failed to train becomes a ``failed``
 record, a run that diverged a ``diverged`` record without metrics (they would describe an
 untrained model). :class:`CurveScorer` scores the same metrics during training
@@ -27,11 +27,7 @@ import torch
 
 from .. import __version__
 from .._runtime import logger
-from ..scoring import evaluate_metrics
-from ..scoring.context import EvalContext, derive_seed, model_log_prob, sample_points
-from . import registry
-from .provenance import run_code
-from .records import (
+from ..results.records import (
     RECORD_FORMAT,
     BatchInfo,
     Curves,
@@ -40,6 +36,10 @@ from .records import (
     MetricResult,
     RunRecord,
 )
+from ..scoring import evaluate_metrics
+from ..scoring.context import EvalContext, derive_seed, model_log_prob, sample_points
+from . import registry
+from .provenance import run_code
 from .schema import SuiteSection
 from .train import TrainedRun
 

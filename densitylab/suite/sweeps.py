@@ -25,7 +25,7 @@ import itertools
 import json
 from typing import Any
 
-from .checker import Errors, check_value, fields_of
+from .._checking import Errors, check_value, fields_of
 from .schema import TrainSection
 
 __all__ = ["expand_sweeps", "setting_text", "SWEEP_SECTIONS"]

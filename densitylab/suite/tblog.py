@@ -29,8 +29,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .records import RunRecord
-from .store import RunStore
+from ..results.records import RunRecord
+from ..results.store import RunStore
 
 __all__ = ["write_run_events", "LiveLog"]
 
