@@ -48,7 +48,7 @@ import functools
 import importlib
 import importlib.metadata
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -501,3 +501,18 @@ def unregister(name: str) -> None:
     entry-point plugins stay)."""
     for namespace in REGISTRY.namespaces():
         namespace.unregister(name)
+
+
+def declared_options(model: Any, method: str) -> frozenset[str]:
+    """The keywords ``model`` declares for ``method`` (``"fit"``, ``"sample"`` or
+    ``"log_prob"``) in its ``<method>_options`` attribute; empty when it declares none.
+
+    Raises:
+        TypeError: the attribute is not a collection of strings.
+    """
+    declared = getattr(model, f"{method}_options", ())
+    if isinstance(declared, str) or not isinstance(declared, Collection) or not all(
+            isinstance(name, str) for name in declared):
+        raise TypeError(f"{type(model).__name__}.{method}_options: expected a collection of "
+                        f"keyword names, got {declared!r}")
+    return frozenset(declared)

@@ -7,13 +7,13 @@ so that neither imports the other.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..models.base import iter_batches
+from ..registry import declared_options
 
 __all__ = ["EvalContext", "derive_seed", "as_points", "sample_points", "draw", "heldout_target",
            "declared_options", "model_log_prob"]
@@ -104,21 +104,6 @@ def sample_points(source, n: int, seed: int, **options) -> torch.Tensor:
 
 #: The earlier name of :func:`sample_points`.
 draw = sample_points
-
-
-def declared_options(model: Any, method: str) -> frozenset[str]:
-    """The keywords ``model`` declares for ``method`` (``"fit"``, ``"sample"`` or
-    ``"log_prob"``) in its ``<method>_options`` attribute; empty when it declares none.
-
-    Raises:
-        TypeError: the attribute is not a collection of strings.
-    """
-    declared = getattr(model, f"{method}_options", ())
-    if isinstance(declared, str) or not isinstance(declared, Collection) or not all(
-            isinstance(name, str) for name in declared):
-        raise TypeError(f"{type(model).__name__}.{method}_options: expected a collection of "
-                        f"keyword names, got {declared!r}")
-    return frozenset(declared)
 
 
 def model_log_prob(model, x: torch.Tensor, seed: int, **options: Any) -> torch.Tensor:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import json
 import numbers
 import re
@@ -41,7 +40,6 @@ from .._checking import Errors as _Errors
 from .._checking import check, check_fields, check_value
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
-from .context import declared_options
 from .references import reference_models
 from .schema import (
     TRAIN_DEFAULTS,
@@ -402,33 +400,11 @@ def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -
         return []
     for i, module in enumerate(value):
         try:
-            import_plugin(module, base_dir)
+            registry.import_plugin(module, base_dir)
         except ImportError as err:
             where = f"the suite's folder {base_dir}, then sys.path" if base_dir else "sys.path"
             errs.add(f"suite.plugins[{i}]: cannot import {module!r} (looked in {where}): {err}")
     return list(value)
-
-
-def import_plugin(module: str, base_dir: str | None = None):
-    """Import the plugin ``module``, searching ``base_dir`` (the suite file's folder) first.
-
-    ``base_dir`` is on ``sys.path`` only while the module is imported: a plugin is one module
-    (or a package imported whole by it), and the caller's import path is left as it was.
-    """
-    if base_dir is None or base_dir in sys.path:
-        return importlib.import_module(module)
-    sys.path.insert(0, base_dir)
-    try:
-        return importlib.import_module(module)
-    finally:
-        sys.path.remove(base_dir)
-
-
-def import_run_plugins(spec: RunSpec) -> None:
-    """Import a run's ``plugins`` (registrations a worker process has not seen yet), searching
-    the suite file's folder first."""
-    for module in spec.config.get("plugins", []):
-        import_plugin(module, spec.plugin_dir)
 
 
 def _datasets(items: list[dict[str, Any] | None], errs: _Errors
@@ -455,16 +431,10 @@ def _datasets(items: list[dict[str, Any] | None], errs: _Errors
             resolved = getattr(target, "params", None)
             if isinstance(resolved, dict):
                 params = {**params, **resolved}
-            shapes[label] = data_shape_of(target)
+            shapes[label] = registry.data_shape_of(target)
             out.append({"label": label, "name": name,
                         "params": _jsonable(params, f"{key}.params")})
     return out, shapes
-
-
-def data_shape_of(target) -> tuple[int, ...]:
-    """The shape of one point of a dataset: its ``data_shape``, else ``(dim,)``."""
-    shape = getattr(target, "data_shape", None)
-    return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 
 
 def _models(items: list[dict[str, Any] | None], train: dict[str, Any], errs: _Errors, *,
@@ -543,7 +513,7 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                 except (TypeError, ValueError) as err:
                     raise ValueError(f"{where}: {err}") from err
                 kind = m["kind"]
-                options = sorted(declared_options(model, "sample"))
+                options = sorted(registry.declared_options(model, "sample"))
                 for option in m.get("sample", {}):
                     if option not in options:
                         close = difflib.get_close_matches(option, options, n=1)
@@ -584,7 +554,7 @@ def _resolved_train(model, kind: str, train: dict[str, Any], key: str) -> dict[s
         default_lr = getattr(model, "default_lr", None)
         if isinstance(default_lr, numbers.Real) and not isinstance(default_lr, bool):
             out["lr"] = float(default_lr)
-    options = declared_options(model, "fit")
+    options = registry.declared_options(model, "fit")
     if out["lr_schedule"] != "constant" and "lr_schedule" not in options:
         raise ValueError(f"{key}.train.lr_schedule: model kind {kind!r} has no learning-rate "
                          f"schedule (its fit_options do not declare lr_schedule); expected "

@@ -51,7 +51,6 @@ from typing import Any
 
 from .. import __version__
 from . import registry
-from .config import data_shape_of, import_plugin
 
 __all__ = ["run_code", "spec_code", "fingerprint_of", "git_state", "module_fingerprint",
            "MODEL_SHARED", "METRIC_MODULES"]
@@ -187,9 +186,9 @@ def spec_code(spec) -> dict[str, Any]:
 def _spec_code(key: str) -> dict[str, Any]:
     dataset, kind, params, metrics, plugins, plugin_dir = json.loads(key)
     for module in plugins:
-        import_plugin(module, plugin_dir)
+        registry.import_plugin(module, plugin_dir)
     target = registry.make_dataset(dataset["name"], dataset["params"])
-    model = registry.make_model(kind, params, data_shape=data_shape_of(target), seed=0)
+    model = registry.make_model(kind, params, data_shape=registry.data_shape_of(target), seed=0)
     return run_code(model, target, metrics)
 
 

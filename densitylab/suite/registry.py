@@ -12,6 +12,8 @@ are described in :mod:`densitylab.registry`.
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 import warnings
 from typing import Any
 
@@ -28,6 +30,7 @@ from ..registry import (
     build_model,
     check_model_params,
     dataset_names,
+    declared_options,
     get_metric,
     make_dataset,
     make_preset,
@@ -53,6 +56,7 @@ __all__ = [
     "make_dataset", "make_model", "make_preset", "preset_train", "model_defaults",
     "model_parameters", "check_model_params", "batched_model_class", "get_metric",
     "register_dataset", "register_model", "register_metric", "register_preset", "unregister",
+    "declared_options", "import_plugin", "import_run_plugins", "data_shape_of",
 ]
 
 
@@ -93,6 +97,34 @@ def register_metric(spec: MetricSpec) -> None:
     if not isinstance(spec, MetricSpec):
         raise TypeError(f"spec: expected a MetricSpec, got {type(spec).__name__}")
     REGISTRY.metrics.register(Entry(spec.name, spec, "registered"))
+
+
+def import_plugin(module: str, base_dir: str | None = None):
+    """Import the plugin ``module``, searching ``base_dir`` (the suite file's folder) first.
+
+    ``base_dir`` is on ``sys.path`` only while the module is imported: a plugin is one module
+    (or a package imported whole by it), and the caller's import path is left as it was.
+    """
+    if base_dir is None or base_dir in sys.path:
+        return importlib.import_module(module)
+    sys.path.insert(0, base_dir)
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(base_dir)
+
+
+def import_run_plugins(spec) -> None:
+    """Import a run's ``plugins`` (registrations a worker process has not seen yet), searching
+    the suite file's folder first (``spec``: a :class:`~densitylab.suite.config.RunSpec`)."""
+    for module in spec.config.get("plugins", []):
+        import_plugin(module, spec.plugin_dir)
+
+
+def data_shape_of(target) -> tuple[int, ...]:
+    """The shape of one point of a dataset: its ``data_shape``, else ``(dim,)``."""
+    shape = getattr(target, "data_shape", None)
+    return tuple(int(s) for s in shape) if shape is not None else (int(target.dim),)
 
 
 def _model_factory(kind: str):

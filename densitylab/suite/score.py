@@ -27,15 +27,7 @@ import torch
 
 from .. import __version__
 from .._runtime import logger
-from ..results.records import (
-    RECORD_FORMAT,
-    BatchInfo,
-    Curves,
-    Divergence,
-    LossSummary,
-    MetricResult,
-    RunRecord,
-)
+from ..results.records import RECORD_FORMAT, RunRecord
 from ..scoring import evaluate_metrics
 from ..scoring.context import EvalContext, derive_seed, model_log_prob, sample_points
 from . import registry
@@ -63,45 +55,49 @@ def score_run(run: TrainedRun, curves: dict[str, Any] | None = None) -> ScoredRu
     """The record of a trained run: its training outcome, and for a run that trained to the
     end its samples scored by every metric of the run (see the module docstring); ``curves``:
     the scores during training of a :class:`CurveScorer`."""
-    spec, cfg = run.spec, run.spec.config
-    record = RunRecord(run_id=spec.run_id, format=RECORD_FORMAT, suite=spec.suite,
-                       dataset=spec.dataset, model=spec.model, seed=spec.seed, config=cfg,
-                       versions=_versions(), code=dict(spec.code or {}), host=platform.node(),
-                       device=str(run.device or spec.device), threads=torch.get_num_threads(),
-                       train_s=run.train_s,
-                       curves=None if curves is None else Curves.from_dict(curves))
+    spec = run.spec
+    data: dict[str, Any] = {
+        "run_id": spec.run_id, "format": RECORD_FORMAT, "suite": spec.suite,
+        "dataset": spec.dataset, "model": spec.model, "seed": spec.seed, "config": spec.config,
+        "versions": _versions(), "code": dict(spec.code or {}), "host": platform.node(),
+        "device": str(run.device or spec.device), "threads": torch.get_num_threads(),
+        "train_s": run.train_s}
+    if curves is not None:
+        data["curves"] = curves
     if run.batch_seeds is not None:
-        record.batched = BatchInfo(seeds=run.batch_seeds,
-                                   train_s_total=run.train_s * len(run.batch_seeds))
+        data["batched"] = {"seeds": run.batch_seeds,
+                           "train_s_total": run.train_s * len(run.batch_seeds)}
+    arrays = model = None
     if run.error is not None:
-        return ScoredRun(_failed(record, run.error, run.traceback))
-    try:
-        return _scored(record, run)
-    except Exception as err:  # recorded and retried on the next run of the suite
-        logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, err)
-        return ScoredRun(_failed(record, f"{type(err).__name__}: {err}",
-                                 traceback.format_exc()))
+        data.update(status="failed", error=run.error, traceback=run.traceback)
+    else:
+        try:
+            outcome, arrays, model = _evaluated(run)
+            data.update(outcome)
+        except Exception as err:  # recorded and retried on the next run of the suite
+            logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, err)
+            data.update(status="failed", error=f"{type(err).__name__}: {err}",
+                        traceback=traceback.format_exc())
+    return ScoredRun(RunRecord.from_dict(data), arrays, model)
 
 
-def _scored(record: RunRecord, run: TrainedRun) -> ScoredRun:
+def _evaluated(run: TrainedRun) -> tuple[dict[str, Any], dict[str, np.ndarray] | None, Any]:
+    """What scoring a trained run adds to its record (as JSON data), the arrays to save beside
+    it and the model to save (None when not kept)."""
     cfg = run.spec.config
-    # the code this process ran (a remote Dask worker may run other code than the runner that
-    # checked the folder; file digests and the git commit are cached per process)
-    record.code = run_code(run.model, run.target, [m["name"] for m in cfg["metrics"]])
-    record.history = LossSummary.from_dict(summarize_history(run.history))
-    record.trained_steps = cfg["train"]["steps"]
-    if run.diverged:
-        record.diverged = Divergence.from_dict(run.diverged)
-        record.keep_empty("metrics")
-        record.eval_s = 0.0
-        record.status = "diverged"
-        record.error = (f"training diverged at step {run.diverged['step']} (loss "
-                        f"{run.diverged['loss']}); lower the learning rate")
-        return ScoredRun(record)
+    out: dict[str, Any] = {
+        # the code this process ran (a remote Dask worker may run other code than the runner
+        # that checked the folder; file digests and the git commit are cached per process)
+        "code": run_code(run.model, run.target, [m["name"] for m in cfg["metrics"]]),
+        "history": summarize_history(run.history), "steps": cfg["train"]["steps"]}
+    if run.diverged:  # an untrained model's scores are no result: scored with nothing
+        div = run.diverged
+        return {**out, "diverged": div, "metrics": {}, "eval_s": 0.0, "status": "diverged",
+                "error": f"training diverged at step {div['step']} (loss {div['loss']}); "
+                         "lower the learning rate"}, None, None
     start = time.perf_counter()
     ctx = evaluation_context(run.spec, run.target, run.model, run.device)
-    scores = evaluate_metrics(ctx, cfg["metrics"], registry.get_metric)
-    record.metrics = {label: MetricResult.from_dict(result) for label, result in scores.items()}
+    out["metrics"] = evaluate_metrics(ctx, cfg["metrics"], registry.get_metric)
     arrays = None
     if cfg.get("save_samples", SuiteSection.save_samples):
         arrays = saved_arrays(ctx)
@@ -112,9 +108,8 @@ def _scored(record: RunRecord, run: TrainedRun) -> ScoredRun:
                 arrays.update(_density_grid(run.model, ctx.reference, grid, run.device))
             except Exception as err:  # the figure is optional; the run still counts
                 logger.warning("density grid for %s failed: %s", run.spec.label, err)
-    record.eval_s = time.perf_counter() - start
-    record.status = "ok"
-    return ScoredRun(record, arrays, run.model if cfg.get("save_models") else None)
+    out.update(eval_s=time.perf_counter() - start, status="ok")
+    return out, arrays, run.model if cfg.get("save_models") else None
 
 
 def evaluation_context(spec, target, model, device: torch.device) -> EvalContext:
@@ -255,11 +250,6 @@ def saved_arrays(ctx: EvalContext) -> dict[str, np.ndarray]:
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().float().numpy()
-
-
-def _failed(record: RunRecord, error: str, trace: str | None) -> RunRecord:
-    record.status, record.error, record.traceback = "failed", error, trace
-    return record
 
 
 def _versions() -> dict[str, str]:

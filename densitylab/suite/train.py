@@ -18,9 +18,8 @@ import torch
 
 from .._errors import TrainingDiverged
 from .._runtime import logger, resolve_device
-from ..scoring.context import declared_options
 from . import registry
-from .config import RunSpec, data_shape_of, import_run_plugins
+from .config import RunSpec
 from .schema import TRAIN_DEFAULTS
 
 
@@ -63,10 +62,11 @@ def _train_alone(spec: RunSpec, callback_for) -> TrainedRun:
     try:
         run.device = resolve_device(spec.device)
         cfg = spec.config
-        import_run_plugins(spec)
+        registry.import_run_plugins(spec)
         run.target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
+        shape = registry.data_shape_of(run.target)
         run.model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
-                                        data_shape=data_shape_of(run.target), seed=spec.seed)
+                                        data_shape=shape, seed=spec.seed)
         callback = callback_for(spec, run.target, run.model, run.device) if callback_for else None
         start = time.perf_counter()
         try:
@@ -94,9 +94,9 @@ def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
         device = resolve_device(first.device)
         if cfg["train"].get("eval_every") is not None:
             raise ValueError("eval_every scores each seed during its own fit")
-        import_run_plugins(first)
+        registry.import_run_plugins(first)
         target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
-        shape = data_shape_of(target)
+        shape = registry.data_shape_of(target)
         shape_kw = {"data_dim": shape[0]} if len(shape) == 1 else {"data_shape": shape}
         batched = registry.batched_model_class(cfg["model"]["kind"])(
             seeds=[s.seed for s in specs], **shape_kw, **cfg["model"]["params"])
@@ -132,7 +132,7 @@ def fit_options(model, train: dict[str, Any], seed: int | None, device: torch.de
     ``train_size`` when the suite sets it (refused when the model's fit lacks it);
     ``callback`` when given; ``device`` and ``progress`` (off) when declared.
     """
-    declared = declared_options(model, "fit")
+    declared = registry.declared_options(model, "fit")
     kwargs: dict[str, Any] = {"steps": train["steps"], "batch_size": train["batch_size"]}
     if seed is not None:
         kwargs["seed"] = seed
