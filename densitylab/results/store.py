@@ -41,6 +41,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,30 @@ class RunStore:
             record = record.to_dict()
         return atomic_write_json(self.record_path(record["run_id"]), record)
 
+    def save_run(self, record: RunRecord, arrays: dict[str, np.ndarray] | None = None,
+                 model=None, *, wall_s: float, before_record=None) -> RunRecord:
+        """Keep a finished run: its samples (``arrays``) and trained ``model`` first, then its
+        record, last, so that a record names only complete files and a run without its record
+        is computed again. ``model`` without ``save`` (the oracle and noise rows, a plugin
+        model) is noted in the log and not kept. ``before_record(record)`` runs just before the
+        record is written (its TensorBoard events); its failure is logged, not raised."""
+        if arrays is not None:
+            record.samples_file = self.write_samples(record.run_id, arrays).name
+        if model is not None and callable(getattr(model, "save", None)):
+            record.model_file = self.write_model(record.run_id, model).name
+        elif model is not None:
+            logger.info("%s/%s: model kind %r has no save(path); its weights are not kept",
+                        record.dataset, record.model, record.model_kind)
+        record.wall_s = wall_s
+        record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if before_record is not None:
+            try:
+                before_record(record)
+            except Exception as err:  # a view of the record; the run still counts
+                logger.warning("%s: not written before the record: %s", record.run_id, err)
+        self.write_record(record)
+        return record
+
     def write_samples(self, run_id: str, arrays: dict[str, np.ndarray]) -> Path:
         """Atomically write named arrays as a compressed ``.npz`` beside the record."""
         buf = io.BytesIO()
@@ -178,8 +203,6 @@ class RunStore:
         current ``suite.json`` and the report written from them (:data:`REPORT_FILES`) into
         ``stale/<UTC time>/``, so that no file at the top of the folder describes another
         configuration; nothing is deleted. Returns that folder."""
-        from datetime import datetime, timezone
-
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         dest = self.root / "stale" / stamp
         (dest / "runs").mkdir(parents=True, exist_ok=False)

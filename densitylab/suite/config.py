@@ -166,6 +166,16 @@ class SuiteConfig:
         """The ids of every run of the suite, in order."""
         return [r.run_id for r in self.runs]
 
+    def suite_info(self) -> dict[str, Any]:
+        """What a results folder records of the suite that fills it (its ``suite.json``): name,
+        description, source, device, seeds, evaluation samples, run ids, :meth:`settings` and
+        the declared primary values."""
+        return {"name": self.name, "description": self.description, "source": self.source,
+                "device": self.device, "seeds": list(self.seeds),
+                "eval_samples": self.eval_samples, "run_ids": self.run_ids(),
+                "settings": self.settings(),
+                "primary": None if self.primary is None else list(self.primary)}
+
     def settings(self) -> dict[str, Any]:
         """What the suite computes, as plain data: compared key by key when a results folder
         written by another configuration is reused (device, threads and ``batch_seeds`` say how,

@@ -12,7 +12,6 @@ and the other metrics still count.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,26 +79,11 @@ def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
 
 def _store(scored: ScoredRun, store: RunStore, wall_s: float, *,
            tensorboard: bool) -> dict[str, Any]:
-    """Write what a scored run keeps: samples and model first, then the TensorBoard events,
-    then the record (a run without its record is computed again; a record names only complete
-    files). Returns the run's summary."""
-    record = scored.record
-    if scored.arrays is not None:
-        record.samples_file = store.write_samples(record.run_id, scored.arrays).name
-    if scored.model is not None:
-        if callable(getattr(scored.model, "save", None)):
-            record.model_file = store.write_model(record.run_id, scored.model).name
-        else:  # the oracle and noise reference rows, a plugin model without save
-            logger.info("%s/%s: model kind %r has no save(path); its weights are not kept",
-                        record.dataset, record.model, record.model_kind)
-    record.wall_s = wall_s
-    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if tensorboard:
-        try:
-            write_run_events(store, record)
-        except Exception as err:  # the log is a view of the record; the run still counts
-            logger.warning("TensorBoard events of %s not written: %s", record.run_id, err)
-    store.write_record(record)
+    """The store stage: keep the scored run (see :meth:`RunStore.save_run`) with its
+    TensorBoard events when the suite asks for them; returns the run's summary."""
+    events = (lambda record: write_run_events(store, record)) if tensorboard else None
+    record = store.save_run(scored.record, scored.arrays, scored.model, wall_s=wall_s,
+                            before_record=events)
     return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
             "status": record.status, "wall_s": wall_s, "error": record.error}
 

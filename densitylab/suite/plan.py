@@ -66,12 +66,12 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
         FolderInUseError: the folder belongs to another configuration, or holds runs of other
             code while runs are to be computed, and ``force`` is False.
     """
-    ids, settings = config.run_ids(), config.settings()
+    info = config.suite_info()
     selected = select_runs(config.runs, only)
     if only and not selected:
         raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
                          "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
-    moved = claim_folder(config, store, force=force)
+    moved = _claim(info, store, force=force)
     records = store.records_by_id()
     finished = {rid: rec for rid, rec in records.items() if rec.status in DONE_STATUSES}
     todo = [spec for spec in selected if spec.run_id not in finished]
@@ -87,11 +87,7 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
     units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
     before = {spec.run_id: getattr(records.get(spec.run_id), "finished_at", None)
               for spec in todo}
-    store.write_suite({"name": config.name, "description": config.description,
-                       "source": config.source, "device": config.device,
-                       "seeds": list(config.seeds), "eval_samples": config.eval_samples,
-                       "run_ids": ids, "settings": settings,
-                       "primary": None if config.primary is None else list(config.primary)})
+    store.write_suite(info)
     return Work(selected, units, skipped, before, moved, other_code)
 
 
@@ -133,10 +129,15 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: 
     folder (None when nothing was moved).
     """
     store = out_dir if isinstance(out_dir, RunStore) else RunStore(out_dir)
+    return _claim(config.suite_info(), store, force=force)
+
+
+def _claim(info: dict[str, Any], store: RunStore, *, force: bool) -> Path | None:
+    """:func:`claim_folder` for the suite described by ``info`` (its ``suite.json``)."""
     old = store.read_suite()
-    ids = config.run_ids()
+    ids = info["run_ids"]
     stale = [rid for rid in store.record_ids() if rid not in set(ids)]
-    changed = old is not None and (old.get("name") != config.name
+    changed = old is not None and (old.get("name") != info["name"]
                                    or set(old.get("run_ids", [])) != set(ids))
     if not stale and not changed:
         return None
@@ -144,7 +145,7 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: 
         dest = store.move_aside(stale)
         logger.info("moved %d stale record(s) of another configuration to %s", len(stale), dest)
         return dest
-    differences = _differences(old, config)
+    differences = _differences(old, info["settings"])
     raise FolderInUseError(
         f"{store.root} already holds results of another configuration"
         + (f" (suite {old.get('name')!r}" + (f" from {old['source']}" if old.get("source")
@@ -207,11 +208,12 @@ def tensorboard_available() -> None:
                           "'densitylab[tensorboard]' (or set tensorboard = false)") from err
 
 
-def _differences(old: dict[str, Any] | None, config: SuiteConfig, limit: int = 8) -> str:
-    """The keys whose values differ between a folder's recorded settings and ``config``."""
+def _differences(old: dict[str, Any] | None, settings: dict[str, Any], limit: int = 8) -> str:
+    """The keys whose values differ between a folder's recorded settings and ``settings``
+    (:meth:`SuiteConfig.settings`)."""
     if not old or "settings" not in old:
         return "(the folder does not record its suite's settings; its run ids differ)"
-    before, after = _flatten(old["settings"]), _flatten(config.settings())
+    before, after = _flatten(old["settings"]), _flatten(settings)
     keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
     if not keys:
         return ("no key of the suite file: the code's defaults or densitylab's version changed "
