@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.spatial
 import torch
 from scipy.spatial import cKDTree
 
@@ -54,9 +55,31 @@ def with_duplicates(rng, n_distinct, copies, d=2):
     return np.concatenate([base] + [base[:3]] * copies)
 
 
+@pytest.fixture
+def bounded_tree_queries(monkeypatch):
+    """The estimators' k-d trees, each failing the test once its growth loop stops doubling."""
+    built = []
+
+    class BoundedQueryTree(cKDTree):
+        def __init__(self, data, *args, **kwargs):
+            super().__init__(data, *args, **kwargs)
+            self.queries = 0
+            built.append(self)
+
+        def query(self, x, *args, **kwargs):
+            # asking for at least twice as many neighbours each round, n is reached after
+            # log2(n) rounds (an endless loop is caught here instead of by a time-out)
+            self.queries += 1
+            assert self.queries <= math.ceil(math.log2(self.n)) + 1, "tree query not growing"
+            return super().query(x, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.spatial, "cKDTree", BoundedQueryTree)
+    return built
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize("method", ["kdtree", "brute"])
-def test_kl_and_entropy_with_many_duplicates_match_the_formula(k, method):
+def test_kl_and_entropy_with_many_duplicates_match_the_formula(k, method, bounded_tree_queries):
     rng = np.random.default_rng(20 + k)
     x = with_duplicates(rng, 30, copies=9)  # 3 positions held by 10 points each
     y = np.concatenate([rng.normal(size=(25, 2)) + 0.3, x[:2]])  # y shares 2 positions with x
@@ -65,6 +88,7 @@ def test_kl_and_entropy_with_many_duplicates_match_the_formula(k, method):
                                                                        rel=1e-9)
     assert metrics.entropy_knn(xt, k=k, method=method) == pytest.approx(brute_entropy(x, k),
                                                                         rel=1e-9)
+    assert bool(bounded_tree_queries) == (method == "kdtree")
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 5])
@@ -76,7 +100,7 @@ def test_entropy_matches_the_kozachenko_leonenko_formula_from_scratch(d):
 
 
 @pytest.mark.parametrize("method", ["kdtree", "brute"])
-def test_too_many_duplicates_name_the_set_and_k(method):
+def test_too_many_duplicates_name_the_set_and_k(method, bounded_tree_queries):
     rng = np.random.default_rng(3)
     with pytest.raises(ValueError, match=r"^x has fewer than k=1 distinct neighbour positions"):
         metrics.kl_knn(np.ones((10, 2)), rng.normal(size=(10, 2)), method=method)
@@ -87,6 +111,7 @@ def test_too_many_duplicates_name_the_set_and_k(method):
     x = np.concatenate([np.ones((1, 2)), rng.normal(size=(5, 2))])
     with pytest.raises(ValueError, match=r"^y has fewer than k=3 distinct neighbour positions"):
         metrics.kl_knn(x, np.ones((3, 2)), k=3, method=method)
+    assert bool(bounded_tree_queries) == (method == "kdtree")
 
 
 def test_sample_size_limits_are_exact_and_name_the_argument():
@@ -146,7 +171,7 @@ class CountingTree:
     def __init__(self, points, limit):
         self._tree, self.n, self.limit, self.ks = cKDTree(points), len(points), limit, []
 
-    def query(self, queries, k, workers):
+    def query(self, queries, k, workers=1):
         self.ks.append(k)
         assert len(self.ks) <= self.limit, f"tree queried {len(self.ks)} times: k={self.ks}"
         return self._tree.query(queries, k=k, workers=workers)
