@@ -3,7 +3,10 @@
 Truths: the estimators' formulas written out from a full numpy distance matrix (the k-th
 smallest *strictly positive* distance, as the module docstring defines it), the digamma function
 at integers from harmonic numbers (``psi(n) = -gamma + sum_{j<n} 1/j``), exact means of seeded
-log-density ratios, and the documented error messages. See docs/testing.md.
+log-density ratios, the documented error messages, and for the k-d tree's growth loop a bound
+on its queries (each round asks for at least twice as many neighbours, so at most
+``log2(n) + 1`` queries; a loop that stops growing fails instead of hanging). See
+docs/testing.md.
 """
 
 from __future__ import annotations
