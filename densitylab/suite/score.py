@@ -73,6 +73,10 @@ def score_run(run: TrainedRun, curves: dict[str, Any] | None = None) -> ScoredRu
     else:
         try:
             outcome, arrays, model = _evaluated(run)
+            # the code this process ran (a remote Dask worker may run other code than the
+            # runner that checked the folder; file digests and the git commit are cached)
+            outcome["code"] = run_code(run.model, run.target,
+                                       [m["name"] for m in spec.config["metrics"]])
             data.update(outcome)
         except Exception as err:  # recorded and retried on the next run of the suite
             logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, err)
@@ -85,11 +89,8 @@ def _evaluated(run: TrainedRun) -> tuple[dict[str, Any], dict[str, np.ndarray] |
     """What scoring a trained run adds to its record (as JSON data), the arrays to save beside
     it and the model to save (None when not kept)."""
     cfg = run.spec.config
-    out: dict[str, Any] = {
-        # the code this process ran (a remote Dask worker may run other code than the runner
-        # that checked the folder; file digests and the git commit are cached per process)
-        "code": run_code(run.model, run.target, [m["name"] for m in cfg["metrics"]]),
-        "history": summarize_history(run.history), "steps": cfg["train"]["steps"]}
+    out: dict[str, Any] = {"history": summarize_history(run.history),
+                           "steps": cfg["train"]["steps"]}
     if run.diverged:  # an untrained model's scores are no result: scored with nothing
         div = run.diverged
         return {**out, "diverged": div, "metrics": {}, "eval_s": 0.0, "status": "diverged",
