@@ -164,8 +164,8 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .catalogue import describe_all
     from .suite import builtin_suites, registry
-    from .suite.describe import describe_all
 
     if args.details:
         print(describe_all())
@@ -187,7 +187,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    from .suite.describe import describe
+    from .catalogue import describe
 
     print(describe(args.name))
     return 0

@@ -14,9 +14,9 @@ from densitylab.cli import main
 from densitylab.report import sections
 from densitylab.report.inference import pairwise_tests
 from densitylab.report.power import failure_design, format_plan, plan_suite, shift_design
+from densitylab.report.primary import default_primary, primary_for
 from densitylab.suite import load_suite, parse_suite
 from densitylab.suite.config import SuiteConfigError
-from densitylab.suite.primary import default_primary, primary_for
 
 
 def test_plan_says_the_quick_suites_three_seeds_cannot_reach_005_and_how_many_would(capsys):

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from densitylab import models
+from densitylab.catalogue import describe
 from densitylab.suite import MetricSpec, RunStore, parse_suite, registry, run_suite
 from densitylab.suite.context import declared_options, model_log_prob
-from densitylab.suite.describe import describe
 from densitylab.suite.registry import REGISTRY, PluginError
 
 PLUGIN_MODULE = "densitylab_test_plugin_pkg"

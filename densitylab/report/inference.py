@@ -22,9 +22,9 @@ import pandas as pd
 
 from .. import stats
 from ..results.store import RunStore
-from ..suite.primary import primary_for
 from ..suite.references import REFERENCE_KINDS
 from .metric_info import headline_values
+from .primary import primary_for
 from .table import results_table
 
 __all__ = ["headline_values", "ALPHA", "load_table", "cell_summary", "pairwise_tests",
@@ -164,7 +164,7 @@ def pairwise_tests(table: pd.DataFrame, metrics: Sequence[str] | None = None,
     it was computed).
 
     ``family`` is ``"primary"`` for the dataset's primary values (``primary`` as a suite
-    declares them, else :func:`densitylab.suite.primary.default_primary` of the dataset's
+    declares them, else :func:`densitylab.report.primary.default_primary` of the dataset's
     values) and ``"exploratory"`` for the rest. Holm's correction (``p_holm``) runs over the
     primary rows only, and ``holds`` when it is at most ``alpha``; an exploratory row keeps its
     unadjusted p and never holds. A pair where a model has fewer than 2 values is not tested
@@ -228,7 +228,7 @@ def _permutation_tests(rows: list[dict], groups: list[tuple[int, np.ndarray, np.
 
 def primary_of(table: pd.DataFrame, dataset, declared: Sequence[str] | None = None
                ) -> tuple[str, ...]:
-    """The primary values of ``dataset`` in ``table`` (:func:`densitylab.suite.primary.
+    """The primary values of ``dataset`` in ``table`` (:func:`densitylab.report.primary.
     primary_for`: the ``declared`` ones it has, else the default for its kind)."""
     present = table[(table["dataset"] == dataset) & _ok(table)]["metric"]
     return primary_for(dict.fromkeys(present), declared)

@@ -34,9 +34,9 @@ import pandas as pd
 
 from .. import stats
 from ..suite import registry
-from ..suite.primary import primary_for, suite_values
 from ..suite.references import is_reference
 from .inference import ALPHA
+from .primary import primary_for, suite_values
 
 __all__ = ["EFFECT_SD", "FAILURE_RATES", "TARGET_POWER", "ShiftDesign", "FailureDesign",
            "shift_design", "failure_design", "SuitePlan", "plan_suite", "format_plan",

@@ -82,7 +82,7 @@ def tests_section(table: pd.DataFrame, metrics: Sequence[str] | None = None,
     (Holm), the exploratory tests (unadjusted) of ``metrics`` (default: the table's headline
     values), what the seeds can decide, and the failure
     counts (Fisher, their own family). ``primary``: the suite's declared primary values
-    (None: the default per dataset, :mod:`densitylab.suite.primary`)."""
+    (None: the default per dataset, :mod:`densitylab.report.primary`)."""
     pairs = pairwise_tests(table, metrics, alpha, primary=primary)
     fails = failure_tests(table, metrics, alpha)
     lines = ["## Which differences hold", ""]

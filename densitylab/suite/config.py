@@ -158,7 +158,7 @@ class SuiteConfig:
     #: Write TensorBoard event files per run (how results are shown, not what: not in the id).
     tensorboard: bool = SuiteSection.tensorboard
     #: The declared primary metric values (``[suite] primary``), None for the default per
-    #: dataset (:mod:`densitylab.suite.primary`). How results are tested, not what is computed:
+    #: dataset (:mod:`densitylab.report.primary`). How results are tested, not what is computed:
     #: not part of the run ids.
     primary: tuple[str, ...] | None = SuiteSection.primary
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import tomllib
 
-from . import registry
-from .config import builtin_suites
+from .suite import registry
+from .suite.config import builtin_suites
 
 __all__ = ["describe", "describe_all"]
 
