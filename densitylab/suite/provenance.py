@@ -15,12 +15,13 @@ is the code the process loaded, not a later edit on disk:
 - ``model``: the module of the model's class and of each of its base classes inside
   densitylab (a VAE: ``models/vae.py`` and ``models/base.py``); for a built-in model also the
   shared training code, ``models/networks.py``, ``models/train.py``, ``models/trainer.py``,
-  ``models/data.py``, ``models/batched.py``
-  (seeds trained as one batch) and ``losses.py``. A plugin model: its class's own module.
+  ``models/data.py``, ``models/batched.py`` (seeds trained as one batch), ``losses.py`` and
+  the suite's train stage (``suite/train.py``). A plugin model: its class's own module.
 - ``dataset``: the module of the target's class and its densitylab bases
   (``distributions.py``); an image dataset: every module of ``densitylab/images``.
 - ``metrics``: every module of ``densitylab/metrics``, the suite's evaluation code
-  (``suite/evaluate.py``, ``suite/context.py``), every module of the score stage
+  (``suite/evaluate.py``, ``suite/score.py``, ``suite/context.py``), every module of the score
+  stage
   (``densitylab/scoring``) and, for a plugin metric, the module of its function.
 
 So editing the docs, the report, the CLI, another model's module or the plumbing every module
@@ -58,10 +59,11 @@ __all__ = ["run_code", "spec_code", "fingerprint_of", "git_state", "module_finge
 #: Shared code every built-in model's training runs (see the module docstring).
 MODEL_SHARED = ("densitylab.models.networks", "densitylab.models.train",
                 "densitylab.models.trainer", "densitylab.models.data",
-                "densitylab.models.batched", "densitylab.losses")
+                "densitylab.models.batched", "densitylab.losses", "densitylab.suite.train")
 #: The suite's evaluation code, besides every module of ``densitylab.metrics`` and of the score
 #: stage, ``densitylab.scoring``.
-METRIC_MODULES = ("densitylab.suite.evaluate", "densitylab.suite.context")
+METRIC_MODULES = ("densitylab.suite.evaluate", "densitylab.suite.score",
+                  "densitylab.suite.context")
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # .../densitylab
 
