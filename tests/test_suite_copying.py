@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from densitylab import distributions, models
-from densitylab.models import base
+from densitylab.models import trainer
 from densitylab.scoring import BUILTIN_METRICS
 from densitylab.suite.context import EvalContext
 
@@ -16,14 +16,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 def test_training_set_is_the_set_fit_trains_on(monkeypatch):
     seen = []
-    original = base.iter_batches
+    original = trainer.iter_batches  # the batch stream every fit draws from
 
     def spy(*args, **kwargs):
         for batch in original(*args, **kwargs):
             seen.append(batch.detach().clone())
             yield batch
 
-    monkeypatch.setattr(base, "iter_batches", spy)
+    monkeypatch.setattr(trainer, "iter_batches", spy)
     target = distributions.ring()
     model = models.VAE(data_dim=2, latent_dim=2)
     model.fit(target, steps=3, batch_size=32, seed=5, train_size=64, progress=False)
