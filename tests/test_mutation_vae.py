@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import pyro
 import pytest
 import torch
 import torch.distributions as D
@@ -18,6 +19,14 @@ import torch.distributions as D
 from densitylab import models, testing
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def private_param_store():
+    """Calling the model's Pyro program directly registers its networks in Pyro's global
+    parameter store; keep that out of the tests that check the store stays empty."""
+    with pyro.get_param_store().scope():
+        yield
 
 
 def linear_vae(model: testing.LinearGaussianModel, *, exact: bool) -> models.VAE:
