@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import math
 
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 import torch.distributions as D
+from pyro import poutine
 
 from densitylab import models, testing
+from densitylab.models.vae import GivenNoiseNormal, trace_log_prob
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def private_param_store():
+    """Calling the model's Pyro program directly registers its networks in Pyro's global
+    parameter store; keep that out of the tests that check the store stays empty."""
+    with pyro.get_param_store().scope():
+        yield
 
 
 def linear_vae(model: testing.LinearGaussianModel, *, exact: bool) -> models.VAE:
@@ -106,8 +118,6 @@ def test_the_bernoulli_objective_is_the_binary_cross_entropy_of_the_draw():
 
 
 def test_given_noise_fixes_the_draw():
-    from densitylab.models.vae import GivenNoiseNormal
-
     loc, scale = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0])
     eps = torch.tensor([0.2, -1.0])
     q = GivenNoiseNormal(loc, scale, eps)
@@ -120,3 +130,99 @@ def test_given_noise_fixes_the_draw():
     with pytest.raises(ValueError, match=r"^the given noise fixes the draw; sample_shape must "
                                          r"be empty$"):
         q.rsample((2,))
+
+
+def drawn_log_weights(vae, model, k, seed):
+    """``log p(x, z) - log q(z | x)`` for ``z = loc + scale * eps``, ``eps`` the first ``k n``
+    standard normals of the seeded global stream, draw-major ``(k, n)``."""
+    n, d = model.x.shape
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        eps = torch.randn(k * n, vae.latent_dim, dtype=torch.float64)
+    xr = model.x.expand(k, n, d).reshape(k * n, d)
+    loc, scale = vae.encoder(xr)
+    z = loc + scale * eps
+    return (model.log_joint(xr, z) - D.Normal(loc, scale).log_prob(z).sum(-1)).reshape(k, n)
+
+
+def test_log_weights_elbo_and_iwae_of_seeded_draws_from_a_mismatched_guide():
+    model = orthogonal_model(5)
+    vae = linear_vae(model, exact=False)
+    with torch.no_grad():
+        testing.assert_close(vae.log_weights(model.x, 3, seed=11),
+                             drawn_log_weights(vae, model, 3, 11), rtol=1e-10)
+        # the defaults: one draw for the ELBO, K = 100 for the IWAE bound
+        testing.assert_close(vae.elbo(model.x, seed=4), drawn_log_weights(vae, model, 1, 4)[0],
+                             rtol=1e-10)
+        lw = drawn_log_weights(vae, model, 100, 4)
+        iwae = torch.logsumexp(lw, dim=0) - math.log(100)
+        testing.assert_close(vae.log_prob(model.x, seed=4), iwae, rtol=1e-10)
+        assert vae.log_weights(model.x, seed=4).shape == (1, 5)
+        # unseeded: draws from the global stream, which is left where it was
+        state = torch.get_rng_state()
+        assert vae.log_weights(model.x, 2).shape == (2, 5)
+        assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_log_weights_read_the_data_in_the_models_dtype():
+    vae = models.VAE(data_dim=3, latent_dim=2, network="linear", seed=0)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lw = vae.log_weights(x, 2, seed=1)
+    assert lw.dtype == torch.float32
+    assert torch.equal(lw, vae.log_weights(x.float(), 2, seed=1))
+
+
+def test_log_weights_reject_bad_counts_and_seeds_by_name():
+    vae = models.VAE(data_dim=3, latent_dim=2, network="linear", seed=0)
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"^num_samples must be >= 1, got 0$"):
+        vae.log_weights(x, 0)
+    with pytest.raises(ValueError, match=r"^seed must be >= 0, got -1$"):
+        vae.log_weights(x, 1, seed=-1)
+
+
+def test_model_and_guide_put_the_latent_in_one_plate_over_the_batch():
+    """Pyro pairs a guide's sites with the model's by name and plate: the model's ``z`` and
+    observed ``x`` and the guide's ``z`` sit in the same plate, of the batch's size."""
+    model = orthogonal_model(5)
+    vae = linear_vae(model, exact=False)
+
+    def frames(site):
+        return [(f.name, f.size, f.dim) for f in site["cond_indep_stack"]]
+
+    model_tr = poutine.trace(vae.model).get_trace(model.x)
+    guide_tr = poutine.trace(vae.guide).get_trace(model.x)
+    plate = frames(guide_tr.nodes["z"])
+    assert len(plate) == 1 and plate[0][1] == 5
+    assert frames(model_tr.nodes["z"]) == plate == frames(model_tr.nodes["x"])
+    assert model_tr.nodes["x"]["is_observed"]
+    assert torch.equal(model_tr.nodes["x"]["value"], model.x)
+
+
+def test_trace_log_prob_sums_every_sample_site():
+    a = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.5, -0.3]])
+    b = torch.tensor([1.0, -4.0, 0.25])
+
+    def program():
+        with pyro.plate("cols", 3, dim=-1):
+            with pyro.plate("rows", 2, dim=-2):
+                pyro.sample("a", dist.Normal(0.0, 1.0), obs=a)
+            pyro.sample("b", dist.Normal(0.0, 2.0), obs=b)
+
+    def log_normal(v, s):
+        return -0.5 * (v / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+
+    total = trace_log_prob(poutine.trace(program).get_trace())
+    torch.testing.assert_close(total, log_normal(a, 1.0) + log_normal(b, 2.0))
+    # each site first summed over its last dimension: a per row, b in full
+    by_row = trace_log_prob(poutine.trace(program).get_trace(), sum_dim=-1)
+    torch.testing.assert_close(by_row, log_normal(a, 1.0).sum(1) + log_normal(b, 2.0).sum())
+
+
+def test_given_noise_normal_follows_its_own_validation_flag():
+    loc, scale, eps = torch.zeros(2), torch.tensor([1.0, -1.0]), torch.zeros(2)
+    for globally in (True, False):
+        with pyro.validation_enabled(globally):
+            GivenNoiseNormal(loc, scale, eps, validate_args=False)  # no check of the scale
+            with pytest.raises(ValueError):
+                GivenNoiseNormal(loc, scale, eps, validate_args=True)
