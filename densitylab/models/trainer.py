@@ -213,7 +213,7 @@ class Trainer:
             model.histories = histories
         else:
             model.history = histories[0]
-        record = _LossRecord(histories, live=not batched)
+        record = _LossRecord(histories, live=not batched, steps=self.steps)
         desc = (f"batched {template.name} x{len(seeds)} fit" if batched
                 else f"{template.name} fit")
         fork_devices = [dev] if dev.type == "cuda" else []
@@ -279,22 +279,35 @@ class Trainer:
 
 class _LossRecord:
     """The losses of each step into the histories: a single engine's floats as they come, a
-    stacked engine's ``(S,)`` tensors kept on the device and read back once at the end (no
-    device sync per step), each slice's history cut at the step where it diverged."""
+    stacked engine's ``(S,)`` tensors written into one ``(steps, S)`` table per loss on the
+    device and read back once at the end (no device sync per step), each slice's history cut at
+    the step where it diverged.
 
-    def __init__(self, histories: list[History], *, live: bool):
-        self.histories, self.live = histories, live
-        self.columns: dict[str, list[torch.Tensor]] = {}
+    The table is allocated once: keeping a small tensor per step instead interleaves thousands
+    of long-lived allocations with each step's large temporary ones, and glibc's allocator then
+    cannot give freed memory back (measured: a 40-seed GAN fit grew to 13 GB resident in 2,500
+    steps that way, against under 1 GB with the table).
+    """
+
+    def __init__(self, histories: list[History], *, live: bool, steps: int):
+        self.histories, self.live, self.steps = histories, live, steps
+        self.columns: dict[str, torch.Tensor] = {}
+        self.rows = 0
 
     def add(self, losses: dict[str, Any]) -> None:
         if self.live:
             self.histories[0].append(losses)
             return
         for key, value in losses.items():
-            self.columns.setdefault(key, []).append(value.detach())
+            value = value.detach()
+            if key not in self.columns:
+                self.columns[key] = torch.full((self.steps, *value.shape), float("nan"),
+                                               dtype=value.dtype, device=value.device)
+            self.columns[key][self.rows] = value
+        self.rows += 1
 
     def write(self, divergences: Sequence[dict[str, float] | None], seconds: float) -> None:
-        table = {k: torch.stack(v).cpu().tolist() for k, v in self.columns.items() if v}
+        table = {k: v[:self.rows].cpu().tolist() for k, v in self.columns.items()}
         for i, history in enumerate(self.histories):
             history.seconds = seconds
             if self.live:
