@@ -19,6 +19,7 @@ from .._runtime import logger, torch_threads
 from ..results.store import RunStore
 from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
 from ..scoring.context import EvalContext, derive_seed
+from . import registry
 from .config import RunSpec
 from .score import (
     CurveScorer,
@@ -46,7 +47,8 @@ def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str
 
 def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
                          out_dir: str | Path) -> list[dict[str, Any]]:
-    """Train the runs ``specs`` (one, or several with equal :func:`batch_key` and distinct
+    """Train the runs ``specs`` (one, or several with equal
+    :func:`~densitylab.suite.plan.batch_key` and distinct
     seeds, trained as one batched model) and score and record each; one summary per run.
 
     A batched run is recorded exactly as its single run would be, plus
@@ -91,7 +93,7 @@ def _store(scored: ScoredRun, store: RunStore, wall_s: float, *,
 def _live_log(spec: RunSpec, store: RunStore, model) -> LiveLog | None:
     """The TensorBoard log of a run while it trains (``tensorboard = true`` and a model whose
     ``fit`` takes a callback), else None; see :class:`densitylab.suite.tblog.LiveLog`."""
-    if not spec.tensorboard or "callback" not in getattr(model, "fit_options", ()):
+    if not spec.tensorboard or "callback" not in registry.declared_options(model, "fit"):
         return None
     try:
         return LiveLog(store, spec, spec.config["train"]["steps"])

@@ -75,7 +75,8 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
     records = store.records_by_id()
     finished = {rid: rec for rid, rec in records.items() if rec.status in DONE_STATUSES}
     todo = [spec for spec in selected if spec.run_id not in finished]
-    codes = {spec.run_id: spec_code(spec) for spec in config.runs}
+    # the code each run is expected to be computed with, built only when there is work to do
+    codes = {spec.run_id: spec_code(spec) for spec in config.runs} if todo else {}
     other_code = check_code(store.root, finished, codes, todo, force=force)
     if other_code:
         logger.warning("keeping %d run(s) computed by other code (--force); the report lists "
@@ -93,7 +94,6 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
 
 class FolderInUseError(ValueError):
     """The results folder belongs to another suite configuration (see :func:`claim_folder`)."""
-
 
 
 def select_runs(runs: Iterable[RunSpec], only: str | None) -> list[RunSpec]:
@@ -114,7 +114,6 @@ def pending_runs(runs: Iterable[RunSpec], out_dir: str | Path) -> list[RunSpec]:
     """The runs without a finished (``ok`` or ``diverged``) record in ``out_dir``."""
     store = RunStore(out_dir)
     return [r for r in runs if not store.is_finished(r.run_id)]
-
 
 
 def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: bool = False
@@ -235,7 +234,6 @@ def _short(value: Any) -> str:
     return "unset" if value is None else repr(value)
 
 
-
 def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
     """Runs that differ only in their seed, grouped (first-seen order); others alone."""
     groups: dict[str, list[RunSpec]] = {}
@@ -250,7 +248,6 @@ def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
             groups[key] = [spec]
             units.append(groups[key])
     return units
-
 
 
 def batch_key(spec: RunSpec) -> str | None:

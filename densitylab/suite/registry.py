@@ -56,7 +56,7 @@ __all__ = [
     "make_dataset", "make_model", "make_preset", "preset_train", "model_defaults",
     "model_parameters", "check_model_params", "batched_model_class", "get_metric",
     "register_dataset", "register_model", "register_metric", "register_preset", "unregister",
-    "declared_options", "import_plugin", "import_run_plugins", "data_shape_of",
+    "declared_options", "import_plugin", "import_run_plugins", "data_shape_of", "run_dataset",
 ]
 
 
@@ -119,6 +119,15 @@ def import_run_plugins(spec) -> None:
     the suite file's folder first (``spec``: a :class:`~densitylab.suite.config.RunSpec`)."""
     for module in spec.config.get("plugins", []):
         import_plugin(module, spec.plugin_dir)
+
+
+def run_dataset(spec) -> tuple[Any, tuple[int, ...]]:
+    """A run's dataset (its ``plugins`` imported first) and the shape of one of its points
+    (``spec``: a :class:`~densitylab.suite.config.RunSpec`)."""
+    import_run_plugins(spec)
+    cfg = spec.config
+    target = make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
+    return target, data_shape_of(target)
 
 
 def data_shape_of(target) -> tuple[int, ...]:

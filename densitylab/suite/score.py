@@ -120,7 +120,7 @@ def evaluation_context(spec, target, model, device: torch.device) -> EvalContext
     n = cfg["eval_samples"]
     with torch.no_grad():
         samples = sample_points(model, n, derive_seed(spec.seed, "sample"),
-                       **cfg["model"].get("sample", {})).to(device)
+                                **cfg["model"].get("sample", {})).to(device)
     reference = sample_points(target, n, derive_seed(spec.seed, "reference")).to(device)
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"model samples have shape {tuple(samples.shape[1:])} per point but the "

@@ -62,9 +62,7 @@ def _train_alone(spec: RunSpec, callback_for) -> TrainedRun:
     try:
         run.device = resolve_device(spec.device)
         cfg = spec.config
-        registry.import_run_plugins(spec)
-        run.target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
-        shape = registry.data_shape_of(run.target)
+        run.target, shape = registry.run_dataset(spec)
         run.model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
                                         data_shape=shape, seed=spec.seed)
         callback = callback_for(spec, run.target, run.model, run.device) if callback_for else None
@@ -94,9 +92,7 @@ def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
         device = resolve_device(first.device)
         if cfg["train"].get("eval_every") is not None:
             raise ValueError("eval_every scores each seed during its own fit")
-        registry.import_run_plugins(first)
-        target = registry.make_dataset(cfg["dataset"]["name"], cfg["dataset"]["params"])
-        shape = registry.data_shape_of(target)
+        target, shape = registry.run_dataset(first)
         shape_kw = {"data_dim": shape[0]} if len(shape) == 1 else {"data_shape": shape}
         batched = registry.batched_model_class(cfg["model"]["kind"])(
             seeds=[s.seed for s in specs], **shape_kw, **cfg["model"]["params"])
