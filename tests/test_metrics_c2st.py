@@ -9,7 +9,7 @@ import torch
 from scipy.stats import norm
 
 from densitylab import distributions, metrics
-from densitylab.metrics.c2st import _torch_mlp_predictions
+from densitylab.metrics.c2st import _fit_torch_mlps
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -74,6 +74,12 @@ def test_c2st_torch_mlp_is_deterministic_and_leaves_the_thread_setting():
     assert a.accuracy > 0.6  # Bayes accuracy Phi(0.5) = 0.69
 
 
+def _held_out_predictions(data, labels, splits):
+    fold_logits = _fit_torch_mlps(data, labels, splits, seed=0)
+    return [(fold_logits(f, data[torch.as_tensor(test)]) > 0).numpy()
+            for f, (_, test) in enumerate(splits)]
+
+
 def test_torch_mlp_folds_train_independently():
     # The exact test needs the first fold's classifier to depend on its own training rows only:
     # giving the other folds different rows (of the same sizes) must leave its predictions as
@@ -86,8 +92,8 @@ def test_torch_mlp_folds_train_independently():
     first = (rows[:300], rows[300:])
     others = [(rng.permutation(400)[:300], rows[:100]) for _ in range(2)]
     others_b = [(rng.permutation(400)[:300], rows[:100]) for _ in range(2)]
-    a = _torch_mlp_predictions(data, labels, [first, *others], seed=0)
-    b = _torch_mlp_predictions(data, labels, [first, *others_b], seed=0)
+    a = _held_out_predictions(data, labels, [first, *others])
+    b = _held_out_predictions(data, labels, [first, *others_b])
     np.testing.assert_array_equal(a[0], b[0])
     assert not all(np.array_equal(u, v) for u, v in zip(a[1:], b[1:], strict=True))
 

@@ -7,7 +7,7 @@ import torch
 
 from densitylab import distributions
 from densitylab.distributions import GaussianMixture
-from densitylab.report.maps import witness_figure
+from densitylab.report.maps import c2st_map_figure, witness_figure
 from densitylab.results.store import RunRecord, RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,3 +36,23 @@ def test_witness_figure_outlines_a_dropped_mode_and_skips_runs_without_points(tm
     # the colour map, at least one significance outline, the mode centres
     assert len(panels[0].collections) >= 3
     assert witness_figure([_record("b")], store) is None
+
+
+def test_c2st_map_figure_shades_where_there_is_data_and_skips_runs_without_points(tmp_path):
+    p = distributions.ring(dtype=torch.float64)
+    keep = torch.arange(8) != 3
+    q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    store = RunStore(tmp_path)
+    store.runs_dir.mkdir(parents=True, exist_ok=True)
+    store.write_samples("a", {"samples": q.sample(600, seed=1).numpy(),
+                              "reference": p.sample(600, seed=2).numpy(),
+                              "mode_means": p.means.numpy()})
+    store.write_samples("b", {"samples": q.sample(10, seed=1).numpy()})  # no target sample
+    fig = c2st_map_figure([_record("a"), _record("b", "vae"), _record("c")], store,
+                          grid_size=32)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(panels) == 1 and "C2ST accuracy" in panels[0].get_title()
+    shaded = panels[0].collections[0].get_array()
+    # cells without data are blank (the values themselves: tests/test_metrics_c2st_map.py)
+    assert 0 < shaded.count() < shaded.size
+    assert c2st_map_figure([_record("b")], store) is None

@@ -10,13 +10,13 @@ Classifier test: :func:`c2st` (Lopez-Paz and Oquab 2017). Transport and energy:
 :func:`sliced_wasserstein` (Bonneel et al. 2015), :func:`energy_distance` (Szekely and Rizzo
 2013). Diagnostics: :func:`data_copying` (Meehan et al. 2020), :func:`authenticity` (Alaa
 et al. 2022) and :func:`nn_distance_ratio` (copying of the training set); :func:`calibration`
-(ranks: TARP, HPD, PIT); :func:`witness_map` (where a 2D model is wrong); :func:`prd_curve`
-(Simon et al. 2019). Definitions and
-references: ``docs/metrics.md``; the sanity battery every metric is run through:
+(ranks: TARP, HPD, PIT); :func:`witness_map` and :func:`c2st_map` (where a 2D model is
+wrong); :func:`prd_curve` (Simon et al. 2019). Definitions and references:
+``docs/metrics.md``; the sanity battery every metric is run through:
 :mod:`densitylab.metrics.sanity`.
 """
 
-from .c2st import CLASSIFIERS, C2STResult, c2st
+from .c2st import CLASSIFIERS, C2STMap, C2STResult, c2st, c2st_map
 from .calibration import CALIBRATION_METHODS, CalibrationResult, calibration
 from .copying import (
     AuthenticityResult,
@@ -40,6 +40,7 @@ from .witness import WitnessMap, witness_map
 __all__ = [
     "AISResult",
     "AuthenticityResult",
+    "C2STMap",
     "C2STResult",
     "CALIBRATION_METHODS",
     "CalibrationResult",
@@ -61,6 +62,7 @@ __all__ = [
     "ais_log_likelihood",
     "authenticity",
     "c2st",
+    "c2st_map",
     "calibration",
     "data_copying",
     "energy_distance",

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from scipy.stats import binom
 
-from .._validation import as_samples, check_choice, check_int, check_same_dim
+from .._validation import as_samples, check_choice, check_int, check_positive, check_same_dim
+from .witness import map_grid
 
-__all__ = ["C2STResult", "CLASSIFIERS", "c2st"]
+__all__ = ["C2STMap", "C2STResult", "CLASSIFIERS", "c2st", "c2st_map"]
 
 CLASSIFIERS = ("mlp", "sklearn_mlp", "logistic", "knn", "forest")
 
@@ -108,10 +109,11 @@ def _stack_rows(data: torch.Tensor, rows: list[np.ndarray]) -> tuple[torch.Tenso
     return data[idx.to(data.device)], weight.to(data.device)
 
 
-def _torch_mlp_predictions(data: torch.Tensor, labels: torch.Tensor,
-                           splits: list[tuple[np.ndarray, np.ndarray]],
-                           seed: int) -> list[np.ndarray]:
-    """Held-out predictions of one ReLU MLP per fold, the folds trained as one computation.
+def _fit_torch_mlps(data: torch.Tensor, labels: torch.Tensor,
+                    splits: list[tuple[np.ndarray, np.ndarray]], seed: int):
+    """One ReLU MLP per fold, the folds trained as one computation; returns
+    ``fold_logits(fold, points)``, fold ``fold``'s logit of class 1 at ``points`` (a tensor on
+    the data's device, standardised as that fold's training part was).
 
     Each fold's training part is standardised by its own mean and std and split into a fit set
     and a validation set (``val_fraction``, seeded); the network minimises the mean logistic
@@ -184,18 +186,85 @@ def _torch_mlp_predictions(data: torch.Tensor, labels: torch.Tensor,
             live &= waited < cfg["patience"]
             if not bool(live.any()):
                 break
-    out = []
     with torch.no_grad():
         for p, k in zip(params, kept, strict=True):
-            p.copy_(k)
-        for f, (_, test) in enumerate(splits):
-            x = (data[torch.as_tensor(test, device=data.device)] - mean[f]) / std[f]
-            out.append((logits(x, f) > 0).long().cpu().numpy())
-    return out
+            p.requires_grad_(False).copy_(k)
+
+    def fold_logits(fold: int, points: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return logits((points.to(data.dtype) - mean[fold]) / std[fold], fold)
+
+    return fold_logits
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
+
+
+@dataclass(frozen=True)
+class _CrossFit:
+    """The C2ST's classifiers, one per fold, fitted on balanced, standardised training parts
+    (``data`` rows: the ``n_per_class`` points of x, labelled 0, then those of y, labelled 1)."""
+
+    data: np.ndarray
+    labels: np.ndarray
+    splits: list
+    n_per_class: int
+    folds: int
+    name: str
+    device: torch.device
+    fitted: object  # the torch MLPs' fold_logits, or one scikit-learn pipeline per fold
+
+    def predict(self, fold: int, points: np.ndarray) -> np.ndarray:
+        """Fold ``fold``'s class (0: x, 1: y) at ``points``."""
+        if self.name == "mlp":
+            pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+            return (self.fitted(fold, pts) > 0).long().cpu().numpy()
+        return self.fitted[fold].predict(points)
+
+    def probability(self, fold: int, points: np.ndarray) -> np.ndarray:
+        """Fold ``fold``'s probability that ``points`` come from y (classes balanced)."""
+        if self.name == "mlp":
+            pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+            return torch.sigmoid(self.fitted(fold, pts)).double().cpu().numpy()
+        return self.fitted[fold].predict_proba(points)[:, 1]
+
+
+def _cross_fit(x, y, classifier: str, folds: int, seed: int) -> _CrossFit:
+    """Check the inputs, balance the classes, split into stratified folds and fit one
+    classifier per fold (the steps :func:`c2st` documents)."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    name = check_choice(classifier, "classifier", CLASSIFIERS)
+    k = check_int(folds, "folds", minimum=2)
+    seed = check_int(seed, "seed", minimum=0)
+    xs = as_samples(x, "x", min_rows=k)
+    ys = as_samples(y, "y", min_rows=k)
+    check_same_dim(xs, ys)
+    a, b = _to_numpy(xs), _to_numpy(ys)
+    rng = np.random.default_rng(seed)
+    size = min(len(a), len(b))
+    if len(a) > size:
+        a = a[np.sort(rng.choice(len(a), size, replace=False))]
+    if len(b) > size:
+        b = b[np.sort(rng.choice(len(b), size, replace=False))]
+    data = np.concatenate([a, b])
+    labels = np.concatenate([np.zeros(size, dtype=np.int64), np.ones(size, dtype=np.int64)])
+    splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(data,
+                                                                                     labels))
+    if name == "mlp":
+        as_torch = partial(torch.as_tensor, device=xs.device)
+        fitted = _fit_torch_mlps(as_torch(data, dtype=torch.float32), as_torch(labels), splits,
+                                 seed)
+    else:
+        fitted = []
+        for train, _ in splits:
+            model = make_pipeline(StandardScaler(),
+                                  _classifier(name, data.shape[1], len(train), seed))
+            fitted.append(model.fit(data[train], labels[train]))
+    return _CrossFit(data, labels, splits, size, k, name, xs.device, fitted)
 
 
 def c2st(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0) -> C2STResult:
@@ -250,43 +319,18 @@ def c2st(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0) -> C2STRe
         folds: number of cross-validation folds, ``>= 2``.
         seed: seeds the subsampling, the fold split and the classifier's initialisation.
     """
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    return _result(_cross_fit(x, y, classifier, folds, seed), seed)
 
-    name = check_choice(classifier, "classifier", CLASSIFIERS)
-    k = check_int(folds, "folds", minimum=2)
-    seed = check_int(seed, "seed", minimum=0)
-    xs = as_samples(x, "x", min_rows=k)
-    ys = as_samples(y, "y", min_rows=k)
-    check_same_dim(xs, ys)
-    a, b = _to_numpy(xs), _to_numpy(ys)
-    rng = np.random.default_rng(seed)
-    size = min(len(a), len(b))
-    if len(a) > size:
-        a = a[np.sort(rng.choice(len(a), size, replace=False))]
-    if len(b) > size:
-        b = b[np.sort(rng.choice(len(b), size, replace=False))]
-    data = np.concatenate([a, b])
-    labels = np.concatenate([np.zeros(size, dtype=np.int64), np.ones(size, dtype=np.int64)])
-    splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(data,
-                                                                                     labels))
-    if name == "mlp":
-        as_torch = partial(torch.as_tensor, device=xs.device)
-        predicted = _torch_mlp_predictions(as_torch(data, dtype=torch.float32), as_torch(labels),
-                                           splits, seed)
-    else:
-        predicted = []
-        for train, test in splits:
-            model = make_pipeline(StandardScaler(),
-                                  _classifier(name, data.shape[1], len(train), seed))
-            model.fit(data[train], labels[train])
-            predicted.append(model.predict(data[test]))
-    per_fold = [(int((pred == labels[test]).sum()), len(test))
-                for (_, test), pred in zip(splits, predicted, strict=True)]
+
+def _result(fit: _CrossFit, seed: int) -> C2STResult:
+    """Accuracy and first-fold exact test of the held-out predictions of ``fit``'s folds."""
+    per_fold = []
+    for f, (_, test) in enumerate(fit.splits):
+        predicted = fit.predict(f, fit.data[test])
+        per_fold.append((int((predicted == fit.labels[test]).sum()), len(test)))
     correct = sum(c for c, _ in per_fold)
     test_correct, test_size = per_fold[0]
-    total = 2 * size
+    total = 2 * fit.n_per_class
     acc = correct / total
     return C2STResult(
         accuracy=acc,
@@ -296,8 +340,66 @@ def c2st(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0) -> C2STRe
         n_total=total,
         test_correct=test_correct,
         test_size=test_size,
-        n_per_class=size,
-        classifier=name,
-        folds=k,
+        n_per_class=fit.n_per_class,
+        classifier=fit.name,
+        folds=fit.folds,
         seed=seed,
     )
+
+
+@dataclass(frozen=True)
+class C2STMap:
+    """Outcome of :func:`c2st_map` (arrays are numpy, ``(grid_size, grid_size)`` with ``[i, j]``
+    at ``(grid_x[j], grid_y[i])``, the layout of ``matplotlib``'s ``pcolormesh``).
+
+    ``probability``: the folds' mean probability that a point at each grid node comes from the
+    model (``y``) rather than the target (``x``), classes balanced: an estimate of
+    ``q / (p + q)``, 0.5 where the two densities agree, near 0 where the target has mass the
+    model lacks (a missed mode), near 1 where the model puts mass the target lacks (a leak).
+    ``log_ratio``: its logit, an estimate of ``log q / p``. ``test``: the C2ST of the same
+    cross-fitted classifiers (:func:`c2st`'s result).
+    """
+
+    grid_x: np.ndarray
+    grid_y: np.ndarray
+    probability: np.ndarray
+    log_ratio: np.ndarray
+    test: C2STResult
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the grid axes and the maps as nested lists, the test as a dictionary."""
+        return {"grid_x": self.grid_x.tolist(), "grid_y": self.grid_y.tolist(),
+                "probability": self.probability.tolist(), "log_ratio": self.log_ratio.tolist(),
+                "test": self.test.to_dict()}
+
+
+def c2st_map(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0, *,
+             grid_size: int = 64, padding: float = 0.1) -> C2STMap:
+    """Where the C2ST's classifier tells a 2D model ``y`` from target ``x``: its probability of
+    "model" on a grid, from the cross-fitted classifiers :func:`c2st` trains.
+
+    A classifier trained on balanced classes estimates the posterior ``q(t) / (p(t) + q(t))``
+    (Lopez-Paz and Oquab, ICLR 2017, use it to say where two samples differ; the same
+    density-ratio reading underlies the PRD curves of Simon et al., ICML 2019). The map averages
+    the ``folds`` classifiers' probabilities at each grid node, so no training point is needed
+    twice, and the returned ``test`` is the C2ST of the same classifiers (one fit serves both).
+    Far from both samples the classifier extrapolates: read the map where there is data (the
+    witness map, :func:`~densitylab.metrics.witness_map`, gives family-wise significance).
+
+    The grid spans the pooled data's bounding box widened by ``padding`` of its range on each
+    side. Arguments as :func:`c2st`; x and y need 2 columns.
+    """
+    size = check_int(grid_size, "grid_size", minimum=2)
+    pad = check_positive(padding, "padding", allow_zero=True)
+    fit = _cross_fit(x, y, classifier, folds, seed)
+    if fit.data.shape[1] != 2:
+        raise ValueError(f"c2st_map draws a 2D map: x and y need 2 columns, got "
+                         f"{fit.data.shape[1]}")
+    axes, grid = map_grid(torch.as_tensor(fit.data), size, pad)
+    points = grid.numpy()
+    prob = np.mean([fit.probability(f, points) for f in range(fit.folds)], axis=0)
+    prob = prob.reshape(size, size)
+    clipped = np.clip(prob, 1e-12, 1 - 1e-12)
+    return C2STMap(grid_x=axes[0].numpy(), grid_y=axes[1].numpy(), probability=prob,
+                   log_ratio=np.log(clipped) - np.log1p(-clipped),
+                   test=_result(fit, check_int(seed, "seed", minimum=0)))

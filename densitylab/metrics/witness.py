@@ -111,7 +111,10 @@ def select_bandwidth(x, y, *, candidates=None, max_points: int = 1000, seed: int
     return cands[int(np.argmax(ratios))], cands, ratios
 
 
-def _grid(pool: torch.Tensor, size: int, padding: float):
+def map_grid(pool: torch.Tensor, size: int, padding: float):
+    """A ``size`` x ``size`` grid over the bounding box of ``pool`` (2D points), widened by
+    ``padding`` of its range on each side: the two axes, and the nodes ``(size², 2)`` in
+    ``pcolormesh`` order."""
     low, high = pool.min(0).values, pool.max(0).values
     pad = padding * (high - low).clamp_min(1e-12)
     axes = [torch.linspace(float(low[k] - pad[k]), float(high[k] + pad[k]), size,
@@ -182,7 +185,7 @@ def witness_map(x, y, seed: int = 0, *, grid_size: int = 64, num_permutations: i
     hx, hy = xs.shape[0] // 2, ys.shape[0] // 2
     x1, x2 = xs[px[:hx]], xs[px[hx:]]
     y1, y2 = ys[py[:hy]], ys[py[hy:]]
-    axes, grid = _grid(torch.cat([xs, ys]).cpu(), size, pad)
+    axes, grid = map_grid(torch.cat([xs, ys]).cpu(), size, pad)
     if bandwidth is None:
         # a kernel narrower than the grid's cells would fall between its points: the map can
         # only show structure at its own resolution

@@ -9,6 +9,7 @@
   model's samples: the picture of a VAE's blur against a GAN's sharpness. One channel is drawn
   in grey; three channels (stacked digits) as a colour image, one digit per colour channel.
 * ``density.png``: log-density contours of the models with a density (VAE, flow).
+* ``c2st_map.png``: the C2ST classifier's probability of "model" on the plane, per 2D run.
 * ``witness.png``: where each 2D model is wrong, as an MMD witness map with its significant
   regions outlined (:mod:`densitylab.report.maps`).
 * ``metrics_<dataset>.png``: each seed's value, the mean with its 95 % bootstrap interval over
@@ -41,7 +42,7 @@ from ..results.store import RunStore
 from ..suite.references import is_reference
 from .inference import cell_summary
 from .legacy import legacy_target
-from .maps import witness_figure
+from .maps import c2st_map_figure, witness_figure
 from .metric_info import direction_text, entry_metrics
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
@@ -99,7 +100,8 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
     for name, fig in (("samples", samples_figure(shown, store, why_shown)),
                       ("samples_flagged", flagged_samples_figure(records, store)),
                       ("density", density_figure(shown, store)),
-                      ("witness", witness_figure(shown, store))):
+                      ("witness", witness_figure(shown, store)),
+                      ("c2st_map", c2st_map_figure(shown, store))):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
     for dataset in dict.fromkeys(r.dataset for r in ok):

@@ -235,7 +235,11 @@ def render_report(suite_info: dict[str, Any] | None, records: list[RunRecord],
             ("witness.png", "Where each model is wrong", "MMD witness of the target against "
              f"each model's samples, {shown}: red where the target has mass the model lacks, "
              "blue where the model puts too much; significant regions outlined (max-T "
-             "permutation test at 5 %, solid: missing mass, dashed: excess mass)")):
+             "permutation test at 5 %, solid: missing mass, dashed: excess mass)"),
+            ("c2st_map.png", "Where the classifier tells model from target", "The C2ST "
+             f"classifier's probability that a point comes from the model, {shown}: near 0 "
+             "(red) where the model misses the target's mass, near 1 (blue) where it puts mass "
+             "the target lacks, 0.5 where they agree; blank where there is no data")):
         if name in fig_names:
             lines += [f"## {title}", "", f"![{caption}](figures/{name})", "",
                       f"*{caption}.*", ""]
