@@ -88,3 +88,25 @@ def test_no_confident_sample_leaves_the_kl_undefined_not_nan(stacked):
     assert result["values"]["high_quality_fraction"] == 0.0
     assert "kl_modes" not in result["values"]  # no value, hence no CSV row
     assert result["details"]["kl_modes_note"] == "undefined: no high-quality sample"
+
+
+def test_samples_outside_the_pixel_range_are_scored_clipped_and_counted(stacked):
+    # a Gaussian decoder's p(x) samples leave [0, 1]: the classifier metrics read them clipped
+    # (the same numbers as clipping by hand) and say what share of values was clipped
+    target, x, _ = stacked
+    gen = torch.Generator().manual_seed(1)
+    noisy = x + 0.3 * torch.randn(x.shape, generator=gen)
+    outside = float(((noisy < 0) | (noisy > 1)).double().mean())
+    assert 0.05 < outside < 0.95
+    ctx = EvalContext(target, None, noisy, x, 0, len(noisy), torch.device("cpu"))
+    scored = evaluate_metrics(ctx, [{"name": "stacked_modes",
+                                     "params": {"threshold": None, "min_count": 1}},
+                                    {"name": "feature_metrics", "params": {}}])
+    assert "error" not in scored["stacked_modes"] and "error" not in scored["feature_metrics"]
+    assert scored["feature_metrics"]["values"]["pixels_clipped"] == pytest.approx(outside)
+    clipped = noisy.clamp(0, 1)
+    by_hand = images.feature_metrics(x, clipped)
+    assert scored["feature_metrics"]["values"]["frechet_distance"] == pytest.approx(
+        float(by_hand["frechet_distance"]))
+    mc = images.count_stacked_modes(clipped, threshold=None, min_count=1)
+    assert scored["stacked_modes"]["values"]["modes_covered"] == mc.modes_covered

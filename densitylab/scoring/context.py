@@ -38,6 +38,17 @@ class EvalContext:
         """True for image datasets (samples of shape (n, C, H, W))."""
         return self.samples.ndim > 2
 
+    def pixel_images(self) -> torch.Tensor:
+        """The samples as images in [0, 1], what the digit classifier reads: values outside are
+        clipped, as generated images are before they are saved or scored (a Gaussian decoder's
+        noise, a flow's or a diffusion model's overshoot); :meth:`pixels_clipped` says how many
+        were."""
+        return self.samples.clamp(0.0, 1.0)
+
+    def pixels_clipped(self) -> float:
+        """Share of the samples' values outside [0, 1] (clipped by :meth:`pixel_images`)."""
+        return float(((self.samples < 0) | (self.samples > 1)).double().mean())
+
     def has_fixed_images(self) -> bool:
         """True when the target is a fixed set of images (an image split such as the digits'
         training split) whose every batch is drawn from ``target.fixed_images()``."""

@@ -16,7 +16,8 @@ __all__ = ["FEATURE_METRICS", "BITS_PER_DIM"]
 
 
 def _feature_metrics(ctx: EvalContext) -> dict[str, Any]:
-    return {k: float(v) for k, v in images.feature_metrics(ctx.reference, ctx.samples).items()}
+    values = images.feature_metrics(ctx.reference, ctx.pixel_images())
+    return {**{k: float(v) for k, v in values.items()}, "pixels_clipped": ctx.pixels_clipped()}
 
 
 def _feature_prdc(name: str, direction: str) -> ValueInfo:
@@ -26,7 +27,8 @@ def _feature_prdc(name: str, direction: str) -> ValueInfo:
 
 FEATURE_METRICS = MetricSpec(
     "feature_metrics", _feature_metrics, applies=needs_images,
-    description="KID, Frechet distance and PRDC on digit-classifier features",
+    description="KID, Frechet distance and PRDC on digit-classifier features of the samples "
+    "clipped to [0, 1] (with the share of pixel values clipped)",
     values={
         "kid_mean": ValueInfo(
             LOWER, "KID: unbiased polynomial-kernel MMD^2 between digit-classifier features of "
@@ -45,6 +47,9 @@ FEATURE_METRICS = MetricSpec(
             None, "mean classifier confidence (max softmax probability) on real images"),
         "confidence_fake": ValueInfo(
             HIGHER, "mean classifier confidence (max softmax probability) on generated images"),
+        "pixels_clipped": ValueInfo(
+            None, "share of the generated pixel values outside [0, 1], clipped to it before the "
+                  "classifier reads them"),
     })
 
 

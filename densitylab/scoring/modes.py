@@ -66,7 +66,7 @@ MODE_COVERAGE = MetricSpec(
 
 
 def _stacked_modes(ctx: EvalContext, threshold: float | None, min_count: int) -> dict[str, Any]:
-    mc = images.count_stacked_modes(ctx.samples, threshold=threshold, min_count=min_count)
+    mc = images.count_stacked_modes(ctx.pixel_images(), threshold=threshold, min_count=min_count)
     return _coverage_values(mc)
 
 
