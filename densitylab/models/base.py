@@ -133,6 +133,16 @@ class NetworksModule(nn.Module):
         return next(self.networks.parameters()).dtype
 
 
+def fused_adam(params: list[torch.Tensor], **options: Any) -> torch.optim.Adam:
+    """Adam with torch's fused kernel where the parameters' device has one (CPU and CUDA): one
+    call updates every tensor instead of a handful of small ops per tensor, which is most of an
+    optimiser step for the small networks here (the toy2d GAN's step: 4.19 -> 3.66 ms on one
+    CPU thread, docs/performance.md). The update is Adam's; only the rounding of the arithmetic
+    may differ from the per-tensor loop."""
+    fused = bool(params) and params[0].device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, **options, fused=fused or None)
+
+
 class GenerativeModel(NetworksModule, abc.ABC):
     """Abstract base of densitylab's models: an ``nn.Module`` with a training objective; see the
     module docstring for ``fit``'s guarantees.
@@ -238,7 +248,7 @@ class GenerativeModel(NetworksModule, abc.ABC):
     def _make_optimizer(self, group: str, params: list[torch.Tensor],
                         lr: float) -> torch.optim.Optimizer:
         """The optimiser of ``group`` (Adam by default); also used on stacked parameters."""
-        return torch.optim.Adam(params, lr=lr)
+        return fused_adam(params, lr=lr)
 
     def _fit_objectives(self, lr: float, batch_size: int) -> dict[str, Callable[..., Any]]:
         """Objectives that depend on the fit's settings, built once per fit and kept by the

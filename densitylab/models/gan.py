@@ -70,6 +70,7 @@ from .base import (
     check_data,
     check_hidden,
     check_network_shape,
+    fused_adam,
     resolve_data_shape,
     seeded_init,
 )
@@ -283,9 +284,7 @@ class GAN(GenerativeModel):
         return {"discriminator": self.discriminator, "generator": self.generator}
 
     def _make_optimizer(self, group, params, lr):
-        # The fused CUDA kernel computes the same elementwise update in one launch.
-        fused = True if params and params[0].device.type == "cuda" else None
-        return torch.optim.Adam(params, lr=lr, betas=tuple(self._config["betas"]), fused=fused)
+        return fused_adam(params, lr=lr, betas=tuple(self._config["betas"]))
 
     def _check_training(self, batch_size: int) -> None:
         pack = self._config["pack"]

@@ -52,6 +52,7 @@ from .base import (
     check_data,
     check_hidden,
     check_network_shape,
+    fused_adam,
     resolve_data_shape,
     seeded_init,
 )
@@ -244,8 +245,7 @@ class VAE(GenerativeModel):
     def _make_optimizer(self, group, params, lr):
         if self._config["optimizer"] == "clipped_adam":  # Pyro's ClippedAdam, a torch optimiser
             return ClippedAdam(params, lr=lr, clip_norm=self._config["clip_norm"])
-        # one multi-tensor Adam: the same update as per-parameter Adams, far less overhead
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+        return fused_adam(params, lr=lr)
 
     @contextlib.contextmanager
     def _training_context(self) -> Iterator[None]:
