@@ -29,15 +29,13 @@ import difflib
 import hashlib
 import json
 import numbers
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from .._checking import Errors as _Errors
-from .._checking import check, check_fields, check_value
+from .._checking import check, check_fields, check_value, read_toml
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
 from .references import reference_models
@@ -50,11 +48,6 @@ from .schema import (
     metric_params,
 )
 from .sweeps import expand_sweeps
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "SuiteConfig",
@@ -224,36 +217,8 @@ def resolve_suite_path(suite: str | Path) -> Path:
 def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
     """Read and validate a suite TOML file (or built-in suite name); ``device`` overrides it."""
     path = resolve_suite_path(suite)
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(_toml_error(path, text, str(err))) from err
-    return parse_suite(data, default_name=path.stem, device=device, source=str(path),
+    return parse_suite(read_toml(path), default_name=path.stem, device=device, source=str(path),
                        base_dir=path.resolve().parent)
-
-
-def _toml_error(path: Path, text: str, message: str) -> str:
-    """``tomllib``'s message with the line it is about and that line's text.
-
-    An unclosed array or inline table is noticed at the start of the next statement (column 1
-    of a later line); the line to fix is the last non-blank one before it.
-    """
-    found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
-    if found is None:  # e.g. "(at end of document)"
-        return f"{path}: not valid TOML: {message}"
-    line, column = int(found[1]), int(found[2])
-    what = message[:found.start()]
-    lines = text.splitlines()
-    if what.startswith("Unclosed") and column == 1 and line > 1:
-        line -= 1
-        while line > 1 and not lines[line - 1].strip():
-            line -= 1
-        what += " (the line ends before it is closed)"
-    else:
-        what += f" (column {column})"
-    shown = lines[line - 1] if 0 < line <= len(lines) else ""
-    return f"{path}, line {line}: not valid TOML: {what}\n    {line} | {shown}"
 
 
 def parse_suite(
