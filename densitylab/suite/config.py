@@ -1,26 +1,18 @@
 """Suite configuration: a TOML file, validated key by key, expanded into runs with stable ids.
 
-A suite is ``[suite]`` (name, device, seeds, eval_samples, ...), ``[train]`` (defaults for every
-model), ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]``, each key declared once with its
-type, default and constraints in :mod:`densitylab.suite.schema` (``docs/user-guide.md`` shows
-it with examples). Every error names the offending key, e.g.
+A suite is ``[suite]``, ``[train]`` (defaults for every model), ``[[datasets]]``, ``[[models]]``
+and ``[[metrics]]``, each key declared once in :mod:`densitylab.suite.schema`
+(``docs/user-guide.md`` shows it with examples). Every error names the offending key, e.g.
 ``models[1].kind: unknown model 'vea'; expected one of 'flow', 'gan', 'vae'``.
 
-A run is one (dataset, model, seed). Its id is the first 12 hex digits of the SHA-256 of its
-fully resolved configuration as canonical JSON (sorted keys, no whitespace). Resolved means
-every default filled in from the code, not only what the suite file writes: the dataset's
-parameters as the built target reports them (``target.params``), the model's constructor
-arguments as the built model reports them (``model.config``, minus the data shape and the
-weight seed, which the suite fills in), the training options with the model's own default
-learning rate, every metric parameter, the seed, the sample counts, and the major.minor version
-of densitylab (a release that changes results bumps the minor version). So changing a default in
-code changes the id and the run is computed again instead of a stale result being reused, and
+A run is one (dataset, model, seed). Its id (:func:`run_id`) hashes its fully resolved
+configuration: every default filled in from the code (the dataset's ``target.params``, the
+model's ``config`` minus the data shape and weight seed, which the suite fills in, the model's
+own learning rate, every metric parameter) and the major.minor version of densitylab (a release
+that changes results bumps it). So changing a default in code computes the run again, and
 writing a default out or leaving it implicit gives the same id. The device, the suite's name,
 the thread count and ``batch_seeds`` are not part of the id: they say where, how and under which
-name a run was computed, not what was computed.
-
-A run's ``config`` is what its worker builds from (the resolved model parameters are passed to
-the model's constructor), so the id also names what a worker with other defaults computes.
+name a run was computed, not what. A run's ``config`` is what its worker builds from.
 """
 
 from __future__ import annotations
@@ -29,7 +21,7 @@ import difflib
 import hashlib
 import json
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +104,7 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what is sent to worker processes and Dask workers)."""
-        return {"suite": self.suite, "dataset": self.dataset, "model": self.model,
-                "seed": self.seed, "config": self.config, "device": self.device,
-                "threads": self.threads, "plugin_dir": self.plugin_dir, "code": self.code,
-                "tensorboard": self.tensorboard}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -247,8 +236,11 @@ def parse_suite(
     name = suite.name if suite.name is not None else default_name
     dev = suite.device if device is None else check_value(SuiteSection, "device", device,
                                                           "suite.device", errs)
-    # a wrong eval_samples is reported once: no sample-size check against a stand-in
-    eval_samples = suite.eval_samples if _valid("eval_samples", data, "suite", written) else None
+    # a wrong eval_samples (written, but not in the checked table) is reported once: no
+    # sample-size check against a stand-in
+    raw = data.get("suite")
+    wrong = isinstance(raw, dict) and "eval_samples" in raw and "eval_samples" not in written
+    eval_samples = None if wrong else suite.eval_samples
 
     base_train = dict(TRAIN_DEFAULTS)
     if suite.eval_every is not None:  # [suite] eval_every is the default of [train] eval_every
@@ -297,20 +289,12 @@ def parse_suite(
                                     tensorboard=suite.tensorboard))
     for m in models:
         m.pop("key", None)
+    as_written = ("description", "save_samples", "density_grid", "threads", "batch_seeds",
+                  "save_models", "tensorboard", "primary", "seeds")
     return SuiteConfig(
-        name=name, device=dev, seeds=suite.seeds, eval_samples=eval_samples, train=train,
+        name=name, device=dev, eval_samples=eval_samples, train=train, source=source,
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
-        description=suite.description, save_samples=suite.save_samples,
-        density_grid=suite.density_grid, threads=suite.threads, source=source,
-        runs=tuple(runs), batch_seeds=suite.batch_seeds, save_models=suite.save_models,
-        tensorboard=suite.tensorboard, primary=suite.primary,
-    )
-
-
-def _valid(key: str, data: Any, section: str, checked: dict[str, Any]) -> bool:
-    """False when ``[section] key`` is written but wrong (it is missing from the checked table)."""
-    table = data.get(section) if isinstance(data, dict) else None
-    return not (isinstance(table, dict) and key in table and key not in checked)
+        runs=tuple(runs), **{k: getattr(suite, k) for k in as_written})
 
 
 def _overlay(base: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
@@ -530,19 +514,22 @@ def _resolved_train(model, kind: str, train: dict[str, Any], key: str) -> dict[s
         if isinstance(default_lr, numbers.Real) and not isinstance(default_lr, bool):
             out["lr"] = float(default_lr)
     options = registry.declared_options(model, "fit")
-    if out["lr_schedule"] != "constant" and "lr_schedule" not in options:
-        raise ValueError(f"{key}.train.lr_schedule: model kind {kind!r} has no learning-rate "
-                         f"schedule (its fit_options do not declare lr_schedule); expected "
-                         f"'constant', got {out['lr_schedule']!r}")
-    if out.get("train_size") is not None and "train_size" not in options:
-        raise ValueError(f"{key}.train.train_size: model kind {kind!r} cannot train on a finite "
-                         f"training set (its fit_options do not declare train_size); remove "
-                         f"train_size")
-    if out.get("eval_every") is not None and "callback" not in options:
-        raise ValueError(f"{key}.train.eval_every: model kind {kind!r} cannot be scored during "
-                         f"training (its fit_options do not declare callback); remove "
-                         f"eval_every")
+    for name, (option, lacks, fix) in _NEEDS_FIT_OPTION.items():
+        value = out.get(name)
+        if value not in (None, "constant") and option not in options:
+            raise ValueError(f"{key}.train.{name}: model kind {kind!r} {lacks} (its fit_options "
+                             f"do not declare {option}); {fix.format(value)}")
     return out
+
+
+#: Training keys a model takes only when its ``fit_options`` declare a fit option:
+#: ``key: (that option, what a model without it cannot do, the fix)``.
+_NEEDS_FIT_OPTION = {
+    "lr_schedule": ("lr_schedule", "has no learning-rate schedule",
+                    "expected 'constant', got {!r}"),
+    "train_size": ("train_size", "cannot train on a finite training set", "remove train_size"),
+    "eval_every": ("callback", "cannot be scored during training", "remove eval_every"),
+}
 
 
 def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
