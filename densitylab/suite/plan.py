@@ -71,7 +71,7 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
     if only and not selected:
         raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
                          "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
-    moved = _claim(info, store, force=force)
+    moved = claim_folder(config, store, force=force)
     records = store.records_by_id()
     finished = {rid: rec for rid, rec in records.items() if rec.status in DONE_STATUSES}
     todo = [spec for spec in selected if spec.run_id not in finished]
@@ -128,11 +128,7 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: 
     folder (None when nothing was moved).
     """
     store = out_dir if isinstance(out_dir, RunStore) else RunStore(out_dir)
-    return _claim(config.suite_info(), store, force=force)
-
-
-def _claim(info: dict[str, Any], store: RunStore, *, force: bool) -> Path | None:
-    """:func:`claim_folder` for the suite described by ``info`` (its ``suite.json``)."""
+    info = config.suite_info()
     old = store.read_suite()
     ids = info["run_ids"]
     stale = [rid for rid in store.record_ids() if rid not in set(ids)]
@@ -187,9 +183,7 @@ def check_code(root: Path, finished: dict[str, RunRecord], codes: dict[str, dict
             ids.append(rid)
     if not other or force:
         return ids
-    shown = "; ".join(f"{what}: {', '.join(labels[:4])}"
-                      + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
-                      for what, labels in other.items())
+    shown = "; ".join(f"{what}: {_first(labels, 4)}" for what, labels in other.items())
     raise FolderInUseError(
         f"{root} holds {len(ids)} finished run(s) computed by other code than this "
         f"densitylab computes them with ({shown}), and {len(todo)} run(s) to compute. Results "
@@ -217,8 +211,14 @@ def _differences(old: dict[str, Any] | None, settings: dict[str, Any], limit: in
     if not keys:
         return ("no key of the suite file: the code's defaults or densitylab's version changed "
                 "the run ids")
-    shown = [f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys[:limit]]
-    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+    return _first([f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys],
+                  limit)
+
+
+def _first(items: list[str], limit: int) -> str:
+    """The first ``limit`` of ``items``, and how many more there are."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more"
+                                       if len(items) > limit else "")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -236,18 +236,10 @@ def _short(value: Any) -> str:
 
 def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
     """Runs that differ only in their seed, grouped (first-seen order); others alone."""
-    groups: dict[str, list[RunSpec]] = {}
-    units: list[list[RunSpec]] = []
-    for spec in runs:
-        key = batch_key(spec)
-        if key is None:
-            units.append([spec])
-        elif key in groups:
-            groups[key].append(spec)
-        else:
-            groups[key] = [spec]
-            units.append(groups[key])
-    return units
+    units: dict[str | int, list[RunSpec]] = {}
+    for i, spec in enumerate(runs):  # a run without a batch key is alone under its index
+        units.setdefault(batch_key(spec) or i, []).append(spec)
+    return list(units.values())
 
 
 def batch_key(spec: RunSpec) -> str | None:
