@@ -84,8 +84,13 @@ def _store(scored: ScoredRun, store: RunStore, wall_s: float, *,
     """The store stage: keep the scored run (see :meth:`RunStore.save_run`) with its
     TensorBoard events when the suite asks for them; returns the run's summary."""
     events = (lambda record: write_run_events(store, record)) if tensorboard else None
-    record = store.save_run(scored.record, scored.arrays, scored.model, wall_s=wall_s,
-                            before_record=events)
+    return run_summary(store.save_run(scored.record, scored.arrays, scored.model,
+                                      wall_s=wall_s, before_record=events), wall_s)
+
+
+def run_summary(record, wall_s: float) -> dict[str, Any]:
+    """What a runner reports of a stored run: ``run_id``, ``label``, ``status``, ``wall_s``,
+    ``error``."""
     return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
             "status": record.status, "wall_s": wall_s, "error": record.error}
 

@@ -39,7 +39,7 @@ from typing import Any
 from .._runtime import logger, resolve_device
 from ..results.store import RunStore
 from .config import RunSpec, SuiteConfig
-from .evaluate import execute_batched_runs
+from .evaluate import execute_batched_runs, run_summary
 from .plan import (
     FolderInUseError,
     Work,
@@ -180,17 +180,27 @@ def _collect_written(result: SuiteResult, work: Work, store: RunStore) -> None:
         rec = store.load_record(spec.run_id)
         if rec is None or rec.finished_at == work.written_before.get(spec.run_id):
             continue
-        summary = {"run_id": spec.run_id, "label": spec.label, "status": rec.status,
-                   "wall_s": float(rec.wall_s or 0.0), "error": rec.error}
+        summary = run_summary(rec, float(rec.wall_s or 0.0))
         logger.info("%s %s %s in %.1f s (written before the interrupt)", summary["label"],
                     summary["run_id"], summary["status"], summary["wall_s"])
         result.finished.append(summary)
 
 
-def _failed(unit: list[RunSpec], why: str) -> Iterator[dict[str, Any]]:
-    for spec in unit:
-        yield {"run_id": spec.run_id, "label": spec.label, "status": "failed", "wall_s": 0.0,
-               "error": why}
+def _drain(futures, as_completed, unit_of, lost: str) -> Iterator[dict[str, Any]]:
+    """Each unit's summaries as its future completes; every run of a unit whose worker was lost
+    (``lost`` says which) is reported failed."""
+    for fut in as_completed(futures):
+        try:
+            yield from fut.result()
+        except Exception as err:  # the worker itself died (e.g. out of memory)
+            why = f"{lost}: {type(err).__name__}: {err}"
+            yield from ({"run_id": s.run_id, "label": s.label, "status": "failed",
+                         "wall_s": 0.0, "error": why} for s in unit_of(fut))
+
+
+def _threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local processes: they share the cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _report_progress(stream: Iterator[dict[str, Any]], total: int, enabled: bool | None):
@@ -259,22 +269,14 @@ def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # Processes share the cores: give each its slice so they do not oversubscribe them.
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(threads,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(_threads_per_worker(workers),))
     futures: dict = {}
     try:
         with _signal_handled(signal.SIGINT, signal.SIG_IGN):
             futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)):
                        unit for unit in units}
-        for fut in as_completed(futures):
-            unit = futures[fut]
-            try:
-                yield from fut.result()
-            except Exception as err:  # the worker itself died (e.g. out of memory)
-                yield from _failed(unit, f"worker died: {type(err).__name__}: {err}")
+        yield from _drain(futures, as_completed, futures.get, "worker died")
     except BaseException:  # Ctrl-C (or the consumer stopped): start nothing, stop what runs
         for fut in futures:
             fut.cancel()
@@ -296,8 +298,7 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
     cluster = None
     if address == "local":
         n = workers or 1
-        threads = max(1, (os.cpu_count() or 1) // n)
-        extra = {"env": {"OMP_NUM_THREADS": str(threads)}} if n > 1 else {}
+        extra = {"env": {"OMP_NUM_THREADS": str(_threads_per_worker(n))}} if n > 1 else {}
         # its worker processes leave Ctrl-C to this process
         with _signal_handled(signal.SIGINT, signal.SIG_IGN):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
@@ -314,12 +315,7 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
                    for unit in units]
         by_key = {f.key: unit for f, unit in zip(futures, units, strict=True)}
         try:
-            for fut in as_completed(futures):
-                unit = by_key[fut.key]
-                try:
-                    yield from fut.result()
-                except Exception as err:  # the worker was lost
-                    yield from _failed(unit, f"dask worker error: {type(err).__name__}: {err}")
+            yield from _drain(futures, as_completed, lambda f: by_key[f.key], "dask worker error")
         except BaseException:  # Ctrl-C: cancel what is queued or running, start nothing new
             client.cancel(futures, force=True)
             raise
