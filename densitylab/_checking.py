@@ -27,6 +27,7 @@ Schema's ``type``/``minimum``/``enum``/``additionalProperties``, declared in Pyt
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import re
@@ -43,7 +44,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = ["Errors", "Field", "REQUIRED", "option", "required", "fields_of", "defaults", "check",
-           "check_fields", "check_value", "describe", "markdown_table", "read_toml"]
+           "check_fields", "check_value", "describe", "markdown_table", "read_toml",
+           "expected_one_of"]
 
 
 class Errors:
@@ -109,6 +111,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         shown = lines[line - 1] if 0 < line <= len(lines) else ""
         raise ValueError(f"{path}, line {line}: not valid TOML: {what}\n    {line} | {shown}"
                          ) from err
+
+
+def expected_one_of(value: str, valid: Iterable[str]) -> str:
+    """``did you mean 'x'? expected one of a, b, c``: the allowed names, after the one closest to
+    ``value`` when one is close."""
+    valid = list(valid)
+    close = difflib.get_close_matches(value, valid, n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + "expected one of " + ", ".join(valid)
 
 
 #: The default of a key that must be written.
