@@ -17,7 +17,6 @@ name a run was computed, not what. A run's ``config`` is what its worker builds 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import numbers
@@ -27,7 +26,7 @@ from typing import Any
 
 from .. import __version__
 from .._checking import Errors as _Errors
-from .._checking import check, check_fields, check_value, read_toml
+from .._checking import check, check_fields, check_value, expected_one_of, read_toml
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
 from .references import reference_models
@@ -114,7 +113,14 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """A validated suite: its settings and the list of runs it expands to."""
+    """A validated suite: its settings and the list of runs it expands to.
+
+    Each ``[suite]`` setting keeps its name and its default from
+    :class:`~densitylab.suite.schema.SuiteSection`, which says what it means and whether it
+    enters the run ids (``save_models`` only when true; ``device``, ``threads``,
+    ``batch_seeds``, ``tensorboard`` and ``primary`` never: they say how runs are computed,
+    shown or tested, not what is computed).
+    """
 
     name: str
     device: str
@@ -124,24 +130,16 @@ class SuiteConfig:
     datasets: tuple[dict[str, Any], ...]
     models: tuple[dict[str, Any], ...]
     metrics: tuple[dict[str, Any], ...]
-    description: str = SuiteSection.description  # each default is the schema's
+    description: str = SuiteSection.description
     save_samples: bool = SuiteSection.save_samples
     density_grid: int = SuiteSection.density_grid
     threads: int | None = SuiteSection.threads
     source: str | None = None
     runs: tuple[RunSpec, ...] = field(default=(), repr=False)
-    #: Train the seeds of one (dataset, model) as one batched model where the model supports it
-    #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
-    #: computed, not what: it is not part of the run ids.
     batch_seeds: bool = SuiteSection.batch_seeds
-    #: Keep each run's trained model beside its record (in the run's config, so in its id, only
-    #: when true: the ids of suites without it stay what they were).
     save_models: bool = SuiteSection.save_models
-    #: Write TensorBoard event files per run (how results are shown, not what: not in the id).
     tensorboard: bool = SuiteSection.tensorboard
-    #: The declared primary metric values (``[suite] primary``), None for the default per
-    #: dataset (:mod:`densitylab.report.primary`). How results are tested, not what is computed:
-    #: not part of the run ids.
+    #: None: the default primary values per dataset (:mod:`densitylab.report.primary`)
     primary: tuple[str, ...] | None = SuiteSection.primary
 
     def run_ids(self) -> list[str]:
@@ -475,9 +473,7 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                 options = sorted(registry.declared_options(model, "sample"))
                 for option in m.get("sample", {}):
                     if option not in options:
-                        close = difflib.get_close_matches(option, options, n=1)
-                        fix = ((f"did you mean {close[0]!r}? " if close else "")
-                               + f"expected one of {', '.join(options)}" if options else
+                        fix = (expected_one_of(option, options) if options else
                                f"{kind!r} takes no sample options; remove sample")
                         said = True
                         raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
