@@ -47,9 +47,7 @@ def _seeds(value: int | list[int]) -> tuple[int, ...]:
     for i, seed in enumerate(value):
         if seed < 0:
             raise ValueError(f"expected seeds >= 0, got {seed} at seeds[{i}]")
-    if len(set(value)) != len(value):
-        raise ValueError(f"expected distinct seeds, got {list(value)}")
-    return tuple(value)
+    return _distinct(value, "seeds")
 
 
 def _primary(value: list[str]) -> tuple[str, ...]:
@@ -57,9 +55,14 @@ def _primary(value: list[str]) -> tuple[str, ...]:
     for i, name in enumerate(value):
         if not name:
             raise ValueError(f"expected non-empty value names, got {name!r} at primary[{i}]")
-    if len(set(value)) != len(value):
-        raise ValueError(f"expected distinct value names, got {list(value)}")
-    return tuple(value)
+    return _distinct(value, "value names")
+
+
+def _distinct(values: list, what: str) -> tuple:
+    """``values`` as a tuple, or a ValueError when one is written twice."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"expected distinct {what}, got {list(values)}")
+    return tuple(values)
 
 
 @dataclass(frozen=True, kw_only=True)
