@@ -1,26 +1,16 @@
 """Run the pending runs of a suite: in this process, in local worker processes, or on Dask.
 
-Every runner hands plain run descriptions, one unit at a time, to
-:func:`densitylab.suite.evaluate.execute_batched_runs`, which writes its own record files:
-workers share no state, and the folder on disk is the only truth about what is done.
-Rerunning a suite skips runs with an ``"ok"`` or ``"diverged"`` record and retries the failed
-ones.
+Runners only schedule the units of the plan stage (:func:`densitylab.suite.plan.plan_work`),
+handing each as plain data to :func:`densitylab.suite.evaluate.execute_batched_runs`, which
+writes its own records: workers share no state, and the folder on disk is the only truth about
+what is done. Rerunning a suite skips finished runs and retries the failed ones.
 
-Which runs to compute, and whether the folder may take them, is the plan stage's
-(:func:`densitylab.suite.plan.plan_work`); runners only schedule its units.
-
-Interrupts (Ctrl-C): no new run starts. The sequential runner stops inside the current run;
-with local worker processes (which ignore SIGINT themselves) queued runs are cancelled and the
-runs in flight are cancelled too, by terminating their workers: their partial work is lost and
-they run again on resume, so the command returns within seconds instead of waiting for them.
-On Dask, queued and running tasks are cancelled and a local cluster is shut down (a remote
-worker cannot stop a task mid-way: a run already executing there finishes and writes its record,
-which the resumed suite then skips). Every record written before the interrupt is reported, and
-:attr:`SuiteResult.interrupted` is set.
-
-SIGTERM (``kill PID``, a batch scheduler stopping a job) sent to the suite's process is handled
-as Ctrl-C, so its worker processes are stopped too instead of training on as orphans;
-:attr:`SuiteResult.signal` says which signal stopped the suite.
+Ctrl-C, and SIGTERM (``kill PID``, a batch scheduler) sent to the suite's process, start no new
+run. The sequential runner stops inside the current run; local worker processes (which ignore
+SIGINT) are terminated, their runs computed again on resume, so the command returns within
+seconds; on Dask, tasks are cancelled and a local cluster shut down (a run already executing on
+a remote worker finishes and writes its record). Every record written before the interrupt is
+reported, with :attr:`SuiteResult.interrupted` and :attr:`SuiteResult.signal` set.
 """
 
 from __future__ import annotations
@@ -87,8 +77,7 @@ class SuiteResult:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        """Summaries of the runs that did not finish "ok" in this invocation (failed or
-        diverged)."""
+        """Summaries of the runs that did not finish "ok" (failed or diverged)."""
         return [r for r in self.finished if r["status"] != "ok"]
 
     def summary(self) -> str:
@@ -235,13 +224,9 @@ def _init_worker(threads: int) -> None:
 
 @contextmanager
 def _signal_handled(signum: int, handler):
-    """Install ``handler`` for ``signum`` while the block runs, then restore the old one.
-
-    Only the main thread may set handlers; elsewhere (a suite run from a thread) nothing is
-    changed. Used to ignore SIGINT while worker processes start, so that they inherit "ignore"
-    and a Ctrl-C during their start-up cannot kill them half-way (the parent handles it), and
-    to turn SIGTERM into :class:`Terminated` while a suite runs.
-    """
+    """Install ``handler`` for ``signum`` while the block runs (in the main thread only, the one
+    that may set handlers), then restore the old one. Worker processes started while SIGINT is
+    ignored inherit "ignore", so a Ctrl-C cannot kill them half-way through their start-up."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

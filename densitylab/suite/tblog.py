@@ -1,24 +1,11 @@
 """TensorBoard event files of a suite's runs (``[suite] tensorboard = true``).
 
 Each run, when it finishes, writes one event file under
-``DIR/tb/<dataset>/<model>/seed<seed>-<run_id>/`` (so TensorBoard's run names read
-``ring/vae/seed0-3f2a9c0e1b7d``), built from its record:
-
-- ``train/<loss>``: the training losses (the record's history: at most 200 averaged points per
-  loss, at the last step of each chunk);
-- ``curves/<value>``: the ``eval_every`` metric curves, when the suite asks for them;
-- ``metrics/<value>``: every metric value of the final evaluation, at the last training step;
-- ``time/train_s``, ``time/eval_s``; and a text entry ``run`` with the run's label, id, status,
-  model parameters, training options and code fingerprint.
-
-Watch a suite while it runs with ``tensorboard --logdir DIR/tb``. A run trained on its own
-(not as one seed of a batched model) whose model's ``fit`` takes a ``callback`` logs its
-losses while it trains (:class:`LiveLog`: ``train/<loss>`` at about 200 steps of the run, and
-each ``eval_every`` score under ``curves/``); every run's complete events, built from its
-record, replace them when it finishes. Those are written with
-:class:`torch.utils.tensorboard.SummaryWriter` into a hidden folder beside the records, then
-renamed into place, so a run computed again (a failed run retried) replaces its events instead
-of adding a second copy.
+``DIR/tb/<dataset>/<model>/seed<seed>-<run_id>/`` built from its record (see
+:func:`write_run_events`), so TensorBoard's run names read ``ring/vae/seed0-3f2a9c0e1b7d``.
+A run trained alone whose model's ``fit`` takes a ``callback`` also logs while it trains
+(:class:`LiveLog`); the events built from its record replace those when it finishes. Watch a
+suite while it runs with ``tensorboard --logdir DIR/tb``.
 """
 
 from __future__ import annotations
@@ -74,8 +61,13 @@ class LiveLog:
 
 
 def write_run_events(store: RunStore, record: RunRecord) -> Path:
-    """Write the TensorBoard events of ``record`` (see the module docstring); returns their
-    folder. Needs TensorBoard (``pip install 'densitylab[tensorboard]'``)."""
+    """Write the TensorBoard events of ``record`` and return their folder: ``train/<loss>`` (the
+    record's history), ``curves/<value>`` (``eval_every``), ``metrics/<value>`` at the last
+    step, ``time/train_s`` and ``time/eval_s``, and a text entry ``run`` with the run's facts.
+
+    They are written into a hidden folder beside the records and renamed into place, so a run
+    computed again replaces its events instead of adding a second copy. Needs TensorBoard
+    (``pip install 'densitylab[tensorboard]'``)."""
     from torch.utils.tensorboard import SummaryWriter
 
     dest = store.tensorboard_dir(record.dataset, record.model, record.seed, record.run_id)
