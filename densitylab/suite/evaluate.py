@@ -1,12 +1,9 @@
-"""One unit of a suite through its stages: train, score, store.
+"""One unit of a suite through its stages: train, score, store (:func:`execute_batched_runs`,
+what every runner calls, in this process, a worker process or a Dask worker).
 
-:func:`execute_batched_runs` is what every runner calls (in this process, a worker process or a
-Dask worker) for one unit: one run, or the seeds of one dataset and model trained as one
-batched model. The unit goes through :func:`~densitylab.suite.train.train_unit`, then each run
-through :func:`~densitylab.suite.score.score_run`, then into the store. It never raises for a
-failure of a run itself: a failed run is recorded with its error (status ``"failed"``) and
-retried the next time the suite runs; a metric that fails is recorded as that metric's error
-and the other metrics still count.
+It never raises for a failure of a run itself: a failed run is recorded with its error (status
+``"failed"``) and retried the next time the suite runs; a metric that fails is recorded as that
+metric's error and the other metrics still count.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""The suite's plan stage for one invocation: which runs to compute, and in which units.
+"""The suite's plan stage for one invocation: which runs to compute, and in which units
+(:func:`plan_work`).
 
-:func:`plan_work` takes a validated suite (:class:`~densitylab.suite.config.SuiteConfig`, the
-TOML already turned into run specs) and its results folder, and returns the :class:`Work` to
-do: the selected runs, those already finished (skipped), the pending ones grouped into units
-(the seeds of one dataset and model that train as one batched model, or single runs), each
-carrying the code it is expected to be computed with. It reads the folder's records once.
-
-A results folder belongs to one suite configuration (:func:`claim_folder`): running another
-suite, or a changed one, into a used folder is refused unless ``force`` moves the stale records
-aside. Adding runs to a folder whose finished runs were computed by other code (another code
-fingerprint, :mod:`densitylab.suite.provenance`) is refused too unless ``force`` keeps them
-(:func:`check_code`); the code of every run is computed once per invocation, here.
+A results folder belongs to one suite configuration (:func:`claim_folder`) and to one code
+(:func:`check_code`): a changed suite, or runs added beside finished runs of other code, are
+refused unless ``force`` moves the stale records aside or keeps the other code's runs.
 """
 
 from __future__ import annotations

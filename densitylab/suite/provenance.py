@@ -1,15 +1,9 @@
 """Which code produced a run: densitylab's version, the git commit of its checkout (when there
-is one) and a fingerprint of the source the run executed.
+is one) and a fingerprint of the source the run executed (``docs/user-guide.md``,
+"Provenance", shows a record's ``code`` entry and how the folder check uses it).
 
-A run record's ``code`` entry (:func:`run_code`)::
-
-    {"densitylab": "0.1.0", "git_commit": "06c97ad...", "git_dirty": true,
-     "fingerprint": "3f2a9c0e1b7d",
-     "parts": {"model": "...", "dataset": "...", "metrics": "..."}}
-
-The fingerprint hashes the part fingerprints; each part is :func:`module_fingerprint` of the
-source files of its modules (by module name, so a checkout and an installed copy of the same
-code agree; each file read once per process, so it is the code the process loaded):
+The fingerprint hashes three parts, each :func:`module_fingerprint` of its modules' source
+files, read once per process (the code the process loaded):
 
 - ``model``: the model class's module and its densitylab bases, plus for a built-in model the
   shared training code (:data:`MODEL_SHARED`); a plugin model: its class's own module.
@@ -18,12 +12,8 @@ code agree; each file read once per process, so it is the code the process loade
 - ``metrics``: every module of ``densitylab/metrics`` and ``densitylab/scoring``, the suite's
   evaluation code (:data:`METRIC_MODULES`) and the module of a plugin metric's function.
 
-So editing the docs, the report, the CLI, another model's module or the plumbing every module
-shares (``_runtime.py``, ``_validation.py``) leaves the fingerprint alone, while an edit to
-anything the run's numbers come from changes it. A record without a ``code`` entry predates
-provenance: its code is unknown (:func:`fingerprint_of` returns None). ``git_commit`` is read
-once per process (None outside a git checkout or without git); ``git_dirty`` says whether the
-package's tracked files differ from it, the fingerprint then identifying the code.
+A record without a ``code`` entry predates provenance: its code is unknown
+(:func:`fingerprint_of` returns None).
 """
 
 from __future__ import annotations

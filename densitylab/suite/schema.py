@@ -1,15 +1,10 @@
 """The suite file's schema, declared once: every key of ``[suite]``, ``[train]``,
 ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]`` with its type, default and constraints.
 
-This declaration is the source of truth for what a suite file may say (``docs/user-guide.md``
-shows it with examples); :mod:`densitylab._checking` walks a parsed file against it, and
-:mod:`densitylab.suite.config` adds what depends on the names it resolves (building each dataset
-and model, the constraints between keys, the run ids). A metric's ``params`` are declared by the
-metric itself (:attr:`MetricSpec.params <densitylab.scoring.spec.MetricSpec>`), see
-:func:`metric_params`.
-
-An annotation is what a written value must be; a default of None means "not written": the key
-is then derived (a label from the name) or left to the model (its own learning rate).
+:mod:`densitylab._checking` walks a parsed file against it; :mod:`densitylab.suite.config` adds
+what depends on the names it resolves. A metric's ``params`` are declared by the metric itself
+(:func:`metric_params`). A default of None means "not written": the key is then derived (a label
+from the name) or left to the model (its own learning rate).
 """
 
 from __future__ import annotations

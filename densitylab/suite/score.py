@@ -1,14 +1,8 @@
-"""The suite's score stage: a trained run in, its record (and what to keep beside it) out.
+"""The suite's score stage: a trained run in, its record (and what to keep beside it) out
+(:func:`score_run`); :class:`CurveScorer` scores the same metrics during training.
 
-:func:`score_run` samples the trained model, scores the samples with the run's metrics and
-returns a :class:`ScoredRun`: the complete :class:`~densitylab.results.records.RunRecord` and the
-arrays and model the store keeps beside it. A run that failed to train becomes a ``failed``
-record, a run that diverged a ``diverged`` record without metrics (they would describe an
-untrained model). :class:`CurveScorer` scores the same metrics during training
-(``eval_every``).
-
-Seeds: the evaluation draws (model samples, a fresh target sample for two-sample metrics,
-held-out target points for likelihoods) use seeds derived from the run's seed, so a run is
+Every evaluation draw (model samples, a fresh target sample for two-sample metrics, held-out
+target points for likelihoods) uses a seed derived from the run's seed, so a run is
 reproducible on CPU from its configuration alone.
 """
 

@@ -1,22 +1,11 @@
 """Sweeps: one ``[[models]]`` entry expanded into one model per combination of settings.
 
-A sweep is written explicitly, in the entry's ``sweep`` table, so that a parameter whose value
-is naturally an array (``hidden = [128, 128]``) is never mistaken for one::
-
-    [[models]]
-    name = "vae"
-    params = { hidden = [128, 128] }
-    sweep = { params.latent_dim = [2, 8], train.lr = [1e-3, 1e-4] }
-
-``sweep.params.KEY`` lists values of a constructor parameter, ``sweep.train.KEY`` values of a
-training option (a key of ``[train]``); each is a non-empty array of distinct values (sweep
-over arrays with an array of arrays: ``params.hidden = [[64, 64], [128, 128]]``). The entry
-becomes one model per combination (the Cartesian product, in the order the keys are written),
-named ``vae[latent_dim=2,lr=0.001]``, before runs and run ids are made: each setting is then
-an ordinary model, validated like any other (a bad value fails when the suite is loaded, with
-its location, e.g. ``models[0] (sweep latent_dim=-1).params (on dataset 'ring'): ...``),
-with its own run ids, rows and figures. A swept key may not also be written in the entry's
-``params`` or ``train``.
+An entry's ``sweep`` table lists values of constructor parameters (``sweep.params.KEY``) and of
+training options (``sweep.train.KEY``); written explicitly, so that an array-valued parameter
+(``hidden = [128, 128]``) is never mistaken for one. The entry becomes one model per
+combination (the Cartesian product, in the order the keys are written), named
+``vae[latent_dim=2,lr=0.001]``, before runs and run ids are made; each is then validated like
+any other model. ``docs/user-guide.md`` ("Sweeps") shows the syntax and the errors.
 """
 
 from __future__ import annotations
