@@ -214,13 +214,10 @@ def parse_suite(
 ) -> SuiteConfig:
     """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
 
-    The file is checked against its declaration (:mod:`densitylab.suite.schema`: every key's
-    type, default and constraints), then each dataset and model is built and each metric's
-    parameters checked, then the constraints between keys (each metric's minimum sample size
-    against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
-    ``batch_size``), before anything is trained; all the errors found are raised together as one
-    :class:`SuiteConfigError`. ``base_dir`` (the suite file's folder) is searched first for
-    plugin modules.
+    The file is checked against :mod:`densitylab.suite.schema`, each dataset and model is built
+    and each metric's parameters checked, then the constraints between keys, before anything is
+    trained; every error found is raised in one :class:`SuiteConfigError`. ``base_dir`` (the
+    suite file's folder) is searched first for plugin modules.
     """
     if not isinstance(data, dict):
         raise SuiteConfigError([f"suite file: expected a table, got {type(data).__name__} "
@@ -343,14 +340,10 @@ def _check_train(train: dict[str, Any], key: str, errs: _Errors) -> None:
 
 
 def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -> list[str]:
-    """Import the modules ``[suite] plugins`` names (in this process; every worker does the same
-    before a run is built), before the rest of the file is checked.
-
-    A plugin registers its own models, datasets or metrics with :mod:`densitylab.suite.registry`
-    when imported, which makes them usable by name in the rest of the suite. Modules are looked
-    up in the suite file's folder first, then on ``sys.path``. A value of the wrong type is left
-    to the schema to report.
-    """
+    """Import the modules ``[suite] plugins`` names (the suite file's folder first, then
+    ``sys.path``) before the rest of the file is checked, so that the models, datasets and
+    metrics they register can be named in it; returns their names. A value of the wrong type is
+    left to the schema to report."""
     suite = data.get("suite")
     value = suite.get("plugins", []) if isinstance(suite, dict) else []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -366,12 +359,9 @@ def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -
 
 def _datasets(items: list[dict[str, Any] | None], errs: _Errors
               ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
-    """Datasets with resolved parameters, and each one's data shape by label (``items``: the
-    checked ``[[datasets]]`` entries, None for one with an error).
-
-    Each dataset is built once: a mistyped parameter fails now, and ``target.params`` gives the
-    parameters with the code's defaults filled in (they enter the run ids).
-    """
+    """Datasets with resolved parameters (``target.params``: the code's defaults filled in),
+    and each one's data shape by label; each checked ``[[datasets]]`` entry (None: one with an
+    error) is built once, so that a mistyped parameter fails now."""
     out, labels, shapes = [], set(), {}
     for i, item in enumerate(items):
         if item is None:
@@ -438,11 +428,9 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                     shapes: dict[str, tuple[int, ...]], errs: _Errors):
     """``{(dataset label, model label): (resolved params, resolved train)}``.
 
-    Each model is built once per dataset (untrained, weight seed 0): a mistyped or unsuitable
-    hyperparameter fails now, naming the model and the dataset, and the built model's ``config``
-    gives its hyperparameters with the defaults filled in. A model named by ``preset`` is built
-    from the preset with its ``params`` overriding the preset's key by key; what enters the run
-    id is the resolved hyperparameters, the same whether written out or taken from a preset.
+    Each model (or ``preset``, its ``params`` overriding the preset's) is built once per
+    dataset, untrained: an unsuitable hyperparameter fails now, naming the model and the
+    dataset, and the built model gives its hyperparameters with the defaults filled in.
     """
     out = {}
     for m in models:
@@ -537,16 +525,10 @@ def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _metrics(items: list[dict[str, Any] | None], errs: _Errors) -> list[dict[str, Any]]:
-    """Metric entries ``{"name", "params"}`` plus ``"label"`` when it is not the name.
-
-    The label (default: the name) is the metric's name in results and reports, so one metric
-    can appear twice with different parameters; a label used twice is an error. An entry
-    without a label resolves exactly as before labels existed, so its run ids are unchanged.
-    ``curves = false`` leaves a costly metric out of the ``eval_every`` curves (it is still
-    scored at the end); it is written into the entry only when false, for the same reason.
-    Each metric's ``params`` are checked against its declaration (:func:`schema.metric_params`),
-    then by the metric's own ``check``.
-    """
+    """Metric entries ``{"name", "params"}``, each ``params`` checked against the metric's
+    declaration (:func:`schema.metric_params`), then by its own ``check``. ``"label"`` (its name
+    in results, so that one metric can appear twice) and ``"curves": False`` are written only
+    when they differ from the default, so that the run ids of entries without them stay."""
     out, labels = [], set()
     for i, item in enumerate(items):
         if item is None:

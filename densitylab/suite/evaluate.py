@@ -34,25 +34,17 @@ __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_run
 
 
 def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Train, sample, score and record one run in ``out_dir/runs/<run_id>.json``.
-
-    Returns a short summary (``run_id``, ``label``, ``status``, ``wall_s``, ``error``). A run
-    that raises is recorded with ``status = "failed"`` and its error, not re-raised.
-    """
+    """Train, sample, score and record one run in ``out_dir/runs/<run_id>.json``; returns its
+    :func:`run_summary` (a run that raises is recorded as ``failed``, not re-raised)."""
     return execute_batched_runs([spec], out_dir)[0]
 
 
 def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
                          out_dir: str | Path) -> list[dict[str, Any]]:
     """Train the runs ``specs`` (one, or several with equal
-    :func:`~densitylab.suite.plan.batch_key` and distinct
-    seeds, trained as one batched model) and score and record each; one summary per run.
-
-    A batched run is recorded exactly as its single run would be, plus
-    ``"batched": {"seeds", "train_s_total"}``; its ``train_s`` is the batched training time
-    divided by the number of seeds. An option the batched model does not support trains the
-    seeds one by one.
-    """
+    :func:`~densitylab.suite.plan.batch_key` and distinct seeds, trained as one batched model:
+    see :func:`~densitylab.suite.train.train_unit`), score and record each; returns one
+    :func:`run_summary` per run."""
     specs = [RunSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
     store = RunStore(out_dir)
     scorers: dict[str, CurveScorer] = {}

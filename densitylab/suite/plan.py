@@ -113,12 +113,10 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: 
                  ) -> Path | None:
     """Make sure ``out_dir`` holds nothing but ``config``'s runs before running into it.
 
-    A folder whose ``suite.json`` names another suite or another set of run ids (a changed key,
-    a changed default in the code, another densitylab minor version), or which holds records of
-    runs that are not ``config``'s, is refused with :class:`FolderInUseError` naming the keys
-    that differ and the two ways out. With ``force`` those stale records (and the old
-    ``suite.json``) are moved to ``out_dir/stale/<time>/`` instead, never deleted; returns that
-    folder (None when nothing was moved).
+    A folder whose ``suite.json`` names another suite or other run ids, or which holds records
+    of other runs, is refused with :class:`FolderInUseError` naming the keys that differ. With
+    ``force`` those stale records (and the old ``suite.json``) are moved, never deleted, to
+    ``out_dir/stale/<time>/``; returns that folder (None when nothing was moved).
     """
     store = out_dir if isinstance(out_dir, RunStore) else RunStore(out_dir)
     info = config.suite_info()
@@ -147,15 +145,10 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: 
 
 def check_code(root: Path, finished: dict[str, RunRecord], codes: dict[str, dict[str, Any]],
                todo: list[RunSpec], *, force: bool = False) -> list[str]:
-    """Refuse to add runs to a folder whose finished runs were computed by other code.
-
-    ``finished``: the folder's finished records (``ok`` or ``diverged``) by run id; ``codes``:
-    the code each run of the suite would be computed with now
-    (:func:`~densitylab.suite.provenance.spec_code`, by run id). A finished record whose code
-    fingerprint differs from its run's, or that records none (written before densitylab
-    recorded its code: unknown code), would be mixed with the ``todo`` runs in one report.
-    Nothing is refused when nothing is to be computed. With ``force`` the records are kept
-    (the report lists which runs came from which code); returns their ids.
+    """Refuse to add the ``todo`` runs to a folder whose ``finished`` records (by run id) were
+    computed by other code than ``codes`` (each run's :func:`~.provenance.spec_code`) or by
+    unknown code (no fingerprint recorded). With ``force`` those records are kept; returns
+    their ids.
 
     Raises:
         FolderInUseError: other code's records and runs to compute, without ``force``.

@@ -43,13 +43,10 @@ class TrainedRun:
 
 def train_unit(specs: list[RunSpec], callback_for=None) -> list[TrainedRun]:
     """Train the runs ``specs`` (one run, or runs differing only in their seed) and return one
-    :class:`TrainedRun` per spec, in order.
-
-    Several specs train as one batched model (:mod:`densitylab.models.batched`) when the model
-    kind has a batched form that takes every option of the run; otherwise each trains alone.
+    :class:`TrainedRun` per spec, in order: as one batched model (:mod:`densitylab.models.batched`)
+    when the model kind has a batched form that takes every option of the run, else one by one.
     ``callback_for(spec, target, model, device)`` may return a fit callback for a run trained
-    alone (the ``eval_every`` scorer, the live TensorBoard log), or None.
-    """
+    alone (the ``eval_every`` scorer, the live TensorBoard log), or None."""
     if len(specs) > 1:
         batched = _train_batched(specs)
         if batched is not None:
@@ -120,14 +117,10 @@ def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
 
 def fit_options(model, train: dict[str, Any], seed: int | None, device: torch.device,
                 callback=None) -> dict[str, Any]:
-    """The keywords of ``model.fit`` for the run's resolved ``train`` options.
-
-    ``steps`` and ``batch_size`` always; ``seed`` for a single model (a batched model has its
-    seeds); ``lr`` when set; ``lr_schedule`` when the model declares it in ``fit_options`` or it
-    is not the default (the suite refused a schedule a model lacks when it was loaded);
-    ``train_size`` when the suite sets it (refused when the model's fit lacks it);
-    ``callback`` when given; ``device`` and ``progress`` (off) when declared.
-    """
+    """The keywords of ``model.fit`` for the run's resolved ``train`` options: each option that
+    is set, and an optional one (``lr_schedule``, ``device``, ``progress``: off) only when the
+    model's ``fit_options`` declare it; ``seed`` only for a single model (a batched one has its
+    seeds)."""
     declared = registry.declared_options(model, "fit")
     kwargs: dict[str, Any] = {"steps": train["steps"], "batch_size": train["batch_size"]}
     if seed is not None:
