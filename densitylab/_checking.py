@@ -45,7 +45,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["Errors", "Field", "REQUIRED", "option", "required", "fields_of", "defaults", "check",
            "check_fields", "check_value", "describe", "markdown_table", "read_toml",
-           "expected_one_of"]
+           "expected_one_of", "fields_like"]
 
 
 class Errors:
@@ -193,6 +193,26 @@ def fields_of(declaration: type) -> dict[str, Field]:
 def defaults(declaration: type) -> dict[str, Any]:
     """``{key: default}`` for every key of ``declaration`` that has a default."""
     return {k: f.default for k, f in fields_of(declaration).items() if not f.required}
+
+
+def fields_like(defaults_: dict[str, Any]) -> dict[str, Field]:
+    """A declaration (for :func:`check_fields`) of a table whose keys are those of
+    ``defaults_``: each key takes values of its default's kind (a number for a number, so 3 and
+    3.0 are one setting; anything for None)."""
+    out = {}
+    for name, default in defaults_.items():
+        if default is None:
+            tp: Any = Any
+        elif isinstance(default, bool):
+            tp = bool
+        elif isinstance(default, float):
+            tp = float
+        elif isinstance(default, int):
+            tp = int | float
+        else:
+            tp = type(default)
+        out[name] = Field(name, tp, default)
+    return out
 
 
 def check(value: Any, declaration: type, path: str, errors: Errors) -> dict[str, Any] | None:

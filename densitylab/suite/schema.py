@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._checking import Field, defaults, markdown_table, option, required
+from .._checking import defaults, fields_like, markdown_table, option, required
 from .._runtime import LR_SCHEDULES
 from . import registry
 
@@ -180,23 +180,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {k: v for k, v in defaults(TrainSection).items(
                                   if k not in TRAIN_OPTIONAL}
 
 
-def metric_params(defaults_: dict[str, Any]) -> dict[str, Field]:
-    """The declaration of a metric's ``params``, from its defaults: each key takes values of its
-    default's kind (a number for a number, so 3 and 3.0 are one setting; anything for None)."""
-    out = {}
-    for name, default in defaults_.items():
-        if default is None:
-            tp: Any = Any
-        elif isinstance(default, bool):
-            tp = bool
-        elif isinstance(default, float):
-            tp = float
-        elif isinstance(default, int):
-            tp = int | float
-        else:
-            tp = type(default)
-        out[name] = Field(name, tp, default)
-    return out
+#: The declaration of a metric's ``params``, from its defaults
+#: (:func:`densitylab._checking.fields_like`).
+metric_params = fields_like
 
 
 def reference_markdown() -> str:
