@@ -255,7 +255,8 @@ def parse_suite(
     for m in models:
         if m["train"] != train:
             _check_train(m["train"], f"{m['key']}.train", errs)
-    _raise_if_any(errs, source)
+    if errs.messages:
+        raise SuiteConfigError(list(dict.fromkeys(errs.messages)), source)
     version = version_key()
 
     runs = []
@@ -563,8 +564,3 @@ def _unique(label: str, seen: set[str], key: str) -> None:
     if label in seen:
         raise ValueError(f"{key}: {label!r} is used twice; give each entry a distinct label")
     seen.add(label)
-
-
-def _raise_if_any(errs: _Errors, source: str | None) -> None:
-    if errs.messages:
-        raise SuiteConfigError(list(dict.fromkeys(errs.messages)), source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from typing import Any
 
 from .._checking import Errors, check_value, fields_of
@@ -77,9 +78,7 @@ def _value_text(value: Any) -> str:
 def _display_names(axes: list[tuple[str, str, list[Any]]]) -> list[str]:
     """Each swept key's name in labels: the bare key, or ``train.KEY`` when ``KEY`` is swept in
     both sections."""
-    counts: dict[str, int] = {}
-    for _, name, _ in axes:
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for _, name, _ in axes)
     return [name if counts[name] == 1 else f"{section}.{name}" for section, name, _ in axes]
 
 
