@@ -18,15 +18,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._runtime import logger, resolve_device
+from .._runtime import Terminated, logger, raise_terminated, resolve_device, signal_handled
 from ..results.store import RunStore
 from .config import RunSpec, SuiteConfig
 from .evaluate import execute_batched_runs, run_summary
@@ -148,7 +146,7 @@ def run_suite(
         else:
             stream = (s for unit in work.units for s in execute_batched_runs(unit, out))
         try:
-            with _signal_handled(signal.SIGTERM, _raise_terminated):
+            with signal_handled(signal.SIGTERM, raise_terminated):
                 for summary in _report_progress(stream, len(work.todo), show_progress):
                     result.finished.append(summary)
         except KeyboardInterrupt as err:
@@ -222,34 +220,6 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-@contextmanager
-def _signal_handled(signum: int, handler):
-    """Install ``handler`` for ``signum`` while the block runs (in the main thread only, the one
-    that may set handlers), then restore the old one. Worker processes started while SIGINT is
-    ignored inherit "ignore", so a Ctrl-C cannot kill them half-way through their start-up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signum, old)
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM during a suite; a
-    KeyboardInterrupt, so every runner stops its workers as it does for Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"received signal {signum}")
-        self.signum = signum
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated(signum)
-
-
 def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -258,7 +228,7 @@ def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
                                initializer=_init_worker, initargs=(_threads_per_worker(workers),))
     futures: dict = {}
     try:
-        with _signal_handled(signal.SIGINT, signal.SIG_IGN):
+        with signal_handled(signal.SIGINT, signal.SIG_IGN):
             futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)):
                        unit for unit in units}
         yield from _drain(futures, as_completed, futures.get, "worker died")
@@ -285,7 +255,7 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
         n = workers or 1
         extra = {"env": {"OMP_NUM_THREADS": str(_threads_per_worker(n))}} if n > 1 else {}
         # its worker processes leave Ctrl-C to this process
-        with _signal_handled(signal.SIGINT, signal.SIG_IGN):
+        with signal_handled(signal.SIGINT, signal.SIG_IGN):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
                                    dashboard_address=":0", **extra)
         client = Client(cluster)
