@@ -116,12 +116,9 @@ def run_suite(
     ``workers > 1`` uses that many local processes (spawned, each with
     ``cpu_count // workers`` torch threads); ``dask="local"`` starts a Dask ``LocalCluster``
     (``workers`` processes, default 1), any other ``dask`` value is a scheduler address to join.
-    With ``config.batch_seeds`` the pending seeds of each (dataset, model) are one task, trained
-    as one batched model (:func:`~densitylab.suite.evaluate.execute_batched_runs`).
     ``force`` moves the records of another configuration aside (see :func:`claim_folder`) and
-    keeps the finished runs of other code (see :func:`check_code`).
-    A KeyboardInterrupt stops the suite (see the module docstring) and is not re-raised: the
-    result has ``interrupted = True``.
+    keeps the finished runs of other code (see :func:`check_code`). A KeyboardInterrupt stops
+    the suite (see the module docstring) and is not re-raised: ``interrupted`` is set.
 
     Raises:
         FolderInUseError: ``out_dir`` belongs to another configuration, or holds runs of other

@@ -1,9 +1,6 @@
-"""The suite's train stage: run specs in, trained models out.
+"""The suite's train stage: run specs in, trained models out (:func:`train_unit`).
 
-:func:`train_unit` takes the runs of one unit (one run, or the seeds of one dataset and model
-that train as one batched model) and returns one :class:`TrainedRun` per run. It builds the
-dataset and the model once, trains them, and never scores or writes anything: the score stage
-(:mod:`densitylab.suite.score`) and the store take it from there. A run whose training raised
+It never scores or writes anything, and never raises for a run: a run whose training raised
 comes back with its ``error`` set, so one failure never hides the other runs of a unit.
 """
 
