@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..results.records import RunRecord
 from ..results.store import RunStore
@@ -45,14 +46,12 @@ class LiveLog:
 
     def __call__(self, step: int, losses, model) -> bool:
         if (step + 1) % self.every == 0:
-            for name, value in dict(losses).items():
-                _scalar(self.writer, f"train/{name}", value, step + 1)
+            _scalars(self.writer, "train", dict(losses), step + 1)
         return False
 
     def curves(self, step: int, values: dict[str, float]) -> None:
         """Log the ``eval_every`` scores of ``step``."""
-        for name, value in values.items():
-            _scalar(self.writer, f"curves/{name}", value, step)
+        _scalars(self.writer, "curves", values, step)
         self.writer.flush()
 
     def close(self) -> None:
@@ -85,10 +84,8 @@ def write_run_events(store: RunStore, record: RunRecord) -> Path:
                     _scalar(writer, f"curves/{name}", value, step)
         last = int(record.trained_steps or record.steps or 0)
         for result in record.metrics.values():
-            for name, value in result.values.items():
-                _scalar(writer, f"metrics/{name}", value, last)
-        for name in ("train_s", "eval_s"):
-            _scalar(writer, f"time/{name}", getattr(record, name), last)
+            _scalars(writer, "metrics", result.values, last)
+        _scalars(writer, "time", {"train_s": record.train_s, "eval_s": record.eval_s}, last)
         writer.add_text("run", _run_text(record), last)
     finally:
         writer.close()
@@ -102,6 +99,12 @@ def write_run_events(store: RunStore, record: RunRecord) -> Path:
 def _scalar(writer, tag: str, value, step: int) -> None:
     if isinstance(value, int | float) and math.isfinite(value):
         writer.add_scalar(tag, float(value), int(step))
+
+
+def _scalars(writer, section: str, values: dict[str, Any], step: int) -> None:
+    """Each finite value as ``section/<name>`` at ``step``."""
+    for name, value in values.items():
+        _scalar(writer, f"{section}/{name}", value, step)
 
 
 def _run_text(record: RunRecord) -> str:
