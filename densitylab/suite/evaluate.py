@@ -14,6 +14,7 @@ from typing import Any
 
 from .._runtime import logger, torch_threads
 from ..results.store import RunStore
+from ..results.tensorboard import LiveLog, write_run_events
 from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
 from ..scoring.context import EvalContext, derive_seed
 from . import registry
@@ -25,7 +26,6 @@ from .score import (
     score_run,
     summarize_history,
 )
-from .tblog import LiveLog, write_run_events
 from .train import train_unit
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs",
@@ -86,7 +86,7 @@ def run_summary(record, wall_s: float) -> dict[str, Any]:
 
 def _live_log(spec: RunSpec, store: RunStore, model) -> LiveLog | None:
     """The TensorBoard log of a run while it trains (``tensorboard = true`` and a model whose
-    ``fit`` takes a callback), else None; see :class:`densitylab.suite.tblog.LiveLog`."""
+    ``fit`` takes a callback), else None; see :class:`densitylab.results.tensorboard.LiveLog`."""
     if not spec.tensorboard or "callback" not in registry.declared_options(model, "fit"):
         return None
     try:
