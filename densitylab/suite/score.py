@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import platform
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..scoring.context import EvalContext, derive_seed, model_log_prob, sample_p
 from . import registry
 from .provenance import run_code
 from .schema import SuiteSection
-from .train import TrainedRun
+from .train import TrainedRun, failure
 
 HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
 
@@ -73,9 +72,8 @@ def score_run(run: TrainedRun, curves: dict[str, Any] | None = None) -> ScoredRu
                                        [m["name"] for m in spec.config["metrics"]])
             data.update(outcome)
         except Exception as err:  # recorded and retried on the next run of the suite
-            logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, err)
-            data.update(status="failed", error=f"{type(err).__name__}: {err}",
-                        traceback=traceback.format_exc())
+            error, trace = failure(spec, err)
+            data.update(status="failed", error=error, traceback=trace)
     return ScoredRun(RunRecord.from_dict(data), arrays, model)
 
 

@@ -72,7 +72,7 @@ def _train_alone(spec: RunSpec, callback_for) -> TrainedRun:
                 callback.close()
         run.train_s = time.perf_counter() - start
     except Exception as err:  # recorded by the store and retried on the next run of the suite
-        _failed(run, err)
+        run.error, run.traceback = failure(run.spec, err)
     return run
 
 
@@ -100,7 +100,7 @@ def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
         models = batched.unstack()
     except Exception as err:  # every run of the batch failed; each is retried next time
         for run in runs:
-            _failed(run, err)
+            run.error, run.traceback = failure(run.spec, err)
             run.train_s = (time.perf_counter() - start) / len(specs)
         return runs
     train_s = (time.perf_counter() - start) / len(specs)
@@ -140,7 +140,9 @@ def fit_options(model, train: dict[str, Any], seed: int | None, device: torch.de
     return kwargs
 
 
-def _failed(run: TrainedRun, err: BaseException) -> None:
-    run.error = f"{type(err).__name__}: {err}"
-    run.traceback = traceback.format_exc()
-    logger.warning("run %s (%s) failed: %s", run.spec.label, run.spec.run_id, run.error)
+def failure(spec: RunSpec, err: BaseException) -> tuple[str, str]:
+    """The ``error`` and ``traceback`` recorded for a run that raised ``err`` (logged as a
+    warning); the run is retried the next time the suite runs."""
+    error = f"{type(err).__name__}: {err}"
+    logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, error)
+    return error, traceback.format_exc()
