@@ -141,7 +141,8 @@ def _json_default(obj: Any):
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-def _stream_is_tty() -> bool:
+def stderr_is_tty() -> bool:
+    """Whether standard error is a terminal (where a progress bar may be drawn)."""
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
@@ -161,7 +162,7 @@ def progress(
     if enabled is False:
         yield from iterable
         return
-    if enabled or _stream_is_tty():
+    if enabled or stderr_is_tty():
         from tqdm.auto import tqdm
 
         yield from tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)

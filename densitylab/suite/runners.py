@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._runtime import Terminated, logger, raise_terminated, resolve_device, signal_handled
+from .._runtime import logger, raise_terminated, resolve_device, signal_handled, stderr_is_tty
 from ..results.store import RunStore
 from .config import RunSpec, SuiteConfig
 from .evaluate import execute_batched_runs, run_summary
@@ -148,7 +147,7 @@ def run_suite(
                     result.finished.append(summary)
         except KeyboardInterrupt as err:
             result.interrupted = True
-            result.signal = err.signum if isinstance(err, Terminated) else signal.SIGINT
+            result.signal = getattr(err, "signum", signal.SIGINT)  # set by Terminated
             _collect_written(result, work, store)
     result.wall_s = time.perf_counter() - start
     return result
@@ -189,9 +188,7 @@ def _threads_per_worker(workers: int) -> int:
 
 def _report_progress(stream: Iterator[dict[str, Any]], total: int, enabled: bool | None):
     """A tqdm bar showing each run's status on a TTY, one log line per run otherwise."""
-    tty = enabled if enabled is not None else (hasattr(sys.stderr, "isatty")
-                                               and sys.stderr.isatty())
-    if tty:
+    if enabled if enabled is not None else stderr_is_tty():
         from tqdm.auto import tqdm
 
         with tqdm(total=total, desc="suite", unit="run", dynamic_ncols=True) as bar:
