@@ -56,11 +56,8 @@ __all__ = [
 
 
 class SuiteConfigError(ValueError, TypeError):
-    """Every error found in a suite file, one per line (``errors`` holds them as a list).
-
-    It is both a ValueError and a TypeError, so code that catches either for one bad key still
-    catches it when a file has several.
-    """
+    """Every error found in a suite file, one per line (``errors`` holds them as a list); both a
+    ValueError and a TypeError, so code that catches either for one bad key still catches it."""
 
     def __init__(self, errors: list[str], source: str | None = None):
         self.errors = list(errors)
@@ -84,9 +81,8 @@ class RunSpec:
     threads: int | None = None  # torch threads for this run; None: leave torch's setting
     #: The suite file's folder, searched first for ``plugins`` (not part of the run id).
     plugin_dir: str | None = None
-    #: The code the runner expects to compute the run
-    #: (:func:`densitylab.suite.provenance.spec_code`), filled in once per suite run; the record
-    #: of a run that built its model holds the code its process ran. Not in the id.
+    #: The code the runner expects to compute the run (:func:`.provenance.spec_code`; the record
+    #: holds the code its process ran). Not in the id.
     code: dict[str, Any] | None = None
     #: Write TensorBoard event files of the run (``[suite] tensorboard``; not in the id).
     tensorboard: bool = False
@@ -314,15 +310,12 @@ def _check_sample_sizes(metrics: list[dict[str, Any]], eval_samples: int, errs: 
             continue
         with errs:
             need = int(spec.min_samples(**m["params"]))
+            shown = ", ".join(f"{k}={v!r}" for k, v in m["params"].items()) or "its defaults"
             if eval_samples < need:
                 raise ValueError(
                     f"suite.eval_samples: {eval_samples} is too few for metrics[{i}] "
-                    f"({m['name']} with {_params_text(m['params'])}), which needs at least "
+                    f"({m['name']} with {shown}), which needs at least "
                     f"{need} samples; raise eval_samples to {need} or more")
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "its defaults"
 
 
 def _check_train(train: dict[str, Any], key: str, errs: _Errors) -> None:

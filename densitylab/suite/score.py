@@ -52,7 +52,10 @@ def score_run(run: TrainedRun, curves: dict[str, Any] | None = None) -> ScoredRu
     data: dict[str, Any] = {
         "run_id": spec.run_id, "format": RECORD_FORMAT, "suite": spec.suite,
         "dataset": spec.dataset, "model": spec.model, "seed": spec.seed, "config": spec.config,
-        "versions": _versions(), "code": dict(spec.code or {}), "host": platform.node(),
+        "versions": {"densitylab": __version__, "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version(),
+                     "pyro": pyro.__version__},
+        "code": dict(spec.code or {}), "host": platform.node(),
         "device": str(run.device or spec.device), "threads": torch.get_num_threads(),
         "train_s": run.train_s}
     if curves is not None:
@@ -123,12 +126,12 @@ def evaluation_context(spec, target, model, device: torch.device) -> EvalContext
 
 class CurveScorer:
     """The ``eval_every`` callback of a fit: every ``every`` steps, score the run's metrics on
-    a fixed evaluation sample (the same seeds as the final evaluation) and keep the series.
+    a fixed evaluation sample (the same seeds as the final evaluation) and keep the series;
+    ``then`` (a live log) is called after each step too, and sees the scores as they come.
 
-    Scoring happens inside a forked random state and puts the networks back in training mode,
-    so the training itself (and so the final result) is the same with and without it. A
-    metric failing early in training is a missing point of the curve, not worth a warning.
-    ``then`` is called after each step too (a live log), and sees the scores as they come.
+    Scoring runs in a forked random state and puts the networks back in training mode, so the
+    training (and the final result) is the same with and without it. A metric failing early in
+    training is a missing point of the curve, not worth a warning.
     """
 
     def __init__(self, spec, target, device: torch.device, every: int, then=None):
@@ -243,9 +246,3 @@ def saved_arrays(ctx: EvalContext) -> dict[str, np.ndarray]:
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().float().numpy()
-
-
-def _versions() -> dict[str, str]:
-    return {"densitylab": __version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "pyro": pyro.__version__}
