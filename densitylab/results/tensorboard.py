@@ -20,7 +20,7 @@ from typing import Any
 from .records import RunRecord
 from .store import RunStore
 
-__all__ = ["write_run_events", "LiveLog"]
+__all__ = ["write_run_events", "LiveLog", "tensorboard_available"]
 
 #: Points per loss a live log writes during training (as many as the record's history keeps).
 LIVE_POINTS = 200
@@ -57,6 +57,15 @@ class LiveLog:
     def close(self) -> None:
         """Flush and close the event file."""
         self.writer.close()
+
+
+def tensorboard_available() -> None:
+    """Raise ImportError saying how to install TensorBoard when it is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as err:
+        raise ImportError("tensorboard = true needs TensorBoard: pip install "
+                          "'densitylab[tensorboard]' (or set tensorboard = false)") from err
 
 
 def write_run_events(store: RunStore, record: RunRecord) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 from .._runtime import logger
 from ..results.records import DONE_STATUSES, RunRecord
 from ..results.store import RunStore
+from ..results.tensorboard import tensorboard_available
 from . import registry
 from .config import RunSpec, SuiteConfig
 from .provenance import fingerprint_of, spec_code
@@ -178,15 +179,6 @@ def check_code(root: Path, finished: dict[str, RunRecord], codes: dict[str, dict
         "others (the report then lists which runs came from which code).")
 
 
-def tensorboard_available() -> None:
-    """Raise ImportError saying how to install TensorBoard when it is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError as err:
-        raise ImportError("tensorboard = true needs TensorBoard: pip install "
-                          "'densitylab[tensorboard]' (or set tensorboard = false)") from err
-
-
 def _differences(old: dict[str, Any] | None, settings: dict[str, Any], limit: int = 8) -> str:
     """The keys whose values differ between a folder's recorded settings and ``settings``
     (:meth:`SuiteConfig.settings`)."""
@@ -234,10 +226,8 @@ def batch_key(spec: RunSpec) -> str | None:
     None when the model kind has no batched implementation (see
     :mod:`densitylab.models.batched`) or the run fixes the model's own seed.
     """
-    cfg = spec.config
-    if registry.batched_model_class(cfg["model"]["kind"]) is None:  # e.g. a user model
-        return None
-    if "seed" in cfg["model"]["params"]:
+    cfg, model = spec.config, spec.config["model"]
+    if "seed" in model["params"] or registry.batched_model_class(model["kind"]) is None:
         return None
     rest = {k: v for k, v in cfg.items() if k != "seed"}
     return json.dumps([spec.suite, spec.dataset, spec.model, spec.device, rest], sort_keys=True)
