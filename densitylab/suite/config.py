@@ -143,9 +143,7 @@ class SuiteConfig:
         return [r.run_id for r in self.runs]
 
     def suite_info(self) -> dict[str, Any]:
-        """What a results folder records of the suite that fills it (its ``suite.json``): name,
-        description, source, device, seeds, evaluation samples, run ids, :meth:`settings` and
-        the declared primary values."""
+        """What a results folder records of the suite that fills it (its ``suite.json``)."""
         return {"name": self.name, "description": self.description, "source": self.source,
                 "device": self.device, "seeds": list(self.seeds),
                 "eval_samples": self.eval_samples, "run_ids": self.run_ids(),

@@ -78,8 +78,7 @@ def _store(scored: ScoredRun, store: RunStore, wall_s: float, *,
 
 
 def run_summary(record, wall_s: float) -> dict[str, Any]:
-    """What a runner reports of a stored run: ``run_id``, ``label``, ``status``, ``wall_s``,
-    ``error``."""
+    """What a runner reports of a stored ``record`` that took ``wall_s`` seconds."""
     return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
             "status": record.status, "wall_s": wall_s, "error": record.error}
 

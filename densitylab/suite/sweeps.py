@@ -26,13 +26,10 @@ SWEEP_SECTIONS = ("params", "train")
 
 def expand_sweeps(items: list[dict[str, Any] | None], errs: Errors
                   ) -> list[dict[str, Any] | None]:
-    """The checked ``[[models]]`` entries with each sweep expanded (see the module docstring).
-
-    Every entry gets ``_key``, its location in the file (``models[i]``, plus the setting for
-    a swept one), for the errors found later; a swept one also ``_name``, the entry's own name
-    (the model kind when ``kind`` is not written). An entry whose sweep is malformed is left out
-    and its errors added to ``errs``.
-    """
+    """The checked ``[[models]]`` entries with each sweep expanded; an entry whose sweep is
+    malformed is left out, its errors added to ``errs``. Every entry gets ``_key``, its location
+    for later errors (``models[i]``, plus a swept one's setting); a swept one also ``_name``, the
+    entry's own name (the model kind when ``kind`` is not written)."""
     out: list[dict[str, Any] | None] = []
     for i, item in enumerate(items):
         key = f"models[{i}]"
