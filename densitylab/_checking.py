@@ -21,20 +21,31 @@ saying what was expected (with the allowed values where there is a choice), and 
 valid part of the table: the keys it writes, converted (an integer written for a ``float`` key
 becomes a float), without defaults; :func:`defaults` gives the defaults. The same ideas as JSON
 Schema's ``type``/``minimum``/``enum``/``additionalProperties``, declared in Python.
+:func:`read_toml` reads the file itself, a syntax error naming the line to fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
+import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
 __all__ = ["Errors", "Field", "REQUIRED", "option", "required", "fields_of", "defaults", "check",
-           "check_fields", "check_value", "describe", "markdown_table"]
+           "check_fields", "check_value", "describe", "markdown_table", "read_toml",
+           "expected_one_of", "fields_like"]
 
 
 class Errors:
@@ -70,6 +81,44 @@ class Errors:
     def add(self, message: str) -> None:
         """Record one error (a message that starts with its key path)."""
         self.messages.append(message)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file ``path`` parsed; a syntax error is a ValueError naming the file, the line
+    to fix and that line's text.
+
+    ``tomllib`` notices an unclosed array or inline table at the start of the next statement
+    (column 1 of a later line): the line to fix is then the last non-blank one before it.
+    """
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+        if found is None:  # e.g. "(at end of document)"
+            raise ValueError(f"{path}: not valid TOML: {message}") from err
+        line, column = int(found[1]), int(found[2])
+        what = message[:found.start()]
+        lines = text.splitlines()
+        if what.startswith("Unclosed") and column == 1 and line > 1:
+            line -= 1
+            while line > 1 and not lines[line - 1].strip():
+                line -= 1
+            what += " (the line ends before it is closed)"
+        else:
+            what += f" (column {column})"
+        shown = lines[line - 1] if 0 < line <= len(lines) else ""
+        raise ValueError(f"{path}, line {line}: not valid TOML: {what}\n    {line} | {shown}"
+                         ) from err
+
+
+def expected_one_of(value: str, valid: Iterable[str]) -> str:
+    """``did you mean 'x'? expected one of a, b, c``: the allowed names, after the one closest to
+    ``value`` when one is close."""
+    valid = list(valid)
+    close = difflib.get_close_matches(value, valid, n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + "expected one of " + ", ".join(valid)
 
 
 #: The default of a key that must be written.
@@ -144,6 +193,26 @@ def fields_of(declaration: type) -> dict[str, Field]:
 def defaults(declaration: type) -> dict[str, Any]:
     """``{key: default}`` for every key of ``declaration`` that has a default."""
     return {k: f.default for k, f in fields_of(declaration).items() if not f.required}
+
+
+def fields_like(defaults_: dict[str, Any]) -> dict[str, Field]:
+    """A declaration (for :func:`check_fields`) of a table whose keys are those of
+    ``defaults_``: each key takes values of its default's kind (a number for a number, so 3 and
+    3.0 are one setting; anything for None)."""
+    out = {}
+    for name, default in defaults_.items():
+        if default is None:
+            tp: Any = Any
+        elif isinstance(default, bool):
+            tp = bool
+        elif isinstance(default, float):
+            tp = float
+        elif isinstance(default, int):
+            tp = int | float
+        else:
+            tp = type(default)
+        out[name] = Field(name, tp, default)
+    return out
 
 
 def check(value: Any, declaration: type, path: str, errors: Errors) -> dict[str, Any] | None:

@@ -1,12 +1,15 @@
-"""Devices, seeds, atomic files and progress reporting: runtime services every module shares."""
+"""Devices, seeds, atomic files, progress reporting and signal handling: runtime services every
+module shares."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,9 @@ __all__ = [
     "progress",
     "logger",
     "LR_SCHEDULES",
+    "signal_handled",
+    "Terminated",
+    "raise_terminated",
 ]
 
 logger = logging.getLogger("densitylab")
@@ -135,7 +141,8 @@ def _json_default(obj: Any):
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-def _stream_is_tty() -> bool:
+def stderr_is_tty() -> bool:
+    """Whether standard error is a terminal (where a progress bar may be drawn)."""
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
@@ -155,7 +162,7 @@ def progress(
     if enabled is False:
         yield from iterable
         return
-    if enabled or _stream_is_tty():
+    if enabled or stderr_is_tty():
         from tqdm.auto import tqdm
 
         yield from tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
@@ -179,3 +186,33 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextmanager
+def signal_handled(signum: int, handler):
+    """Install ``handler`` for ``signum`` while the block runs (in the main thread only, the one
+    that may set handlers), then restore the old one. Worker processes started while SIGINT is
+    ignored inherit "ignore", so a Ctrl-C cannot kill them half-way through their start-up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, old)
+
+
+class Terminated(KeyboardInterrupt):
+    """What :func:`raise_terminated` raises for SIGTERM: a KeyboardInterrupt, so that code which
+    stops its workers on Ctrl-C stops them the same way; ``signum`` says which signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"received signal {signum}")
+        self.signum = signum
+
+
+def raise_terminated(signum, frame):
+    """A signal handler raising :class:`Terminated`: ``signal_handled(SIGTERM, raise_terminated)``
+    stops a block on SIGTERM as on Ctrl-C."""
+    raise Terminated(signum)

@@ -14,8 +14,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-import tomllib
-
+from ._checking import read_toml
 from .suite import registry
 from .suite.config import builtin_suites
 
@@ -140,7 +139,7 @@ def _suite(name: str) -> str:
     """A built-in suite: its description, seeds, datasets, models and metrics, and how to run
     it (read from its TOML; nothing is built)."""
     path = builtin_suites()[name]
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data = read_toml(path)
     suite = data.get("suite", {})
 
     def names(section: str) -> str:

@@ -43,7 +43,6 @@ with ``sample(n, seed=)`` and ``dim`` (or ``data_shape``); a model factory as
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import importlib.metadata
@@ -53,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import distributions, images
+from ._checking import expected_one_of
 from ._runtime import logger
 
 __all__ = [
@@ -390,10 +390,8 @@ def _unknown_param(kind: str, err: TypeError) -> ModelParamError | None:
     if found is None or valid is None:
         return None
     key = found[1]
-    close = difflib.get_close_matches(key, valid, n=1)
     return ModelParamError(key, f"model kind {kind!r} has no parameter {key!r}; "
-                                + (f"did you mean {close[0]!r}? " if close else "")
-                                + "expected one of " + ", ".join(valid))
+                                + expected_one_of(key, valid))
 
 
 def build_model(kind: str, params: Mapping[str, Any], *, data_shape: tuple[int, ...],

@@ -1,4 +1,5 @@
-"""A results folder: its typed run records and the store that writes and reads them.
+"""A results folder: its typed run records, the store that writes and reads them, and the
+records' TensorBoard events (:mod:`densitylab.results.tensorboard`).
 
 The suite writes a folder (:mod:`densitylab.suite`), the report reads it (:mod:`densitylab.report`);
 this package is the format between them, so that reading results needs no part of the suite.

@@ -13,7 +13,8 @@ Layout of ``DIR``::
                                     ``model.save`` writes it; :meth:`RunStore.load_model` or
                                     ``densitylab load DIR RUN_ID`` gives it back
     DIR/tb/<dataset>/<model>/seed<seed>-<run_id>/
-                                    TensorBoard event files of the run (``tensorboard = true``)
+                                    TensorBoard event files of the run (``tensorboard = true``;
+                                    :mod:`densitylab.results.tensorboard`)
     DIR/report.md, results.csv,     what ``densitylab report`` wrote from the records
     DIR/figures/
     DIR/stale/<time>/               records of another configuration, with the report written

@@ -1,43 +1,32 @@
 """Suite configuration: a TOML file, validated key by key, expanded into runs with stable ids.
 
-A suite is ``[suite]`` (name, device, seeds, eval_samples, ...), ``[train]`` (defaults for every
-model), ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]``, each key declared once with its
-type, default and constraints in :mod:`densitylab.suite.schema` (``docs/user-guide.md`` shows
-it with examples). Every error names the offending key, e.g.
+A suite is ``[suite]``, ``[train]`` (defaults for every model), ``[[datasets]]``, ``[[models]]``
+and ``[[metrics]]``, each key declared once in :mod:`densitylab.suite.schema`
+(``docs/user-guide.md`` shows it with examples). Every error names the offending key, e.g.
 ``models[1].kind: unknown model 'vea'; expected one of 'flow', 'gan', 'vae'``.
 
-A run is one (dataset, model, seed). Its id is the first 12 hex digits of the SHA-256 of its
-fully resolved configuration as canonical JSON (sorted keys, no whitespace). Resolved means
-every default filled in from the code, not only what the suite file writes: the dataset's
-parameters as the built target reports them (``target.params``), the model's constructor
-arguments as the built model reports them (``model.config``, minus the data shape and the
-weight seed, which the suite fills in), the training options with the model's own default
-learning rate, every metric parameter, the seed, the sample counts, and the major.minor version
-of densitylab (a release that changes results bumps the minor version). So changing a default in
-code changes the id and the run is computed again instead of a stale result being reused, and
+A run is one (dataset, model, seed). Its id (:func:`run_id`) hashes its fully resolved
+configuration: every default filled in from the code (the dataset's ``target.params``, the
+model's ``config`` minus the data shape and weight seed, which the suite fills in, the model's
+own learning rate, every metric parameter) and the major.minor version of densitylab (a release
+that changes results bumps it). So changing a default in code computes the run again, and
 writing a default out or leaving it implicit gives the same id. The device, the suite's name,
 the thread count and ``batch_seeds`` are not part of the id: they say where, how and under which
-name a run was computed, not what was computed.
-
-A run's ``config`` is what its worker builds from (the resolved model parameters are passed to
-the model's constructor), so the id also names what a worker with other defaults computes.
+name a run was computed, not what. A run's ``config`` is what its worker builds from.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import numbers
-import re
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from .._checking import Errors as _Errors
-from .._checking import check, check_fields, check_value
+from .._checking import check, check_fields, check_value, expected_one_of, read_toml
 from .._runtime import LR_SCHEDULES  # the one definition, shared with models' fit
 from . import registry
 from .references import reference_models
@@ -50,11 +39,6 @@ from .schema import (
     metric_params,
 )
 from .sweeps import expand_sweeps
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "SuiteConfig",
@@ -72,11 +56,8 @@ __all__ = [
 
 
 class SuiteConfigError(ValueError, TypeError):
-    """Every error found in a suite file, one per line (``errors`` holds them as a list).
-
-    It is both a ValueError and a TypeError, so code that catches either for one bad key still
-    catches it when a file has several.
-    """
+    """Every error found in a suite file, one per line (``errors`` holds them as a list); both a
+    ValueError and a TypeError, so code that catches either for one bad key still catches it."""
 
     def __init__(self, errors: list[str], source: str | None = None):
         self.errors = list(errors)
@@ -100,9 +81,8 @@ class RunSpec:
     threads: int | None = None  # torch threads for this run; None: leave torch's setting
     #: The suite file's folder, searched first for ``plugins`` (not part of the run id).
     plugin_dir: str | None = None
-    #: The code the runner expects to compute the run
-    #: (:func:`densitylab.suite.provenance.spec_code`), filled in once per suite run; the record
-    #: of a run that built its model holds the code its process ran. Not in the id.
+    #: The code the runner expects to compute the run (:func:`.provenance.spec_code`; the record
+    #: holds the code its process ran). Not in the id.
     code: dict[str, Any] | None = None
     #: Write TensorBoard event files of the run (``[suite] tensorboard``; not in the id).
     tensorboard: bool = False
@@ -119,10 +99,7 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what is sent to worker processes and Dask workers)."""
-        return {"suite": self.suite, "dataset": self.dataset, "model": self.model,
-                "seed": self.seed, "config": self.config, "device": self.device,
-                "threads": self.threads, "plugin_dir": self.plugin_dir, "code": self.code,
-                "tensorboard": self.tensorboard}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -132,7 +109,14 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """A validated suite: its settings and the list of runs it expands to."""
+    """A validated suite: its settings and the list of runs it expands to.
+
+    Each ``[suite]`` setting keeps its name and its default from
+    :class:`~densitylab.suite.schema.SuiteSection`, which says what it means and whether it
+    enters the run ids (``save_models`` only when true; ``device``, ``threads``,
+    ``batch_seeds``, ``tensorboard`` and ``primary`` never: they say how runs are computed,
+    shown or tested, not what is computed).
+    """
 
     name: str
     device: str
@@ -142,24 +126,16 @@ class SuiteConfig:
     datasets: tuple[dict[str, Any], ...]
     models: tuple[dict[str, Any], ...]
     metrics: tuple[dict[str, Any], ...]
-    description: str = SuiteSection.description  # each default is the schema's
+    description: str = SuiteSection.description
     save_samples: bool = SuiteSection.save_samples
     density_grid: int = SuiteSection.density_grid
     threads: int | None = SuiteSection.threads
     source: str | None = None
     runs: tuple[RunSpec, ...] = field(default=(), repr=False)
-    #: Train the seeds of one (dataset, model) as one batched model where the model supports it
-    #: (``densitylab.models.BatchedGAN`` / ``BatchedVAE``). Like the device, it says how runs are
-    #: computed, not what: it is not part of the run ids.
     batch_seeds: bool = SuiteSection.batch_seeds
-    #: Keep each run's trained model beside its record (in the run's config, so in its id, only
-    #: when true: the ids of suites without it stay what they were).
     save_models: bool = SuiteSection.save_models
-    #: Write TensorBoard event files per run (how results are shown, not what: not in the id).
     tensorboard: bool = SuiteSection.tensorboard
-    #: The declared primary metric values (``[suite] primary``), None for the default per
-    #: dataset (:mod:`densitylab.report.primary`). How results are tested, not what is computed:
-    #: not part of the run ids.
+    #: None: the default primary values per dataset (:mod:`densitylab.report.primary`)
     primary: tuple[str, ...] | None = SuiteSection.primary
 
     def run_ids(self) -> list[str]:
@@ -167,9 +143,7 @@ class SuiteConfig:
         return [r.run_id for r in self.runs]
 
     def suite_info(self) -> dict[str, Any]:
-        """What a results folder records of the suite that fills it (its ``suite.json``): name,
-        description, source, device, seeds, evaluation samples, run ids, :meth:`settings` and
-        the declared primary values."""
+        """What a results folder records of the suite that fills it (its ``suite.json``)."""
         return {"name": self.name, "description": self.description, "source": self.source,
                 "device": self.device, "seeds": list(self.seeds),
                 "eval_samples": self.eval_samples, "run_ids": self.run_ids(),
@@ -224,36 +198,8 @@ def resolve_suite_path(suite: str | Path) -> Path:
 def load_suite(suite: str | Path, *, device: str | None = None) -> SuiteConfig:
     """Read and validate a suite TOML file (or built-in suite name); ``device`` overrides it."""
     path = resolve_suite_path(suite)
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(_toml_error(path, text, str(err))) from err
-    return parse_suite(data, default_name=path.stem, device=device, source=str(path),
+    return parse_suite(read_toml(path), default_name=path.stem, device=device, source=str(path),
                        base_dir=path.resolve().parent)
-
-
-def _toml_error(path: Path, text: str, message: str) -> str:
-    """``tomllib``'s message with the line it is about and that line's text.
-
-    An unclosed array or inline table is noticed at the start of the next statement (column 1
-    of a later line); the line to fix is the last non-blank one before it.
-    """
-    found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
-    if found is None:  # e.g. "(at end of document)"
-        return f"{path}: not valid TOML: {message}"
-    line, column = int(found[1]), int(found[2])
-    what = message[:found.start()]
-    lines = text.splitlines()
-    if what.startswith("Unclosed") and column == 1 and line > 1:
-        line -= 1
-        while line > 1 and not lines[line - 1].strip():
-            line -= 1
-        what += " (the line ends before it is closed)"
-    else:
-        what += f" (column {column})"
-    shown = lines[line - 1] if 0 < line <= len(lines) else ""
-    return f"{path}, line {line}: not valid TOML: {what}\n    {line} | {shown}"
 
 
 def parse_suite(
@@ -262,13 +208,10 @@ def parse_suite(
 ) -> SuiteConfig:
     """Validate a suite given as a dict (the parsed TOML) and expand it into runs.
 
-    The file is checked against its declaration (:mod:`densitylab.suite.schema`: every key's
-    type, default and constraints), then each dataset and model is built and each metric's
-    parameters checked, then the constraints between keys (each metric's minimum sample size
-    against ``eval_samples``, ``eval_every`` against ``steps``, ``train_size`` against
-    ``batch_size``), before anything is trained; all the errors found are raised together as one
-    :class:`SuiteConfigError`. ``base_dir`` (the suite file's folder) is searched first for
-    plugin modules.
+    The file is checked against :mod:`densitylab.suite.schema`, each dataset and model is built
+    and each metric's parameters checked, then the constraints between keys, before anything is
+    trained; every error found is raised in one :class:`SuiteConfigError`. ``base_dir`` (the
+    suite file's folder) is searched first for plugin modules.
     """
     if not isinstance(data, dict):
         raise SuiteConfigError([f"suite file: expected a table, got {type(data).__name__} "
@@ -282,8 +225,11 @@ def parse_suite(
     name = suite.name if suite.name is not None else default_name
     dev = suite.device if device is None else check_value(SuiteSection, "device", device,
                                                           "suite.device", errs)
-    # a wrong eval_samples is reported once: no sample-size check against a stand-in
-    eval_samples = suite.eval_samples if _valid("eval_samples", data, "suite", written) else None
+    # a wrong eval_samples (written, but not in the checked table) is reported once: no
+    # sample-size check against a stand-in
+    raw = data.get("suite")
+    wrong = isinstance(raw, dict) and "eval_samples" in raw and "eval_samples" not in written
+    eval_samples = None if wrong else suite.eval_samples
 
     base_train = dict(TRAIN_DEFAULTS)
     if suite.eval_every is not None:  # [suite] eval_every is the default of [train] eval_every
@@ -303,7 +249,8 @@ def parse_suite(
     for m in models:
         if m["train"] != train:
             _check_train(m["train"], f"{m['key']}.train", errs)
-    _raise_if_any(errs, source)
+    if errs.messages:
+        raise SuiteConfigError(list(dict.fromkeys(errs.messages)), source)
     version = version_key()
 
     runs = []
@@ -332,20 +279,12 @@ def parse_suite(
                                     tensorboard=suite.tensorboard))
     for m in models:
         m.pop("key", None)
+    as_written = ("description", "save_samples", "density_grid", "threads", "batch_seeds",
+                  "save_models", "tensorboard", "primary", "seeds")
     return SuiteConfig(
-        name=name, device=dev, seeds=suite.seeds, eval_samples=eval_samples, train=train,
+        name=name, device=dev, eval_samples=eval_samples, train=train, source=source,
         datasets=tuple(datasets), models=tuple(models), metrics=tuple(metrics),
-        description=suite.description, save_samples=suite.save_samples,
-        density_grid=suite.density_grid, threads=suite.threads, source=source,
-        runs=tuple(runs), batch_seeds=suite.batch_seeds, save_models=suite.save_models,
-        tensorboard=suite.tensorboard, primary=suite.primary,
-    )
-
-
-def _valid(key: str, data: Any, section: str, checked: dict[str, Any]) -> bool:
-    """False when ``[section] key`` is written but wrong (it is missing from the checked table)."""
-    table = data.get(section) if isinstance(data, dict) else None
-    return not (isinstance(table, dict) and key in table and key not in checked)
+        runs=tuple(runs), **{k: getattr(suite, k) for k in as_written})
 
 
 def _overlay(base: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
@@ -369,15 +308,12 @@ def _check_sample_sizes(metrics: list[dict[str, Any]], eval_samples: int, errs: 
             continue
         with errs:
             need = int(spec.min_samples(**m["params"]))
+            shown = ", ".join(f"{k}={v!r}" for k, v in m["params"].items()) or "its defaults"
             if eval_samples < need:
                 raise ValueError(
                     f"suite.eval_samples: {eval_samples} is too few for metrics[{i}] "
-                    f"({m['name']} with {_params_text(m['params'])}), which needs at least "
+                    f"({m['name']} with {shown}), which needs at least "
                     f"{need} samples; raise eval_samples to {need} or more")
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "its defaults"
 
 
 def _check_train(train: dict[str, Any], key: str, errs: _Errors) -> None:
@@ -396,14 +332,10 @@ def _check_train(train: dict[str, Any], key: str, errs: _Errors) -> None:
 
 
 def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -> list[str]:
-    """Import the modules ``[suite] plugins`` names (in this process; every worker does the same
-    before a run is built), before the rest of the file is checked.
-
-    A plugin registers its own models, datasets or metrics with :mod:`densitylab.suite.registry`
-    when imported, which makes them usable by name in the rest of the suite. Modules are looked
-    up in the suite file's folder first, then on ``sys.path``. A value of the wrong type is left
-    to the schema to report.
-    """
+    """Import the modules ``[suite] plugins`` names (the suite file's folder first, then
+    ``sys.path``) before the rest of the file is checked, so that the models, datasets and
+    metrics they register can be named in it; returns their names. A value of the wrong type is
+    left to the schema to report."""
     suite = data.get("suite")
     value = suite.get("plugins", []) if isinstance(suite, dict) else []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -419,12 +351,9 @@ def _import_plugins(data: dict[str, Any], base_dir: str | None, errs: _Errors) -
 
 def _datasets(items: list[dict[str, Any] | None], errs: _Errors
               ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
-    """Datasets with resolved parameters, and each one's data shape by label (``items``: the
-    checked ``[[datasets]]`` entries, None for one with an error).
-
-    Each dataset is built once: a mistyped parameter fails now, and ``target.params`` gives the
-    parameters with the code's defaults filled in (they enter the run ids).
-    """
+    """Datasets with resolved parameters (``target.params``: the code's defaults filled in),
+    and each one's data shape by label; each checked ``[[datasets]]`` entry (None: one with an
+    error) is built once, so that a mistyped parameter fails now."""
     out, labels, shapes = [], set(), {}
     for i, item in enumerate(items):
         if item is None:
@@ -491,11 +420,9 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                     shapes: dict[str, tuple[int, ...]], errs: _Errors):
     """``{(dataset label, model label): (resolved params, resolved train)}``.
 
-    Each model is built once per dataset (untrained, weight seed 0): a mistyped or unsuitable
-    hyperparameter fails now, naming the model and the dataset, and the built model's ``config``
-    gives its hyperparameters with the defaults filled in. A model named by ``preset`` is built
-    from the preset with its ``params`` overriding the preset's key by key; what enters the run
-    id is the resolved hyperparameters, the same whether written out or taken from a preset.
+    Each model (or ``preset``, its ``params`` overriding the preset's) is built once per
+    dataset, untrained: an unsuitable hyperparameter fails now, naming the model and the
+    dataset, and the built model gives its hyperparameters with the defaults filled in.
     """
     out = {}
     for m in models:
@@ -526,9 +453,7 @@ def _resolve_models(models: list[dict[str, Any]], datasets: list[dict[str, Any]]
                 options = sorted(registry.declared_options(model, "sample"))
                 for option in m.get("sample", {}):
                     if option not in options:
-                        close = difflib.get_close_matches(option, options, n=1)
-                        fix = ((f"did you mean {close[0]!r}? " if close else "")
-                               + f"expected one of {', '.join(options)}" if options else
+                        fix = (expected_one_of(option, options) if options else
                                f"{kind!r} takes no sample options; remove sample")
                         said = True
                         raise ValueError(f"{key}.sample.{option}: model kind {kind!r} samples "
@@ -565,19 +490,22 @@ def _resolved_train(model, kind: str, train: dict[str, Any], key: str) -> dict[s
         if isinstance(default_lr, numbers.Real) and not isinstance(default_lr, bool):
             out["lr"] = float(default_lr)
     options = registry.declared_options(model, "fit")
-    if out["lr_schedule"] != "constant" and "lr_schedule" not in options:
-        raise ValueError(f"{key}.train.lr_schedule: model kind {kind!r} has no learning-rate "
-                         f"schedule (its fit_options do not declare lr_schedule); expected "
-                         f"'constant', got {out['lr_schedule']!r}")
-    if out.get("train_size") is not None and "train_size" not in options:
-        raise ValueError(f"{key}.train.train_size: model kind {kind!r} cannot train on a finite "
-                         f"training set (its fit_options do not declare train_size); remove "
-                         f"train_size")
-    if out.get("eval_every") is not None and "callback" not in options:
-        raise ValueError(f"{key}.train.eval_every: model kind {kind!r} cannot be scored during "
-                         f"training (its fit_options do not declare callback); remove "
-                         f"eval_every")
+    for name, (option, lacks, fix) in _NEEDS_FIT_OPTION.items():
+        value = out.get(name)
+        if value not in (None, "constant") and option not in options:
+            raise ValueError(f"{key}.train.{name}: model kind {kind!r} {lacks} (its fit_options "
+                             f"do not declare {option}); {fix.format(value)}")
     return out
+
+
+#: Training keys a model takes only when its ``fit_options`` declare a fit option:
+#: ``key: (that option, what a model without it cannot do, the fix)``.
+_NEEDS_FIT_OPTION = {
+    "lr_schedule": ("lr_schedule", "has no learning-rate schedule",
+                    "expected 'constant', got {!r}"),
+    "train_size": ("train_size", "cannot train on a finite training set", "remove train_size"),
+    "eval_every": ("callback", "cannot be scored during training", "remove eval_every"),
+}
 
 
 def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
@@ -589,16 +517,10 @@ def _jsonable(value: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _metrics(items: list[dict[str, Any] | None], errs: _Errors) -> list[dict[str, Any]]:
-    """Metric entries ``{"name", "params"}`` plus ``"label"`` when it is not the name.
-
-    The label (default: the name) is the metric's name in results and reports, so one metric
-    can appear twice with different parameters; a label used twice is an error. An entry
-    without a label resolves exactly as before labels existed, so its run ids are unchanged.
-    ``curves = false`` leaves a costly metric out of the ``eval_every`` curves (it is still
-    scored at the end); it is written into the entry only when false, for the same reason.
-    Each metric's ``params`` are checked against its declaration (:func:`schema.metric_params`),
-    then by the metric's own ``check``.
-    """
+    """Metric entries ``{"name", "params"}``, each ``params`` checked against the metric's
+    declaration (:func:`schema.metric_params`), then by its own ``check``. ``"label"`` (its name
+    in results, so that one metric can appear twice) and ``"curves": False`` are written only
+    when they differ from the default, so that the run ids of entries without them stay."""
     out, labels = [], set()
     for i, item in enumerate(items):
         if item is None:
@@ -633,8 +555,3 @@ def _unique(label: str, seen: set[str], key: str) -> None:
     if label in seen:
         raise ValueError(f"{key}: {label!r} is used twice; give each entry a distinct label")
     seen.add(label)
-
-
-def _raise_if_any(errs: _Errors, source: str | None) -> None:
-    if errs.messages:
-        raise SuiteConfigError(list(dict.fromkeys(errs.messages)), source)

@@ -27,21 +27,12 @@ __all__ = ["Model", "check_model", "declared_options", "EvalContext", "derive_se
 class Model(Protocol):
     """What a suite needs of a model (a built-in family, a reference row or a registered one).
 
-    ``fit(data, steps=, batch_size=, seed=, lr=)`` trains on a target (anything with
-    ``sample``) and returns its history; ``sample(n, seed=None)`` returns ``n`` points;
-    ``log_prob(x)`` returns per-point log-densities and is called only when ``has_density`` is
-    true. ``lr`` is passed only when the suite sets one (or the model has a ``default_lr``).
-
-    Anything more is declared, never guessed from signatures, by three optional class
-    attributes, each a collection of keyword names (default: empty, the basic contract above):
-
-    * ``fit_options``: optional keywords of ``fit`` the suite may pass: ``lr_schedule`` (a
-      suite may ask for a schedule other than ``"constant"`` only then), ``train_size``,
-      ``callback`` (``eval_every``), ``device`` and ``progress``;
-    * ``sample_options``: keywords a suite's ``[[models]] sample`` table may set (the VAE's
-      ``noise``);
-    * ``log_prob_options``: with ``"seed"``, ``log_prob(x, seed=...)`` is a random estimate
-      the suite seeds (the VAE's importance-weighted bound).
+    ``fit(data, steps=, batch_size=, seed=, lr=)`` trains on a target and returns its history
+    (``lr`` only when the suite sets one or the model has a ``default_lr``); ``sample(n,
+    seed=None)`` returns ``n`` points; ``log_prob(x)`` per-point log-densities, called only when
+    ``has_density`` is true. Optional keywords are declared, never guessed from signatures, by
+    the class attributes ``fit_options``, ``sample_options`` and ``log_prob_options``
+    (``docs/user-guide.md``, "What the suite calls", says what each allows).
     """
 
     has_density: bool

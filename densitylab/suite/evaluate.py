@@ -1,12 +1,9 @@
-"""One unit of a suite through its stages: train, score, store.
+"""One unit of a suite through its stages: train, score, store (:func:`execute_batched_runs`,
+what every runner calls, in this process, a worker process or a Dask worker).
 
-:func:`execute_batched_runs` is what every runner calls (in this process, a worker process or a
-Dask worker) for one unit: one run, or the seeds of one dataset and model trained as one
-batched model. The unit goes through :func:`~densitylab.suite.train.train_unit`, then each run
-through :func:`~densitylab.suite.score.score_run`, then into the store. It never raises for a
-failure of a run itself: a failed run is recorded with its error (status ``"failed"``) and
-retried the next time the suite runs; a metric that fails is recorded as that metric's error
-and the other metrics still count.
+It never raises for a failure of a run itself: a failed run is recorded with its error (status
+``"failed"``) and retried the next time the suite runs; a metric that fails is recorded as that
+metric's error and the other metrics still count.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from typing import Any
 
 from .._runtime import logger, torch_threads
 from ..results.store import RunStore
+from ..results.tensorboard import LiveLog, write_run_events
 from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
 from ..scoring.context import EvalContext, derive_seed
 from . import registry
@@ -28,7 +26,6 @@ from .score import (
     score_run,
     summarize_history,
 )
-from .tblog import LiveLog, write_run_events
 from .train import train_unit
 
 __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs",
@@ -37,25 +34,17 @@ __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_run
 
 
 def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Train, sample, score and record one run in ``out_dir/runs/<run_id>.json``.
-
-    Returns a short summary (``run_id``, ``label``, ``status``, ``wall_s``, ``error``). A run
-    that raises is recorded with ``status = "failed"`` and its error, not re-raised.
-    """
+    """Train, sample, score and record one run in ``out_dir/runs/<run_id>.json``; returns its
+    :func:`run_summary` (a run that raises is recorded as ``failed``, not re-raised)."""
     return execute_batched_runs([spec], out_dir)[0]
 
 
 def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
                          out_dir: str | Path) -> list[dict[str, Any]]:
     """Train the runs ``specs`` (one, or several with equal
-    :func:`~densitylab.suite.plan.batch_key` and distinct
-    seeds, trained as one batched model) and score and record each; one summary per run.
-
-    A batched run is recorded exactly as its single run would be, plus
-    ``"batched": {"seeds", "train_s_total"}``; its ``train_s`` is the batched training time
-    divided by the number of seeds. An option the batched model does not support trains the
-    seeds one by one.
-    """
+    :func:`~densitylab.suite.plan.batch_key` and distinct seeds, trained as one batched model:
+    see :func:`~densitylab.suite.train.train_unit`), score and record each; returns one
+    :func:`run_summary` per run."""
     specs = [RunSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
     store = RunStore(out_dir)
     scorers: dict[str, CurveScorer] = {}
@@ -84,15 +73,19 @@ def _store(scored: ScoredRun, store: RunStore, wall_s: float, *,
     """The store stage: keep the scored run (see :meth:`RunStore.save_run`) with its
     TensorBoard events when the suite asks for them; returns the run's summary."""
     events = (lambda record: write_run_events(store, record)) if tensorboard else None
-    record = store.save_run(scored.record, scored.arrays, scored.model, wall_s=wall_s,
-                            before_record=events)
+    return run_summary(store.save_run(scored.record, scored.arrays, scored.model,
+                                      wall_s=wall_s, before_record=events), wall_s)
+
+
+def run_summary(record, wall_s: float) -> dict[str, Any]:
+    """What a runner reports of a stored ``record`` that took ``wall_s`` seconds."""
     return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
             "status": record.status, "wall_s": wall_s, "error": record.error}
 
 
 def _live_log(spec: RunSpec, store: RunStore, model) -> LiveLog | None:
     """The TensorBoard log of a run while it trains (``tensorboard = true`` and a model whose
-    ``fit`` takes a callback), else None; see :class:`densitylab.suite.tblog.LiveLog`."""
+    ``fit`` takes a callback), else None; see :class:`densitylab.results.tensorboard.LiveLog`."""
     if not spec.tensorboard or "callback" not in registry.declared_options(model, "fit"):
         return None
     try:

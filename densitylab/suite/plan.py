@@ -1,16 +1,9 @@
-"""The suite's plan stage for one invocation: which runs to compute, and in which units.
+"""The suite's plan stage for one invocation: which runs to compute, and in which units
+(:func:`plan_work`).
 
-:func:`plan_work` takes a validated suite (:class:`~densitylab.suite.config.SuiteConfig`, the
-TOML already turned into run specs) and its results folder, and returns the :class:`Work` to
-do: the selected runs, those already finished (skipped), the pending ones grouped into units
-(the seeds of one dataset and model that train as one batched model, or single runs), each
-carrying the code it is expected to be computed with. It reads the folder's records once.
-
-A results folder belongs to one suite configuration (:func:`claim_folder`): running another
-suite, or a changed one, into a used folder is refused unless ``force`` moves the stale records
-aside. Adding runs to a folder whose finished runs were computed by other code (another code
-fingerprint, :mod:`densitylab.suite.provenance`) is refused too unless ``force`` keeps them
-(:func:`check_code`); the code of every run is computed once per invocation, here.
+A results folder belongs to one suite configuration (:func:`claim_folder`) and to one code
+(:func:`check_code`): a changed suite, or runs added beside finished runs of other code, are
+refused unless ``force`` moves the stale records aside or keeps the other code's runs.
 """
 
 from __future__ import annotations
@@ -25,6 +18,7 @@ from typing import Any
 from .._runtime import logger
 from ..results.records import DONE_STATUSES, RunRecord
 from ..results.store import RunStore
+from ..results.tensorboard import tensorboard_available
 from . import registry
 from .config import RunSpec, SuiteConfig
 from .provenance import fingerprint_of, spec_code
@@ -71,7 +65,7 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
     if only and not selected:
         raise ValueError(f"only: pattern {only!r} matches no run; runs are named "
                          "'dataset/model/seed' (e.g. 'ring/vae/*') or by run id")
-    moved = _claim(info, store, force=force)
+    moved = claim_folder(config, store, force=force)
     records = store.records_by_id()
     finished = {rid: rec for rid, rec in records.items() if rec.status in DONE_STATUSES}
     todo = [spec for spec in selected if spec.run_id not in finished]
@@ -120,19 +114,13 @@ def claim_folder(config: SuiteConfig, out_dir: str | Path | RunStore, *, force: 
                  ) -> Path | None:
     """Make sure ``out_dir`` holds nothing but ``config``'s runs before running into it.
 
-    A folder whose ``suite.json`` names another suite or another set of run ids (a changed key,
-    a changed default in the code, another densitylab minor version), or which holds records of
-    runs that are not ``config``'s, is refused with :class:`FolderInUseError` naming the keys
-    that differ and the two ways out. With ``force`` those stale records (and the old
-    ``suite.json``) are moved to ``out_dir/stale/<time>/`` instead, never deleted; returns that
-    folder (None when nothing was moved).
+    A folder whose ``suite.json`` names another suite or other run ids, or which holds records
+    of other runs, is refused with :class:`FolderInUseError` naming the keys that differ. With
+    ``force`` those stale records (and the old ``suite.json``) are moved, never deleted, to
+    ``out_dir/stale/<time>/``; returns that folder (None when nothing was moved).
     """
     store = out_dir if isinstance(out_dir, RunStore) else RunStore(out_dir)
-    return _claim(config.suite_info(), store, force=force)
-
-
-def _claim(info: dict[str, Any], store: RunStore, *, force: bool) -> Path | None:
-    """:func:`claim_folder` for the suite described by ``info`` (its ``suite.json``)."""
+    info = config.suite_info()
     old = store.read_suite()
     ids = info["run_ids"]
     stale = [rid for rid in store.record_ids() if rid not in set(ids)]
@@ -158,15 +146,10 @@ def _claim(info: dict[str, Any], store: RunStore, *, force: bool) -> Path | None
 
 def check_code(root: Path, finished: dict[str, RunRecord], codes: dict[str, dict[str, Any]],
                todo: list[RunSpec], *, force: bool = False) -> list[str]:
-    """Refuse to add runs to a folder whose finished runs were computed by other code.
-
-    ``finished``: the folder's finished records (``ok`` or ``diverged``) by run id; ``codes``:
-    the code each run of the suite would be computed with now
-    (:func:`~densitylab.suite.provenance.spec_code`, by run id). A finished record whose code
-    fingerprint differs from its run's, or that records none (written before densitylab
-    recorded its code: unknown code), would be mixed with the ``todo`` runs in one report.
-    Nothing is refused when nothing is to be computed. With ``force`` the records are kept
-    (the report lists which runs came from which code); returns their ids.
+    """Refuse to add the ``todo`` runs to a folder whose ``finished`` records (by run id) were
+    computed by other code than ``codes`` (each run's :func:`~.provenance.spec_code`) or by
+    unknown code (no fingerprint recorded). With ``force`` those records are kept; returns
+    their ids.
 
     Raises:
         FolderInUseError: other code's records and runs to compute, without ``force``.
@@ -187,24 +170,13 @@ def check_code(root: Path, finished: dict[str, RunRecord], codes: dict[str, dict
             ids.append(rid)
     if not other or force:
         return ids
-    shown = "; ".join(f"{what}: {', '.join(labels[:4])}"
-                      + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
-                      for what, labels in other.items())
+    shown = "; ".join(f"{what}: {_first(labels, 4)}" for what, labels in other.items())
     raise FolderInUseError(
         f"{root} holds {len(ids)} finished run(s) computed by other code than this "
         f"densitylab computes them with ({shown}), and {len(todo)} run(s) to compute. Results "
         "of different code are never mixed silently: run into a new folder (--out NEW_DIR) to "
         "compute every run with this code, or pass --force to keep those runs and add the "
         "others (the report then lists which runs came from which code).")
-
-
-def tensorboard_available() -> None:
-    """Raise ImportError saying how to install TensorBoard when it is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError as err:
-        raise ImportError("tensorboard = true needs TensorBoard: pip install "
-                          "'densitylab[tensorboard]' (or set tensorboard = false)") from err
 
 
 def _differences(old: dict[str, Any] | None, settings: dict[str, Any], limit: int = 8) -> str:
@@ -217,8 +189,14 @@ def _differences(old: dict[str, Any] | None, settings: dict[str, Any], limit: in
     if not keys:
         return ("no key of the suite file: the code's defaults or densitylab's version changed "
                 "the run ids")
-    shown = [f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys[:limit]]
-    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+    return _first([f"{k} ({_short(before.get(k))} -> {_short(after.get(k))})" for k in keys],
+                  limit)
+
+
+def _first(items: list[str], limit: int) -> str:
+    """The first ``limit`` of ``items``, and how many more there are."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more"
+                                       if len(items) > limit else "")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -236,18 +214,10 @@ def _short(value: Any) -> str:
 
 def group_runs(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
     """Runs that differ only in their seed, grouped (first-seen order); others alone."""
-    groups: dict[str, list[RunSpec]] = {}
-    units: list[list[RunSpec]] = []
-    for spec in runs:
-        key = batch_key(spec)
-        if key is None:
-            units.append([spec])
-        elif key in groups:
-            groups[key].append(spec)
-        else:
-            groups[key] = [spec]
-            units.append(groups[key])
-    return units
+    units: dict[str | int, list[RunSpec]] = {}
+    for i, spec in enumerate(runs):  # a run without a batch key is alone under its index
+        units.setdefault(batch_key(spec) or i, []).append(spec)
+    return list(units.values())
 
 
 def batch_key(spec: RunSpec) -> str | None:
@@ -256,10 +226,8 @@ def batch_key(spec: RunSpec) -> str | None:
     None when the model kind has no batched implementation (see
     :mod:`densitylab.models.batched`) or the run fixes the model's own seed.
     """
-    cfg = spec.config
-    if registry.batched_model_class(cfg["model"]["kind"]) is None:  # e.g. a user model
-        return None
-    if "seed" in cfg["model"]["params"]:
+    cfg, model = spec.config, spec.config["model"]
+    if "seed" in model["params"] or registry.batched_model_class(model["kind"]) is None:
         return None
     rest = {k: v for k, v in cfg.items() if k != "seed"}
     return json.dumps([spec.suite, spec.dataset, spec.model, spec.device, rest], sort_keys=True)

@@ -1,39 +1,19 @@
 """Which code produced a run: densitylab's version, the git commit of its checkout (when there
-is one) and a fingerprint of the source the run executed.
+is one) and a fingerprint of the source the run executed (``docs/user-guide.md``,
+"Provenance", shows a record's ``code`` entry and how the folder check uses it).
 
-A run record's ``code`` entry (:func:`run_code`)::
+The fingerprint hashes three parts, each :func:`module_fingerprint` of its modules' source
+files, read once per process (the code the process loaded):
 
-    {"densitylab": "0.1.0", "git_commit": "06c97ad...", "git_dirty": true,
-     "fingerprint": "3f2a9c0e1b7d",
-     "parts": {"model": "...", "dataset": "...", "metrics": "..."}}
+- ``model``: the model class's module and its densitylab bases, plus for a built-in model the
+  shared training code (:data:`MODEL_SHARED`); a plugin model: its class's own module.
+- ``dataset``: the target class's module and its densitylab bases; for an image dataset every
+  module of ``densitylab/images``.
+- ``metrics``: every module of ``densitylab/metrics`` and ``densitylab/scoring``, the suite's
+  evaluation code (:data:`METRIC_MODULES`) and the module of a plugin metric's function.
 
-The fingerprint is the first 12 hex digits of a SHA-256 over the source files of three parts,
-each hashed as (module name, file bytes) pairs in module-name order, so it is the same for a
-checkout and an installed copy of the same code; each file is read once per process, so it
-is the code the process loaded, not a later edit on disk:
-
-- ``model``: the module of the model's class and of each of its base classes inside
-  densitylab (a VAE: ``models/vae.py`` and ``models/base.py``); for a built-in model also the
-  shared training code, ``models/networks.py``, ``models/train.py``, ``models/trainer.py``,
-  ``models/data.py``, ``models/batched.py`` (seeds trained as one batch), ``losses.py`` and
-  the suite's train stage (``suite/train.py``). A plugin model: its class's own module.
-- ``dataset``: the module of the target's class and its densitylab bases
-  (``distributions.py``); an image dataset: every module of ``densitylab/images``.
-- ``metrics``: every module of ``densitylab/metrics``, the suite's evaluation code
-  (``suite/evaluate.py``, ``suite/score.py``, ``suite/context.py``), every module of the score
-  stage
-  (``densitylab/scoring``) and, for a plugin metric, the module of its function.
-
-So editing the docs, the report, the CLI, another model's module or the plumbing every module
-shares (``_runtime.py``: devices and atomic writes; ``_validation.py``: argument checks) leaves
-the fingerprint alone, while an edit to anything the run's numbers come from changes it. A
-record written before densitylab recorded its code has no ``code`` entry: its code is unknown
+A record without a ``code`` entry predates provenance: its code is unknown
 (:func:`fingerprint_of` returns None).
-
-The git commit is read once per process (``git rev-parse HEAD`` in the package's folder, with
-a timeout); outside a git checkout, or without git, it is None. ``git_dirty`` says whether the
-package's tracked files differ from that commit: the fingerprint is what identifies the code
-then.
 """
 
 from __future__ import annotations
@@ -181,17 +161,16 @@ def spec_code(spec) -> dict[str, Any]:
     key = json.dumps([cfg["dataset"], cfg["model"]["kind"], cfg["model"]["params"],
                       [m["name"] for m in cfg["metrics"]], cfg.get("plugins", []),
                       spec.plugin_dir], sort_keys=True)
-    return copy.deepcopy(_spec_code(key))
+    if key not in _SPEC_CODES:
+        target, shape = registry.run_dataset(spec)
+        model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
+                                    data_shape=shape, seed=0)
+        _SPEC_CODES[key] = run_code(model, target, [m["name"] for m in cfg["metrics"]])
+    return copy.deepcopy(_SPEC_CODES[key])
 
 
-@functools.lru_cache(maxsize=128)
-def _spec_code(key: str) -> dict[str, Any]:
-    dataset, kind, params, metrics, plugins, plugin_dir = json.loads(key)
-    for module in plugins:
-        registry.import_plugin(module, plugin_dir)
-    target = registry.make_dataset(dataset["name"], dataset["params"])
-    model = registry.make_model(kind, params, data_shape=registry.data_shape_of(target), seed=0)
-    return run_code(model, target, metrics)
+#: :func:`spec_code` by run, as long as the process lives (file digests are cached the same way).
+_SPEC_CODES: dict[str, dict[str, Any]] = {}
 
 
 def fingerprint_of(record) -> str | None:

@@ -1,19 +1,14 @@
 """Reference rows: what a perfect model and pure noise score under the suite's own protocol.
 
-A suite runs two reference "models" on every dataset, with the suite's seeds, sample size and
-metrics, before its real models (on by default; ``references = false`` in its ``[suite]`` table
-leaves them out, see :class:`densitylab.suite.schema.SuiteSection`):
+Unless ``[suite] references = false``, a suite runs two reference "models" on every dataset with
+its seeds, sample size and metrics, recorded like runs (model kind ``oracle`` or ``noise``) and
+shown first in every table and figure, so that a reader can place a model between the two:
 
-* ``oracle``: fresh samples of the target itself. For an image dataset built from a training
-  split (``split = "train"``), held-out real images: the same dataset on its test split.
-* ``noise``: uniform over the target's bounding box padded by 10 % of its width on each side
-  (the box of 10,000 seeded target samples). For an image dataset, the oracle's held-out images
-  with the pixels of each image shuffled (same intensities, no structure).
-
-They are recorded like runs (``runs/<run_id>.json``, model kind ``oracle`` or ``noise``) and
-shown first in every table and figure, labelled as references, so that a reader can place a
-model between the two: e.g. on the 25-mode grid uniform noise already covers about 20.7 modes
-with 2,500 samples, so 21.7 covered modes is close to no learning at all.
+* ``oracle``: fresh samples of the target; for an image dataset built from a training split
+  (``split = "train"``), held-out images: the same dataset on its test split.
+* ``noise``: uniform over the bounding box of :data:`BOX_SAMPLES` seeded target samples, padded
+  by :data:`BOX_PADDING` of its width on each side; for an image dataset, the oracle's held-out
+  images with the pixels of each image shuffled (same intensities, no structure).
 
 ``fit`` only looks at the target; there is no training.
 """

@@ -1,12 +1,10 @@
 """What a suite can name: the suite's view of :mod:`densitylab.registry`, the one registry of
-datasets, model kinds, presets and metrics.
+datasets, model kinds, presets and metrics (lookup order, entry points and calling conventions
+are described there), through which every part of the suite looks names up.
 
-Every part of the suite (validation, run execution, ``densitylab list`` and ``describe``) looks
-names up through this module. It adds the suite's own built-ins to the one registry: the
-reference rows (``oracle``, ``noise``) as model kinds and the built-in metrics; and it checks
-what the suite needs beyond building: a model meets :class:`~densitylab.suite.context.Model`,
-a metric is a :class:`MetricSpec`. Lookup order, entry-point plugins and calling conventions
-are described in :mod:`densitylab.registry`.
+It adds the suite's built-ins (the reference rows as model kinds, the built-in metrics) and
+checks what the suite needs beyond building: a model meets
+:class:`~densitylab.suite.context.Model`, a metric is a :class:`MetricSpec`.
 """
 
 from __future__ import annotations

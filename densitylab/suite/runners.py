@@ -1,45 +1,32 @@
 """Run the pending runs of a suite: in this process, in local worker processes, or on Dask.
 
-Every runner hands plain run descriptions, one unit at a time, to
-:func:`densitylab.suite.evaluate.execute_batched_runs`, which writes its own record files:
-workers share no state, and the folder on disk is the only truth about what is done.
-Rerunning a suite skips runs with an ``"ok"`` or ``"diverged"`` record and retries the failed
-ones.
+Runners only schedule the units of the plan stage (:func:`densitylab.suite.plan.plan_work`),
+handing each as plain data to :func:`densitylab.suite.evaluate.execute_batched_runs`, which
+writes its own records: workers share no state, and the folder on disk is the only truth about
+what is done. Rerunning a suite skips finished runs and retries the failed ones.
 
-Which runs to compute, and whether the folder may take them, is the plan stage's
-(:func:`densitylab.suite.plan.plan_work`); runners only schedule its units.
-
-Interrupts (Ctrl-C): no new run starts. The sequential runner stops inside the current run;
-with local worker processes (which ignore SIGINT themselves) queued runs are cancelled and the
-runs in flight are cancelled too, by terminating their workers: their partial work is lost and
-they run again on resume, so the command returns within seconds instead of waiting for them.
-On Dask, queued and running tasks are cancelled and a local cluster is shut down (a remote
-worker cannot stop a task mid-way: a run already executing there finishes and writes its record,
-which the resumed suite then skips). Every record written before the interrupt is reported, and
-:attr:`SuiteResult.interrupted` is set.
-
-SIGTERM (``kill PID``, a batch scheduler stopping a job) sent to the suite's process is handled
-as Ctrl-C, so its worker processes are stopped too instead of training on as orphans;
-:attr:`SuiteResult.signal` says which signal stopped the suite.
+Ctrl-C, and SIGTERM (``kill PID``, a batch scheduler) sent to the suite's process, start no new
+run. The sequential runner stops inside the current run; local worker processes (which ignore
+SIGINT) are terminated, their runs computed again on resume, so the command returns within
+seconds; on Dask, tasks are cancelled and a local cluster shut down (a run already executing on
+a remote worker finishes and writes its record). Every record written before the interrupt is
+reported, with :attr:`SuiteResult.interrupted` and :attr:`SuiteResult.signal` set.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._runtime import logger, resolve_device
+from .._runtime import logger, raise_terminated, resolve_device, signal_handled, stderr_is_tty
 from ..results.store import RunStore
 from .config import RunSpec, SuiteConfig
-from .evaluate import execute_batched_runs
+from .evaluate import execute_batched_runs, run_summary
 from .plan import (
     FolderInUseError,
     Work,
@@ -87,8 +74,7 @@ class SuiteResult:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        """Summaries of the runs that did not finish "ok" in this invocation (failed or
-        diverged)."""
+        """Summaries of the runs that did not finish "ok" (failed or diverged)."""
         return [r for r in self.finished if r["status"] != "ok"]
 
     def summary(self) -> str:
@@ -129,12 +115,9 @@ def run_suite(
     ``workers > 1`` uses that many local processes (spawned, each with
     ``cpu_count // workers`` torch threads); ``dask="local"`` starts a Dask ``LocalCluster``
     (``workers`` processes, default 1), any other ``dask`` value is a scheduler address to join.
-    With ``config.batch_seeds`` the pending seeds of each (dataset, model) are one task, trained
-    as one batched model (:func:`~densitylab.suite.evaluate.execute_batched_runs`).
     ``force`` moves the records of another configuration aside (see :func:`claim_folder`) and
-    keeps the finished runs of other code (see :func:`check_code`).
-    A KeyboardInterrupt stops the suite (see the module docstring) and is not re-raised: the
-    result has ``interrupted = True``.
+    keeps the finished runs of other code (see :func:`check_code`). A KeyboardInterrupt stops
+    the suite (see the module docstring) and is not re-raised: ``interrupted`` is set.
 
     Raises:
         FolderInUseError: ``out_dir`` belongs to another configuration, or holds runs of other
@@ -159,12 +142,12 @@ def run_suite(
         else:
             stream = (s for unit in work.units for s in execute_batched_runs(unit, out))
         try:
-            with _signal_handled(signal.SIGTERM, _raise_terminated):
+            with signal_handled(signal.SIGTERM, raise_terminated):
                 for summary in _report_progress(stream, len(work.todo), show_progress):
                     result.finished.append(summary)
         except KeyboardInterrupt as err:
             result.interrupted = True
-            result.signal = err.signum if isinstance(err, Terminated) else signal.SIGINT
+            result.signal = getattr(err, "signum", signal.SIGINT)  # set by Terminated
             _collect_written(result, work, store)
     result.wall_s = time.perf_counter() - start
     return result
@@ -180,24 +163,32 @@ def _collect_written(result: SuiteResult, work: Work, store: RunStore) -> None:
         rec = store.load_record(spec.run_id)
         if rec is None or rec.finished_at == work.written_before.get(spec.run_id):
             continue
-        summary = {"run_id": spec.run_id, "label": spec.label, "status": rec.status,
-                   "wall_s": float(rec.wall_s or 0.0), "error": rec.error}
+        summary = run_summary(rec, float(rec.wall_s or 0.0))
         logger.info("%s %s %s in %.1f s (written before the interrupt)", summary["label"],
                     summary["run_id"], summary["status"], summary["wall_s"])
         result.finished.append(summary)
 
 
-def _failed(unit: list[RunSpec], why: str) -> Iterator[dict[str, Any]]:
-    for spec in unit:
-        yield {"run_id": spec.run_id, "label": spec.label, "status": "failed", "wall_s": 0.0,
-               "error": why}
+def _drain(futures, as_completed, unit_of, lost: str) -> Iterator[dict[str, Any]]:
+    """Each unit's summaries as its future completes; every run of a unit whose worker was lost
+    (``lost`` says which) is reported failed."""
+    for fut in as_completed(futures):
+        try:
+            yield from fut.result()
+        except Exception as err:  # the worker itself died (e.g. out of memory)
+            why = f"{lost}: {type(err).__name__}: {err}"
+            yield from ({"run_id": s.run_id, "label": s.label, "status": "failed",
+                         "wall_s": 0.0, "error": why} for s in unit_of(fut))
+
+
+def _threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local processes: they share the cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _report_progress(stream: Iterator[dict[str, Any]], total: int, enabled: bool | None):
     """A tqdm bar showing each run's status on a TTY, one log line per run otherwise."""
-    tty = enabled if enabled is not None else (hasattr(sys.stderr, "isatty")
-                                               and sys.stderr.isatty())
-    if tty:
+    if enabled if enabled is not None else stderr_is_tty():
         from tqdm.auto import tqdm
 
         with tqdm(total=total, desc="suite", unit="run", dynamic_ncols=True) as bar:
@@ -223,58 +214,18 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-@contextmanager
-def _signal_handled(signum: int, handler):
-    """Install ``handler`` for ``signum`` while the block runs, then restore the old one.
-
-    Only the main thread may set handlers; elsewhere (a suite run from a thread) nothing is
-    changed. Used to ignore SIGINT while worker processes start, so that they inherit "ignore"
-    and a Ctrl-C during their start-up cannot kill them half-way (the parent handles it), and
-    to turn SIGTERM into :class:`Terminated` while a suite runs.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signum, old)
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM during a suite; a
-    KeyboardInterrupt, so every runner stops its workers as it does for Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"received signal {signum}")
-        self.signum = signum
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated(signum)
-
-
 def _run_processes(units: list[list[RunSpec]], out: Path, workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # Processes share the cores: give each its slice so they do not oversubscribe them.
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(threads,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(_threads_per_worker(workers),))
     futures: dict = {}
     try:
-        with _signal_handled(signal.SIGINT, signal.SIG_IGN):
+        with signal_handled(signal.SIGINT, signal.SIG_IGN):
             futures = {pool.submit(execute_batched_runs, [s.to_dict() for s in unit], str(out)):
                        unit for unit in units}
-        for fut in as_completed(futures):
-            unit = futures[fut]
-            try:
-                yield from fut.result()
-            except Exception as err:  # the worker itself died (e.g. out of memory)
-                yield from _failed(unit, f"worker died: {type(err).__name__}: {err}")
+        yield from _drain(futures, as_completed, futures.get, "worker died")
     except BaseException:  # Ctrl-C (or the consumer stopped): start nothing, stop what runs
         for fut in futures:
             fut.cancel()
@@ -296,10 +247,9 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
     cluster = None
     if address == "local":
         n = workers or 1
-        threads = max(1, (os.cpu_count() or 1) // n)
-        extra = {"env": {"OMP_NUM_THREADS": str(threads)}} if n > 1 else {}
+        extra = {"env": {"OMP_NUM_THREADS": str(_threads_per_worker(n))}} if n > 1 else {}
         # its worker processes leave Ctrl-C to this process
-        with _signal_handled(signal.SIGINT, signal.SIG_IGN):
+        with signal_handled(signal.SIGINT, signal.SIG_IGN):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=n > 1,
                                    dashboard_address=":0", **extra)
         client = Client(cluster)
@@ -314,12 +264,7 @@ def _run_dask(units: list[list[RunSpec]], out: Path, address: str, workers: int 
                    for unit in units]
         by_key = {f.key: unit for f, unit in zip(futures, units, strict=True)}
         try:
-            for fut in as_completed(futures):
-                unit = by_key[fut.key]
-                try:
-                    yield from fut.result()
-                except Exception as err:  # the worker was lost
-                    yield from _failed(unit, f"dask worker error: {type(err).__name__}: {err}")
+            yield from _drain(futures, as_completed, lambda f: by_key[f.key], "dask worker error")
         except BaseException:  # Ctrl-C: cancel what is queued or running, start nothing new
             client.cancel(futures, force=True)
             raise

@@ -1,15 +1,10 @@
 """The suite file's schema, declared once: every key of ``[suite]``, ``[train]``,
 ``[[datasets]]``, ``[[models]]`` and ``[[metrics]]`` with its type, default and constraints.
 
-This declaration is the source of truth for what a suite file may say (``docs/user-guide.md``
-shows it with examples); :mod:`densitylab._checking` walks a parsed file against it, and
-:mod:`densitylab.suite.config` adds what depends on the names it resolves (building each dataset
-and model, the constraints between keys, the run ids). A metric's ``params`` are declared by the
-metric itself (:attr:`MetricSpec.params <densitylab.scoring.spec.MetricSpec>`), see
-:func:`metric_params`.
-
-An annotation is what a written value must be; a default of None means "not written": the key
-is then derived (a label from the name) or left to the model (its own learning rate).
+:mod:`densitylab._checking` walks a parsed file against it; :mod:`densitylab.suite.config` adds
+what depends on the names it resolves. A metric's ``params`` are declared by the metric itself
+(:func:`metric_params`). A default of None means "not written": the key is then derived (a label
+from the name) or left to the model (its own learning rate).
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._checking import Field, defaults, markdown_table, option, required
+from .._checking import defaults, fields_like, markdown_table, option, required
 from .._runtime import LR_SCHEDULES
 from . import registry
 
@@ -47,9 +42,7 @@ def _seeds(value: int | list[int]) -> tuple[int, ...]:
     for i, seed in enumerate(value):
         if seed < 0:
             raise ValueError(f"expected seeds >= 0, got {seed} at seeds[{i}]")
-    if len(set(value)) != len(value):
-        raise ValueError(f"expected distinct seeds, got {list(value)}")
-    return tuple(value)
+    return _distinct(value, "seeds")
 
 
 def _primary(value: list[str]) -> tuple[str, ...]:
@@ -57,9 +50,14 @@ def _primary(value: list[str]) -> tuple[str, ...]:
     for i, name in enumerate(value):
         if not name:
             raise ValueError(f"expected non-empty value names, got {name!r} at primary[{i}]")
-    if len(set(value)) != len(value):
-        raise ValueError(f"expected distinct value names, got {list(value)}")
-    return tuple(value)
+    return _distinct(value, "value names")
+
+
+def _distinct(values: list, what: str) -> tuple:
+    """``values`` as a tuple, or a ValueError when one is written twice."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"expected distinct {what}, got {list(values)}")
+    return tuple(values)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,23 +180,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {k: v for k, v in defaults(TrainSection).items(
                                   if k not in TRAIN_OPTIONAL}
 
 
-def metric_params(defaults_: dict[str, Any]) -> dict[str, Field]:
-    """The declaration of a metric's ``params``, from its defaults: each key takes values of its
-    default's kind (a number for a number, so 3 and 3.0 are one setting; anything for None)."""
-    out = {}
-    for name, default in defaults_.items():
-        if default is None:
-            tp: Any = Any
-        elif isinstance(default, bool):
-            tp = bool
-        elif isinstance(default, float):
-            tp = float
-        elif isinstance(default, int):
-            tp = int | float
-        else:
-            tp = type(default)
-        out[name] = Field(name, tp, default)
-    return out
+#: The declaration of a metric's ``params``, from its defaults
+#: (:func:`densitylab._checking.fields_like`).
+metric_params = fields_like
 
 
 def reference_markdown() -> str:

@@ -1,14 +1,8 @@
-"""The suite's score stage: a trained run in, its record (and what to keep beside it) out.
+"""The suite's score stage: a trained run in, its record (and what to keep beside it) out
+(:func:`score_run`); :class:`CurveScorer` scores the same metrics during training.
 
-:func:`score_run` samples the trained model, scores the samples with the run's metrics and
-returns a :class:`ScoredRun`: the complete :class:`~densitylab.results.records.RunRecord` and the
-arrays and model the store keeps beside it. A run that failed to train becomes a ``failed``
-record, a run that diverged a ``diverged`` record without metrics (they would describe an
-untrained model). :class:`CurveScorer` scores the same metrics during training
-(``eval_every``).
-
-Seeds: the evaluation draws (model samples, a fresh target sample for two-sample metrics,
-held-out target points for likelihoods) use seeds derived from the run's seed, so a run is
+Every evaluation draw (model samples, a fresh target sample for two-sample metrics, held-out
+target points for likelihoods) uses a seed derived from the run's seed, so a run is
 reproducible on CPU from its configuration alone.
 """
 
@@ -17,7 +11,6 @@ from __future__ import annotations
 import math
 import platform
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +26,7 @@ from ..scoring.context import EvalContext, derive_seed, model_log_prob, sample_p
 from . import registry
 from .provenance import run_code
 from .schema import SuiteSection
-from .train import TrainedRun
+from .train import TrainedRun, failure
 
 HISTORY_POINTS = 200  # training curves are stored averaged into at most this many points
 
@@ -59,7 +52,10 @@ def score_run(run: TrainedRun, curves: dict[str, Any] | None = None) -> ScoredRu
     data: dict[str, Any] = {
         "run_id": spec.run_id, "format": RECORD_FORMAT, "suite": spec.suite,
         "dataset": spec.dataset, "model": spec.model, "seed": spec.seed, "config": spec.config,
-        "versions": _versions(), "code": dict(spec.code or {}), "host": platform.node(),
+        "versions": {"densitylab": __version__, "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version(),
+                     "pyro": pyro.__version__},
+        "code": dict(spec.code or {}), "host": platform.node(),
         "device": str(run.device or spec.device), "threads": torch.get_num_threads(),
         "train_s": run.train_s}
     if curves is not None:
@@ -79,9 +75,8 @@ def score_run(run: TrainedRun, curves: dict[str, Any] | None = None) -> ScoredRu
                                        [m["name"] for m in spec.config["metrics"]])
             data.update(outcome)
         except Exception as err:  # recorded and retried on the next run of the suite
-            logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, err)
-            data.update(status="failed", error=f"{type(err).__name__}: {err}",
-                        traceback=traceback.format_exc())
+            error, trace = failure(spec, err)
+            data.update(status="failed", error=error, traceback=trace)
     return ScoredRun(RunRecord.from_dict(data), arrays, model)
 
 
@@ -131,12 +126,12 @@ def evaluation_context(spec, target, model, device: torch.device) -> EvalContext
 
 class CurveScorer:
     """The ``eval_every`` callback of a fit: every ``every`` steps, score the run's metrics on
-    a fixed evaluation sample (the same seeds as the final evaluation) and keep the series.
+    a fixed evaluation sample (the same seeds as the final evaluation) and keep the series;
+    ``then`` (a live log) is called after each step too, and sees the scores as they come.
 
-    Scoring happens inside a forked random state and puts the networks back in training mode,
-    so the training itself (and so the final result) is the same with and without it. A
-    metric failing early in training is a missing point of the curve, not worth a warning.
-    ``then`` is called after each step too (a live log), and sees the scores as they come.
+    Scoring runs in a forked random state and puts the networks back in training mode, so the
+    training (and the final result) is the same with and without it. A metric failing early in
+    training is a missing point of the curve, not worth a warning.
     """
 
     def __init__(self, spec, target, device: torch.device, every: int, then=None):
@@ -251,9 +246,3 @@ def saved_arrays(ctx: EvalContext) -> dict[str, np.ndarray]:
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().float().numpy()
-
-
-def _versions() -> dict[str, str]:
-    return {"densitylab": __version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "pyro": pyro.__version__}

@@ -1,28 +1,18 @@
 """Sweeps: one ``[[models]]`` entry expanded into one model per combination of settings.
 
-A sweep is written explicitly, in the entry's ``sweep`` table, so that a parameter whose value
-is naturally an array (``hidden = [128, 128]``) is never mistaken for one::
-
-    [[models]]
-    name = "vae"
-    params = { hidden = [128, 128] }
-    sweep = { params.latent_dim = [2, 8], train.lr = [1e-3, 1e-4] }
-
-``sweep.params.KEY`` lists values of a constructor parameter, ``sweep.train.KEY`` values of a
-training option (a key of ``[train]``); each is a non-empty array of distinct values (sweep
-over arrays with an array of arrays: ``params.hidden = [[64, 64], [128, 128]]``). The entry
-becomes one model per combination (the Cartesian product, in the order the keys are written),
-named ``vae[latent_dim=2,lr=0.001]``, before runs and run ids are made: each setting is then
-an ordinary model, validated like any other (a bad value fails when the suite is loaded, with
-its location, e.g. ``models[0] (sweep latent_dim=-1).params (on dataset 'ring'): ...``),
-with its own run ids, rows and figures. A swept key may not also be written in the entry's
-``params`` or ``train``.
+An entry's ``sweep`` table lists values of constructor parameters (``sweep.params.KEY``) and of
+training options (``sweep.train.KEY``); written explicitly, so that an array-valued parameter
+(``hidden = [128, 128]``) is never mistaken for one. The entry becomes one model per
+combination (the Cartesian product, in the order the keys are written), named
+``vae[latent_dim=2,lr=0.001]``, before runs and run ids are made; each is then validated like
+any other model. ``docs/user-guide.md`` ("Sweeps") shows the syntax and the errors.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from typing import Any
 
 from .._checking import Errors, check_value, fields_of
@@ -36,13 +26,10 @@ SWEEP_SECTIONS = ("params", "train")
 
 def expand_sweeps(items: list[dict[str, Any] | None], errs: Errors
                   ) -> list[dict[str, Any] | None]:
-    """The checked ``[[models]]`` entries with each sweep expanded (see the module docstring).
-
-    Every entry gets ``_key``, its location in the file (``models[i]``, plus the setting for
-    a swept one), for the errors found later; a swept one also ``_name``, the entry's own name
-    (the model kind when ``kind`` is not written). An entry whose sweep is malformed is left out
-    and its errors added to ``errs``.
-    """
+    """The checked ``[[models]]`` entries with each sweep expanded; an entry whose sweep is
+    malformed is left out, its errors added to ``errs``. Every entry gets ``_key``, its location
+    for later errors (``models[i]``, plus a swept one's setting); a swept one also ``_name``, the
+    entry's own name (the model kind when ``kind`` is not written)."""
     out: list[dict[str, Any] | None] = []
     for i, item in enumerate(items):
         key = f"models[{i}]"
@@ -88,9 +75,7 @@ def _value_text(value: Any) -> str:
 def _display_names(axes: list[tuple[str, str, list[Any]]]) -> list[str]:
     """Each swept key's name in labels: the bare key, or ``train.KEY`` when ``KEY`` is swept in
     both sections."""
-    counts: dict[str, int] = {}
-    for _, name, _ in axes:
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for _, name, _ in axes)
     return [name if counts[name] == 1 else f"{section}.{name}" for section, name, _ in axes]
 
 

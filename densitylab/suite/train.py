@@ -1,9 +1,6 @@
-"""The suite's train stage: run specs in, trained models out.
+"""The suite's train stage: run specs in, trained models out (:func:`train_unit`).
 
-:func:`train_unit` takes the runs of one unit (one run, or the seeds of one dataset and model
-that train as one batched model) and returns one :class:`TrainedRun` per run. It builds the
-dataset and the model once, trains them, and never scores or writes anything: the score stage
-(:mod:`densitylab.suite.score`) and the store take it from there. A run whose training raised
+It never scores or writes anything, and never raises for a run: a run whose training raised
 comes back with its ``error`` set, so one failure never hides the other runs of a unit.
 """
 
@@ -43,13 +40,10 @@ class TrainedRun:
 
 def train_unit(specs: list[RunSpec], callback_for=None) -> list[TrainedRun]:
     """Train the runs ``specs`` (one run, or runs differing only in their seed) and return one
-    :class:`TrainedRun` per spec, in order.
-
-    Several specs train as one batched model (:mod:`densitylab.models.batched`) when the model
-    kind has a batched form that takes every option of the run; otherwise each trains alone.
+    :class:`TrainedRun` per spec, in order: as one batched model (:mod:`densitylab.models.batched`)
+    when the model kind has a batched form that takes every option of the run, else one by one.
     ``callback_for(spec, target, model, device)`` may return a fit callback for a run trained
-    alone (the ``eval_every`` scorer, the live TensorBoard log), or None.
-    """
+    alone (the ``eval_every`` scorer, the live TensorBoard log), or None."""
     if len(specs) > 1:
         batched = _train_batched(specs)
         if batched is not None:
@@ -78,7 +72,7 @@ def _train_alone(spec: RunSpec, callback_for) -> TrainedRun:
                 callback.close()
         run.train_s = time.perf_counter() - start
     except Exception as err:  # recorded by the store and retried on the next run of the suite
-        _failed(run, err)
+        run.error, run.traceback = failure(run.spec, err)
     return run
 
 
@@ -106,7 +100,7 @@ def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
         models = batched.unstack()
     except Exception as err:  # every run of the batch failed; each is retried next time
         for run in runs:
-            _failed(run, err)
+            run.error, run.traceback = failure(run.spec, err)
             run.train_s = (time.perf_counter() - start) / len(specs)
         return runs
     train_s = (time.perf_counter() - start) / len(specs)
@@ -120,14 +114,10 @@ def _train_batched(specs: list[RunSpec]) -> list[TrainedRun] | None:
 
 def fit_options(model, train: dict[str, Any], seed: int | None, device: torch.device,
                 callback=None) -> dict[str, Any]:
-    """The keywords of ``model.fit`` for the run's resolved ``train`` options.
-
-    ``steps`` and ``batch_size`` always; ``seed`` for a single model (a batched model has its
-    seeds); ``lr`` when set; ``lr_schedule`` when the model declares it in ``fit_options`` or it
-    is not the default (the suite refused a schedule a model lacks when it was loaded);
-    ``train_size`` when the suite sets it (refused when the model's fit lacks it);
-    ``callback`` when given; ``device`` and ``progress`` (off) when declared.
-    """
+    """The keywords of ``model.fit`` for the run's resolved ``train`` options: each option that
+    is set, and an optional one (``lr_schedule``, ``device``, ``progress``: off) only when the
+    model's ``fit_options`` declare it; ``seed`` only for a single model (a batched one has its
+    seeds)."""
     declared = registry.declared_options(model, "fit")
     kwargs: dict[str, Any] = {"steps": train["steps"], "batch_size": train["batch_size"]}
     if seed is not None:
@@ -150,7 +140,9 @@ def fit_options(model, train: dict[str, Any], seed: int | None, device: torch.de
     return kwargs
 
 
-def _failed(run: TrainedRun, err: BaseException) -> None:
-    run.error = f"{type(err).__name__}: {err}"
-    run.traceback = traceback.format_exc()
-    logger.warning("run %s (%s) failed: %s", run.spec.label, run.spec.run_id, run.error)
+def failure(spec: RunSpec, err: BaseException) -> tuple[str, str]:
+    """The ``error`` and ``traceback`` recorded for a run that raised ``err`` (logged as a
+    warning); the run is retried the next time the suite runs."""
+    error = f"{type(err).__name__}: {err}"
+    logger.warning("run %s (%s) failed: %s", spec.label, spec.run_id, error)
+    return error, traceback.format_exc()
