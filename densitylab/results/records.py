@@ -270,6 +270,14 @@ class RunRecord(_JsonPart):
         """True when the run has a result (:attr:`outcome` is ``ok``)."""
         return self.outcome == "ok"
 
+    def summary(self, wall_s: float | None = None) -> dict[str, Any]:
+        """What a runner reports of this stored run: id, ``dataset/model/seed`` label, status,
+        wall seconds (``wall_s``, else the record's own) and error."""
+        return {"run_id": self.run_id, "label": f"{self.dataset}/{self.model}/{self.seed}",
+                "status": self.status,
+                "wall_s": float(self.wall_s or 0.0) if wall_s is None else wall_s,
+                "error": self.error}
+
     @property
     def failure_reason(self) -> str:
         """Why a run that is not ``ok`` has no result ("" for an ok run)."""

@@ -35,7 +35,8 @@ __all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_run
 
 def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Train, sample, score and record one run in ``out_dir/runs/<run_id>.json``; returns its
-    :func:`run_summary` (a run that raises is recorded as ``failed``, not re-raised)."""
+    summary (:meth:`densitylab.results.records.RunRecord.summary`); a run that raises is
+    recorded as ``failed``, not re-raised."""
     return execute_batched_runs([spec], out_dir)[0]
 
 
@@ -44,7 +45,7 @@ def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
     """Train the runs ``specs`` (one, or several with equal
     :func:`~densitylab.suite.plan.batch_key` and distinct seeds, trained as one batched model:
     see :func:`~densitylab.suite.train.train_unit`), score and record each; returns one
-    :func:`run_summary` per run."""
+    :meth:`RunRecord.summary <densitylab.results.records.RunRecord.summary>` per run."""
     specs = [RunSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
     store = RunStore(out_dir)
     scorers: dict[str, CurveScorer] = {}
@@ -73,14 +74,8 @@ def _store(scored: ScoredRun, store: RunStore, wall_s: float, *,
     """The store stage: keep the scored run (see :meth:`RunStore.save_run`) with its
     TensorBoard events when the suite asks for them; returns the run's summary."""
     events = (lambda record: write_run_events(store, record)) if tensorboard else None
-    return run_summary(store.save_run(scored.record, scored.arrays, scored.model,
-                                      wall_s=wall_s, before_record=events), wall_s)
-
-
-def run_summary(record, wall_s: float) -> dict[str, Any]:
-    """What a runner reports of a stored ``record`` that took ``wall_s`` seconds."""
-    return {"run_id": record.run_id, "label": f"{record.dataset}/{record.model}/{record.seed}",
-            "status": record.status, "wall_s": wall_s, "error": record.error}
+    return store.save_run(scored.record, scored.arrays, scored.model, wall_s=wall_s,
+                          before_record=events).summary(wall_s)
 
 
 def _live_log(spec: RunSpec, store: RunStore, model) -> LiveLog | None:

@@ -161,16 +161,18 @@ def spec_code(spec) -> dict[str, Any]:
     key = json.dumps([cfg["dataset"], cfg["model"]["kind"], cfg["model"]["params"],
                       [m["name"] for m in cfg["metrics"]], cfg.get("plugins", []),
                       spec.plugin_dir], sort_keys=True)
-    if key not in _SPEC_CODES:
-        target, shape = registry.run_dataset(spec)
-        model = registry.make_model(cfg["model"]["kind"], cfg["model"]["params"],
-                                    data_shape=shape, seed=0)
-        _SPEC_CODES[key] = run_code(model, target, [m["name"] for m in cfg["metrics"]])
-    return copy.deepcopy(_SPEC_CODES[key])
+    return copy.deepcopy(_spec_code(key))
 
 
-#: :func:`spec_code` by run, as long as the process lives (file digests are cached the same way).
-_SPEC_CODES: dict[str, dict[str, Any]] = {}
+@functools.lru_cache(maxsize=128)
+def _spec_code(key: str) -> dict[str, Any]:
+    """:func:`run_code` of the run the JSON ``key`` describes (its fields, read back)."""
+    dataset, kind, params, metrics, plugins, plugin_dir = json.loads(key)
+    for module in plugins:
+        registry.import_plugin(module, plugin_dir)
+    target = registry.make_dataset(dataset["name"], dataset["params"])
+    model = registry.make_model(kind, params, data_shape=registry.data_shape_of(target), seed=0)
+    return run_code(model, target, metrics)
 
 
 def fingerprint_of(record) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 from .._runtime import logger, raise_terminated, resolve_device, signal_handled, stderr_is_tty
 from ..results.store import RunStore
 from .config import RunSpec, SuiteConfig
-from .evaluate import execute_batched_runs, run_summary
+from .evaluate import execute_batched_runs
 from .plan import (
     FolderInUseError,
     Work,
@@ -163,7 +163,7 @@ def _collect_written(result: SuiteResult, work: Work, store: RunStore) -> None:
         rec = store.load_record(spec.run_id)
         if rec is None or rec.finished_at == work.written_before.get(spec.run_id):
             continue
-        summary = run_summary(rec, float(rec.wall_s or 0.0))
+        summary = rec.summary()
         logger.info("%s %s %s in %.1f s (written before the interrupt)", summary["label"],
                     summary["run_id"], summary["status"], summary["wall_s"])
         result.finished.append(summary)
