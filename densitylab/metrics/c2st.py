@@ -119,7 +119,9 @@ def _fit_torch_mlps(data: torch.Tensor, labels: torch.Tensor,
     and a validation set (``val_fraction``, seeded); the network minimises the mean logistic
     loss on the fit set by full-batch Adam and keeps the weights of its lowest validation loss,
     stopping after ``patience`` epochs without improvement. The folds' weights are stacked along
-    a leading fold dimension and every layer is one ``torch.baddbmm``; Adam updates each entry
+    a leading fold dimension (each fold's layer one ``torch.addmm`` on its slice: on a CPU
+    that is faster than one ``baddbmm`` over the folds, 1.07 against 1.38 s for the benchmark
+    of ``benchmarks/perf/c2st_perf.py``); one Adam step updates every fold, each entry
     from its own moments and each fold's loss depends on its own weights only, so a fold's
     classifier is the one it would be if trained alone (its stop, too: a stopped fold's kept
     weights never change). Runs on the data's device with torch's thread setting.
@@ -287,8 +289,9 @@ def c2st(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0) -> C2STRe
     stopping a fold after 50 epochs without improvement (:data:`MLP_SETTINGS`); the folds train
     as one computation. Wide, full-batch and long enough to resolve modes at 1 % of the data's
     scale: on the ring of 8 (std 0.01) against the same ring shifted by 0.01 in each coordinate
-    (Bayes accuracy 0.760) it scores 0.727 at 2,500 points a side (seed 0), where the previous
-    default, scikit-learn's MLP with minibatch early stopping, scored 0.524.
+    (Bayes accuracy 0.760) it scores 0.729 at 2,500 points a side
+    (``benchmarks/perf/c2st_perf.py``), where the previous default, scikit-learn's MLP with
+    minibatch early stopping, scored 0.524.
     scikit-learn: ``"sklearn_mlp"`` (sbi's: two ReLU layers of ``max(10 d, 20)`` units, Adam,
     minibatches, early stopping), ``"logistic"`` (linear: detects mean shifts only), ``"knn"``
     (``k`` about ``sqrt(n_train)``, odd), ``"forest"`` (100 trees, leaves of >= 5 points).
