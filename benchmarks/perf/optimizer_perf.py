@@ -3,8 +3,8 @@ side in one process on one thread. Writes JSON.
 
 Each family (the toy2d VAE, diffusion model and GAN on the ring, batch 256) is fitted for
 ``--steps`` steps with ``torch.optim.Adam``'s default CPU implementation (one small op per
-tensor and moment) and with :func:`densitylab.models.base.fused_adam` (the library's choice),
-the two alternated repeat by repeat; ``ms_per_step`` is the median over repeats of process CPU
+tensor and moment) and with :func:`densitylab._runtime.fused_adam` (the library's choice), the
+two alternated repeat by repeat; ``ms_per_step`` is the median over repeats of process CPU
 time per step.
 
     python benchmarks/perf/optimizer_perf.py --steps 400 --repeats 3 --out optimizer.json

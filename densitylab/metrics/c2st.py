@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import binom
 
+from .._runtime import fused_adam
 from .._validation import as_samples, check_choice, check_int, check_positive, check_same_dim
 from .witness import map_grid
 
@@ -167,7 +168,7 @@ def _fit_torch_mlps(data: torch.Tensor, labels: torch.Tensor,
         per_point = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
         return (per_point * w).sum(1) / w.sum(1)
 
-    opt = torch.optim.Adam(params, lr=cfg["lr"], fused=data.device.type in ("cpu", "cuda"))
+    opt = fused_adam(params, lr=cfg["lr"])
     best = torch.full((folds,), math.inf, device=data.device)
     kept = [p.detach().clone() for p in params]
     waited = torch.zeros(folds, dtype=torch.long, device=data.device)

@@ -41,7 +41,7 @@ from torch import nn
 
 from .. import __version__
 from .._errors import TrainingDiverged
-from .._runtime import atomic_torch_save, make_generator, resolve_device
+from .._runtime import atomic_torch_save, fused_adam, make_generator, resolve_device
 from .._validation import check_int
 from ..registry import model_class, register_model_class
 from .data import check_data, iter_batches
@@ -132,15 +132,6 @@ class NetworksModule(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.networks.parameters()).dtype
 
-
-def fused_adam(params: list[torch.Tensor], **options: Any) -> torch.optim.Adam:
-    """Adam with torch's fused kernel where the parameters' device has one (CPU and CUDA): one
-    call updates every tensor instead of a handful of small ops per tensor, which is most of an
-    optimiser step for the small networks here (the toy2d GAN's step: 4.19 -> 3.66 ms on one
-    CPU thread, docs/performance.md). The update is Adam's; only the rounding of the arithmetic
-    may differ from the per-tensor loop."""
-    fused = bool(params) and params[0].device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, **options, fused=fused or None)
 
 
 class GenerativeModel(NetworksModule, abc.ABC):

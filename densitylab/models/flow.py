@@ -52,6 +52,7 @@ from .base import (  # noqa: E402
     GenerativeModel,
     check_data,
     check_hidden,
+    fused_adam,
     resolve_data_shape,
     seeded_init,
 )
@@ -187,9 +188,7 @@ class Flow(GenerativeModel):
 
     def _make_optimizer(self, group: str, params: list[torch.Tensor],
                         lr: float) -> torch.optim.Optimizer:
-        # The fused kernel: one call for every tensor instead of a dozen small ops each (half
-        # the optimiser's share of a step of this small network on a CPU).
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return fused_adam(params, lr=lr)
 
     def _step(self, eng) -> dict[str, Any]:
         return {"loss": eng.update("flow", "nll_objective", eng.batch())}
