@@ -18,7 +18,9 @@ def _record(run_id, model="gan"):
                          "status": "ok"})
 
 
-def test_witness_figure_outlines_a_dropped_mode_and_skips_runs_without_points(tmp_path):
+@pytest.fixture
+def store(tmp_path):
+    """Run "a": a ring model without mode 3 beside a target sample; run "b": no target sample."""
     p = distributions.ring(dtype=torch.float64)
     keep = torch.arange(8) != 3
     q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
@@ -28,6 +30,10 @@ def test_witness_figure_outlines_a_dropped_mode_and_skips_runs_without_points(tm
                               "reference": p.sample(600, seed=2).numpy(),
                               "mode_means": p.means.numpy()})
     store.write_samples("b", {"samples": q.sample(10, seed=1).numpy()})  # no target sample
+    return store
+
+
+def test_witness_figure_outlines_a_dropped_mode_and_skips_runs_without_points(store):
     fig = witness_figure([_record("a"), _record("b", "vae"), _record("c")], store,
                          grid_size=32, num_permutations=100)
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
@@ -38,16 +44,7 @@ def test_witness_figure_outlines_a_dropped_mode_and_skips_runs_without_points(tm
     assert witness_figure([_record("b")], store) is None
 
 
-def test_c2st_map_figure_shades_where_there_is_data_and_skips_runs_without_points(tmp_path):
-    p = distributions.ring(dtype=torch.float64)
-    keep = torch.arange(8) != 3
-    q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
-    store = RunStore(tmp_path)
-    store.runs_dir.mkdir(parents=True, exist_ok=True)
-    store.write_samples("a", {"samples": q.sample(600, seed=1).numpy(),
-                              "reference": p.sample(600, seed=2).numpy(),
-                              "mode_means": p.means.numpy()})
-    store.write_samples("b", {"samples": q.sample(10, seed=1).numpy()})  # no target sample
+def test_c2st_map_figure_shades_where_there_is_data_and_skips_runs_without_points(store):
     fig = c2st_map_figure([_record("a"), _record("b", "vae"), _record("c")], store,
                           grid_size=32)
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
