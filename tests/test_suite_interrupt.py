@@ -49,6 +49,10 @@ name = "mean_gap"
 """
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_first_record(tmp_path, extra, sleep, kill=None):
     marks = tmp_path / "marks"
     suite = tmp_path / "s.toml"
@@ -56,9 +60,11 @@ def _interrupt_after_first_record(tmp_path, extra, sleep, kill=None):
     out = tmp_path / "out"
     argv = ["run", str(suite), "--out", str(out), *extra]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
+    # Ctrl-C's default action in the child, whatever the test runner inherited: a shell's
+    # background job (``cmd &`` without job control) ignores SIGINT, and so would the suite
     proc = subprocess.Popen([sys.executable, "-m", "densitylab", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     runs = out / "runs"
     while time.monotonic() < deadline and not list(runs.glob("[!.]*.json")):
