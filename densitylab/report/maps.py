@@ -14,6 +14,7 @@ mass, near 1 where it puts mass the target lacks.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -52,6 +53,11 @@ def _map_inputs(records: list[RunRecord], store: RunStore, seed: int):
         if len(x) >= 5 and len(y) >= 5:  # the C2ST's five folds need five points a side
             out.append((r, x, y, arrays.get("mode_means")))
     return out
+
+
+def _suptitle(fig: Figure, cols: int, text: str) -> None:
+    """The figure's title, wrapped to the width of its ``cols`` panels (one panel is narrow)."""
+    fig.suptitle(textwrap.fill(text, width=44 * cols), fontsize=8)
 
 
 def _panels(count: int):
@@ -94,9 +100,9 @@ def witness_figure(records: list[RunRecord], store: RunStore, *, grid_size: int 
                            colors="k", linewidths=0.8, linestyles=style)
         _finish_panel(ax, r, means, f"bandwidth {res.bandwidth:.3g}, "
                                     f"{int(res.significant.sum())} significant cells")
-    fig.suptitle("MMD witness (target - model): red = mass the model misses, blue = excess; "
-                 "outlined: significant at family-wise 5 % (solid missing, dashed excess)",
-                 fontsize=8)
+    _suptitle(fig, min(4, len(inputs)), "MMD witness (target - model): red = mass the model "
+              "misses, blue = excess; outlined: significant at family-wise 5 % (solid missing, "
+              "dashed excess)")
     return fig
 
 
@@ -116,9 +122,9 @@ def c2st_map_figure(records: list[RunRecord], store: RunStore, *, grid_size: int
         ax.pcolormesh(res.grid_x, res.grid_y, _where_data(res, np.concatenate([x, y])),
                       cmap="RdBu", vmin=0.0, vmax=1.0, shading="auto")
         _finish_panel(ax, r, means, f"C2ST accuracy {res.test.accuracy:.3f}")
-    fig.suptitle("C2ST classifier's P(model | point): red = the target's mass the model misses "
-                 "(near 0), blue = the model's excess (near 1), white = agreement (0.5); blank "
-                 "where there is no data", fontsize=8)
+    _suptitle(fig, min(4, len(inputs)), "C2ST classifier's P(model | point): red = the "
+              "target's mass the model misses (near 0), blue = the model's excess (near 1), "
+              "white = agreement (0.5); blank where there is no data")
     return fig
 
 
