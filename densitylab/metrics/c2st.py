@@ -215,6 +215,7 @@ class _CrossFit:
     n_per_class: int
     folds: int
     name: str
+    seed: int
     device: torch.device
     fitted: object  # the torch MLPs' fold_logits, or one scikit-learn pipeline per fold
 
@@ -233,9 +234,11 @@ class _CrossFit:
         return self.fitted[fold].predict_proba(points)[:, 1]
 
 
-def _cross_fit(x, y, classifier: str, folds: int, seed: int) -> _CrossFit:
+def _cross_fit(x, y, classifier: str, folds: int, seed: int, *,
+               needs_2d: str | None = None) -> _CrossFit:
     """Check the inputs, balance the classes, split into stratified folds and fit one
-    classifier per fold (the steps :func:`c2st` documents)."""
+    classifier per fold (the steps :func:`c2st` documents). ``needs_2d`` names a caller that
+    only takes 2D points: other inputs are refused before anything is trained."""
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -246,6 +249,9 @@ def _cross_fit(x, y, classifier: str, folds: int, seed: int) -> _CrossFit:
     xs = as_samples(x, "x", min_rows=k)
     ys = as_samples(y, "y", min_rows=k)
     check_same_dim(xs, ys)
+    if needs_2d is not None and xs.shape[1] != 2:
+        raise ValueError(f"{needs_2d} draws a 2D map: x and y need 2 columns, got "
+                         f"{xs.shape[1]}")
     a, b = _to_numpy(xs), _to_numpy(ys)
     rng = np.random.default_rng(seed)
     size = min(len(a), len(b))
@@ -267,7 +273,7 @@ def _cross_fit(x, y, classifier: str, folds: int, seed: int) -> _CrossFit:
             model = make_pipeline(StandardScaler(),
                                   _classifier(name, data.shape[1], len(train), seed))
             fitted.append(model.fit(data[train], labels[train]))
-    return _CrossFit(data, labels, splits, size, k, name, xs.device, fitted)
+    return _CrossFit(data, labels, splits, size, k, name, seed, xs.device, fitted)
 
 
 def c2st(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0) -> C2STResult:
@@ -323,10 +329,10 @@ def c2st(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0) -> C2STRe
         folds: number of cross-validation folds, ``>= 2``.
         seed: seeds the subsampling, the fold split and the classifier's initialisation.
     """
-    return _result(_cross_fit(x, y, classifier, folds, seed), seed)
+    return _result(_cross_fit(x, y, classifier, folds, seed))
 
 
-def _result(fit: _CrossFit, seed: int) -> C2STResult:
+def _result(fit: _CrossFit) -> C2STResult:
     """Accuracy and first-fold exact test of the held-out predictions of ``fit``'s folds."""
     per_fold = []
     for f, (_, test) in enumerate(fit.splits):
@@ -347,7 +353,7 @@ def _result(fit: _CrossFit, seed: int) -> C2STResult:
         n_per_class=fit.n_per_class,
         classifier=fit.name,
         folds=fit.folds,
-        seed=seed,
+        seed=fit.seed,
     )
 
 
@@ -395,10 +401,7 @@ def c2st_map(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0, *,
     """
     size = check_int(grid_size, "grid_size", minimum=2)
     pad = check_positive(padding, "padding", allow_zero=True)
-    fit = _cross_fit(x, y, classifier, folds, seed)
-    if fit.data.shape[1] != 2:
-        raise ValueError(f"c2st_map draws a 2D map: x and y need 2 columns, got "
-                         f"{fit.data.shape[1]}")
+    fit = _cross_fit(x, y, classifier, folds, seed, needs_2d="c2st_map")
     axes, grid = map_grid(torch.as_tensor(fit.data), size, pad)
     points = grid.numpy()
     prob = np.mean([fit.probability(f, points) for f in range(fit.folds)], axis=0)
@@ -406,4 +409,4 @@ def c2st_map(x, y, classifier: str = "mlp", folds: int = 5, seed: int = 0, *,
     clipped = np.clip(prob, 1e-12, 1 - 1e-12)
     return C2STMap(grid_x=axes[0].numpy(), grid_y=axes[1].numpy(), probability=prob,
                    log_ratio=np.log(clipped) - np.log1p(-clipped),
-                   test=_result(fit, check_int(seed, "seed", minimum=0)))
+                   test=_result(fit))

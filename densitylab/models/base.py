@@ -133,7 +133,6 @@ class NetworksModule(nn.Module):
         return next(self.networks.parameters()).dtype
 
 
-
 class GenerativeModel(NetworksModule, abc.ABC):
     """Abstract base of densitylab's models: an ``nn.Module`` with a training objective; see the
     module docstring for ``fit``'s guarantees.
