@@ -42,7 +42,7 @@ from ..results.store import RunStore
 from ..suite.references import is_reference
 from .inference import cell_summary
 from .legacy import legacy_target
-from .maps import c2st_map_figure, witness_figure
+from .maps import map_figures
 from .metric_info import direction_text, entry_metrics
 from .naming import ordered_metrics as _ordered
 from .naming import slug as _slug
@@ -97,11 +97,12 @@ def write_figures(out_dir: str | Path, records: list[RunRecord],
     ok = [r for r in records if r.status == "ok"]
     paths: list[Path] = []
     shown, why_shown = _representative_seed(ok)
+    maps = map_figures(shown, store)
     for name, fig in (("samples", samples_figure(shown, store, why_shown)),
                       ("samples_flagged", flagged_samples_figure(records, store)),
                       ("density", density_figure(shown, store)),
-                      ("witness", witness_figure(shown, store)),
-                      ("c2st_map", c2st_map_figure(shown, store))):
+                      ("witness", maps["witness"]),
+                      ("c2st_map", maps["c2st_map"])):
         if fig is not None:
             paths.append(_save(fig, fig_dir / f"{name}.png"))
     for dataset in dict.fromkeys(r.dataset for r in ok):

@@ -26,7 +26,7 @@ from ..results.store import RunStore
 from ..suite.references import is_reference
 from .sections import model_label
 
-__all__ = ["witness_figure", "c2st_map_figure", "MAX_MAP_POINTS"]
+__all__ = ["witness_figure", "c2st_map_figure", "map_figures", "MAX_MAP_POINTS"]
 
 #: Points per set a map uses (a seeded subsample above it): the map's memory is the kernel
 #: matrix between half of them and the grid, and 2,000 points resolve the ring's modes.
@@ -55,18 +55,15 @@ def _map_inputs(records: list[RunRecord], store: RunStore, seed: int):
     return out
 
 
-def _suptitle(fig: Figure, cols: int, text: str) -> None:
-    """The figure's title, wrapped to the width of its ``cols`` panels (one panel is narrow)."""
-    fig.suptitle(textwrap.fill(text, width=44 * cols), fontsize=8)
-
-
-def _panels(count: int):
+def _panels(count: int, title: str):
+    """A figure of ``count`` map panels, four to a row, under ``title`` wrapped to its width."""
     cols = min(4, count)
     rows = math.ceil(count / cols)
     fig = Figure(figsize=(3.0 * cols, 3.0 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[count:]:
         ax.set_visible(False)
+    fig.suptitle(textwrap.fill(title, width=44 * cols), fontsize=8)  # one panel is narrow
     return fig, axes
 
 
@@ -79,15 +76,31 @@ def _finish_panel(ax, r: RunRecord, means, detail: str) -> None:
     ax.tick_params(labelsize=6)
 
 
+def map_figures(records: list[RunRecord], store: RunStore, *,
+                seed: int = 0) -> dict[str, Figure | None]:
+    """``{"witness": ..., "c2st_map": ...}``: both map figures (:func:`witness_figure`,
+    :func:`c2st_map_figure`) from one read of each run's saved samples."""
+    inputs = _map_inputs(records, store, seed)
+    return {"witness": _witness_panels(inputs, seed=seed),
+            "c2st_map": _c2st_panels(inputs, seed=seed)}
+
+
 def witness_figure(records: list[RunRecord], store: RunStore, *, grid_size: int = 64,
                    num_permutations: int = 500, seed: int = 0) -> Figure | None:
     """One witness-map panel per run with 2D samples and a saved target sample (None when no
     run has both). Each panel costs one :func:`~densitylab.metrics.witness_map` call (about 3 s
     at 1,000 points a side on one thread)."""
-    inputs = _map_inputs(records, store, seed)
+    return _witness_panels(_map_inputs(records, store, seed), grid_size=grid_size,
+                           num_permutations=num_permutations, seed=seed)
+
+
+def _witness_panels(inputs, *, grid_size: int = 64, num_permutations: int = 500,
+                    seed: int = 0) -> Figure | None:
     if not inputs:
         return None
-    fig, axes = _panels(len(inputs))
+    fig, axes = _panels(len(inputs), "MMD witness (target - model): red = mass the model "
+                        "misses, blue = excess; outlined: significant at family-wise 5 % (solid "
+                        "missing, dashed excess)")
     for ax, (r, x, y, means) in zip(axes, inputs, strict=False):
         res = witness_map(x, y, seed=seed, grid_size=grid_size,
                           num_permutations=num_permutations)
@@ -100,9 +113,6 @@ def witness_figure(records: list[RunRecord], store: RunStore, *, grid_size: int 
                            colors="k", linewidths=0.8, linestyles=style)
         _finish_panel(ax, r, means, f"bandwidth {res.bandwidth:.3g}, "
                                     f"{int(res.significant.sum())} significant cells")
-    _suptitle(fig, min(4, len(inputs)), "MMD witness (target - model): red = mass the model "
-              "misses, blue = excess; outlined: significant at family-wise 5 % (solid missing, "
-              "dashed excess)")
     return fig
 
 
@@ -113,26 +123,30 @@ def c2st_map_figure(records: list[RunRecord], store: RunStore, *, grid_size: int
     (:func:`~densitylab.metrics.c2st_map`, its folds' cross-fitted classifiers averaged; about
     1 s per panel at 2,000 points a side on one thread), shaded only where the pooled samples
     are (elsewhere the classifier extrapolates)."""
-    inputs = _map_inputs(records, store, seed)
+    return _c2st_panels(_map_inputs(records, store, seed), grid_size=grid_size, seed=seed)
+
+
+def _c2st_panels(inputs, *, grid_size: int = 64, seed: int = 0) -> Figure | None:
     if not inputs:
         return None
-    fig, axes = _panels(len(inputs))
+    fig, axes = _panels(len(inputs), "C2ST classifier's P(model | point): red = the target's "
+                        "mass the model misses (near 0), blue = the model's excess (near 1), "
+                        "white = agreement (0.5); blank where there is no data")
     for ax, (r, x, y, means) in zip(axes, inputs, strict=False):
         res = c2st_map(x, y, seed=seed, grid_size=grid_size)
         ax.pcolormesh(res.grid_x, res.grid_y, _where_data(res, np.concatenate([x, y])),
                       cmap="RdBu", vmin=0.0, vmax=1.0, shading="auto")
         _finish_panel(ax, r, means, f"C2ST accuracy {res.test.accuracy:.3f}")
-    _suptitle(fig, min(4, len(inputs)), "C2ST classifier's P(model | point): red = the "
-              "target's mass the model misses (near 0), blue = the model's excess (near 1), "
-              "white = agreement (0.5); blank where there is no data")
     return fig
 
 
 def _where_data(res, points: np.ndarray) -> np.ma.MaskedArray:
-    """The probability map masked at grid cells that hold none of ``points``."""
-    nx, ny = len(res.grid_x), len(res.grid_y)
-    ix = np.clip(np.searchsorted(res.grid_x, points[:, 0]), 0, nx - 1)
-    iy = np.clip(np.searchsorted(res.grid_y, points[:, 1]), 0, ny - 1)
-    filled = np.zeros((ny, nx), dtype=bool)
-    filled[iy, ix] = True
+    """The probability map masked at grid nodes whose cell (the points nearest that node, as
+    ``pcolormesh`` draws it) holds none of ``points``."""
+    def nearest(axis: np.ndarray, values: np.ndarray) -> np.ndarray:
+        step = axis[1] - axis[0]
+        return np.clip(np.rint((values - axis[0]) / step).astype(int), 0, len(axis) - 1)
+
+    filled = np.zeros((len(res.grid_y), len(res.grid_x)), dtype=bool)
+    filled[nearest(res.grid_y, points[:, 1]), nearest(res.grid_x, points[:, 0])] = True
     return np.ma.masked_array(res.probability, mask=~filled)
