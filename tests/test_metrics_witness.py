@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _targets import ring_without
 
-from densitylab import distributions, metrics
-from densitylab.distributions import GaussianMixture
+from densitylab import metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,9 +36,7 @@ def test_witness_and_t_map_match_brute_force_on_the_evaluation_halves():
 
 
 def test_chosen_bandwidth_is_far_below_the_median_heuristic_on_narrow_modes():
-    p = distributions.ring(dtype=torch.float64)
-    keep = torch.arange(8) != 3
-    q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    p, q = ring_without(3)
     x, y = p.sample(400, seed=1), q.sample(400, seed=2)
     best, cands, ratios = metrics.witness.select_bandwidth(x, y)
     assert best == cands[int(np.argmax(ratios))]
@@ -47,11 +45,8 @@ def test_chosen_bandwidth_is_far_below_the_median_heuristic_on_narrow_modes():
 
 @pytest.mark.slow
 def test_ring_model_dropping_two_modes_is_missing_mass_exactly_there():
-    p = distributions.ring(dtype=torch.float64)
     dropped = [2, 5]
-    keep = torch.ones(8, dtype=torch.bool)
-    keep[dropped] = False
-    q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    p, q = ring_without(*dropped)
     res = metrics.witness_map(p.sample(1000, seed=10), q.sample(1000, seed=20), seed=0)
     gx, gy = np.meshgrid(res.grid_x, res.grid_y)
     means = p.means.numpy()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from _targets import ring_without
 
-from densitylab import distributions
-from densitylab.distributions import GaussianMixture
 from densitylab.report.maps import c2st_map_figure, witness_figure
 from densitylab.results.store import RunRecord, RunStore
 
@@ -21,9 +19,7 @@ def _record(run_id, model="gan"):
 @pytest.fixture
 def store(tmp_path):
     """Run "a": a ring model without mode 3 beside a target sample; run "b": no target sample."""
-    p = distributions.ring(dtype=torch.float64)
-    keep = torch.arange(8) != 3
-    q = GaussianMixture(p.means[keep], p.stds[keep], p.weights[keep], dtype=torch.float64)
+    p, q = ring_without(3)
     store = RunStore(tmp_path)
     store.runs_dir.mkdir(parents=True, exist_ok=True)
     store.write_samples("a", {"samples": q.sample(600, seed=1).numpy(),
