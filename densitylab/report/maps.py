@@ -96,12 +96,7 @@ def witness_figure(records: list[RunRecord], store: RunStore, *, grid_size: int 
 
 def _witness_panels(inputs, *, grid_size: int = 64, num_permutations: int = 500,
                     seed: int = 0) -> Figure | None:
-    if not inputs:
-        return None
-    fig, axes = _panels(len(inputs), "MMD witness (target - model): red = mass the model "
-                        "misses, blue = excess; outlined: significant at family-wise 5 % (solid "
-                        "missing, dashed excess)")
-    for ax, (r, x, y, means) in zip(axes, inputs, strict=False):
+    def panel(ax, x, y) -> str:
         res = witness_map(x, y, seed=seed, grid_size=grid_size,
                           num_permutations=num_permutations)
         scale = float(np.abs(res.witness).max()) or 1.0
@@ -111,9 +106,11 @@ def _witness_panels(inputs, *, grid_size: int = 64, num_permutations: int = 500,
             if mask.any():
                 ax.contour(res.grid_x, res.grid_y, mask.astype(float), levels=[0.5],
                            colors="k", linewidths=0.8, linestyles=style)
-        _finish_panel(ax, r, means, f"bandwidth {res.bandwidth:.3g}, "
-                                    f"{int(res.significant.sum())} significant cells")
-    return fig
+        return f"bandwidth {res.bandwidth:.3g}, {int(res.significant.sum())} significant cells"
+
+    return _draw(inputs, "MMD witness (target - model): red = mass the model misses, blue = "
+                 "excess; outlined: significant at family-wise 5 % (solid missing, dashed "
+                 "excess)", panel)
 
 
 def c2st_map_figure(records: list[RunRecord], store: RunStore, *, grid_size: int = 64,
@@ -127,16 +124,25 @@ def c2st_map_figure(records: list[RunRecord], store: RunStore, *, grid_size: int
 
 
 def _c2st_panels(inputs, *, grid_size: int = 64, seed: int = 0) -> Figure | None:
-    if not inputs:
-        return None
-    fig, axes = _panels(len(inputs), "C2ST classifier's P(model | point): red = the target's "
-                        "mass the model misses (near 0), blue = the model's excess (near 1), "
-                        "white = agreement (0.5); blank where there is no data")
-    for ax, (r, x, y, means) in zip(axes, inputs, strict=False):
+    def panel(ax, x, y) -> str:
         res = c2st_map(x, y, seed=seed, grid_size=grid_size)
         ax.pcolormesh(res.grid_x, res.grid_y, _where_data(res, np.concatenate([x, y])),
                       cmap="RdBu", vmin=0.0, vmax=1.0, shading="auto")
-        _finish_panel(ax, r, means, f"C2ST accuracy {res.test.accuracy:.3f}")
+        return f"C2ST accuracy {res.test.accuracy:.3f}"
+
+    return _draw(inputs, "C2ST classifier's P(model | point): red = the target's mass the "
+                 "model misses (near 0), blue = the model's excess (near 1), white = agreement "
+                 "(0.5); blank where there is no data", panel)
+
+
+def _draw(inputs, title: str, panel) -> Figure | None:
+    """One panel per map input under ``title`` (None without inputs); ``panel(ax, x, y)`` draws
+    a run's map and returns the second line of its title."""
+    if not inputs:
+        return None
+    fig, axes = _panels(len(inputs), title)
+    for ax, (r, x, y, means) in zip(axes, inputs, strict=False):
+        _finish_panel(ax, r, means, panel(ax, x, y))
     return fig
 
 
