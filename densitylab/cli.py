@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     pln = sub.add_parser("plan", parents=[common],
                          help="what a suite's seed count can decide: the smallest p-value after "
-                              "the correction, and the seeds needed for 80 % power")
+                              "the correction, and the seeds needed for 80 %% power")
     pln.add_argument("suite", help="a suite TOML file, or a built-in suite name")
     load = sub.add_parser("load", parents=[common],
                           help="load the trained model a run saved (suites with save_models = "

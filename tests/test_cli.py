@@ -39,6 +39,16 @@ def test_run_help_names_every_builtin_suite(capsys):
     assert f"built-in suite name ({', '.join(sorted(builtin_suites()))})" in printed
 
 
+@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["describe"], ["check-metrics"],
+                                     ["plan"], ["load"], ["compare"], ["list"]])
+def test_every_help_text_prints(command, capsys):
+    # argparse formats help strings with %: a literal "80 % power" once broke `densitylab --help`
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: densitylab" in capsys.readouterr().out
+
+
 def test_run_then_report(tmp_path, capsys):
     suite = tmp_path / "tiny.toml"
     suite.write_text(_suite_fakes.TINY_SUITE)
