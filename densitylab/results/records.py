@@ -226,6 +226,8 @@ class RunRecord(_JsonPart):
     batched: BatchInfo | None = _nested(BatchInfo)
     train_s: float | None = None
     eval_s: float | None = None
+    #: wall seconds of each metric of ``eval_s``, by label (absent in records written before)
+    metric_s: dict[str, float] | None = None
     #: steps trained, written at the top level of a scored or diverged run (JSON key ``steps``;
     #: :attr:`steps` reads the configured number)
     trained_steps: int | None = field(default=None, metadata={"key": "steps"})

@@ -11,6 +11,7 @@ report's tables, explanations, figures and headline tests all read the spec.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +73,8 @@ def builtin_metric(name: str) -> MetricSpec:
 
 def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]],
                      get_metric: Callable[[str], MetricSpec] = builtin_metric, *,
-                     log_failures: bool = True) -> dict[str, Any]:
+                     log_failures: bool = True,
+                     seconds: dict[str, float] | None = None) -> dict[str, Any]:
     """Score ``ctx`` with each configured metric; one failure does not stop the others.
 
     ``get_metric`` finds a metric's spec by name (the suite passes its registry's, which knows
@@ -81,7 +83,8 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]],
     Returns ``{label: {"values": {name: float}, "details": {...}}}``, or ``{"skipped": why}``
     when the metric does not apply, or ``{"error": message}`` when it raised (logged as a
     warning unless ``log_failures`` is False: a metric failing early in training is a missing
-    point of a curve, not news). ``label`` is the
+    point of a curve, not news). ``seconds``, when given, receives each scored entry's wall time
+    by label (a run record's ``metric_s``: where evaluation time goes). ``label`` is the
     entry's label (default: the metric's name); under a label other than the name the values
     are renamed by :func:`labelled_value` and the result also holds ``"metric"`` (the metric's
     name) and ``"value_names"`` (renamed value -> the metric's own value name).
@@ -90,6 +93,7 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]],
     for mc in metric_configs:
         spec = get_metric(mc["name"])
         label = mc.get("label", spec.name)
+        start = time.perf_counter()
         try:  # applies(ctx, **params) too: a failing check is this metric's error
             reason = spec.applies(ctx, **mc["params"])
             if reason is not None:
@@ -114,6 +118,8 @@ def evaluate_metrics(ctx: EvalContext, metric_configs: list[dict[str, Any]],
             if log_failures:
                 logger.warning("metric %s failed: %s", label, err)
             out[label] = {"error": f"{type(err).__name__}: {err}"}
+        if seconds is not None:
+            seconds[label] = round(time.perf_counter() - start, 4)
     return out
 
 

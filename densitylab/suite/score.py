@@ -93,7 +93,9 @@ def _evaluated(run: TrainedRun) -> tuple[dict[str, Any], dict[str, np.ndarray] |
                          "lower the learning rate"}, None, None
     start = time.perf_counter()
     ctx = evaluation_context(run.spec, run.target, run.model, run.device)
-    out["metrics"] = evaluate_metrics(ctx, cfg["metrics"], registry.get_metric)
+    out["metric_s"] = {}
+    out["metrics"] = evaluate_metrics(ctx, cfg["metrics"], registry.get_metric,
+                                      seconds=out["metric_s"])
     arrays = None
     if cfg.get("save_samples", SuiteSection.save_samples):
         arrays = saved_arrays(ctx)
