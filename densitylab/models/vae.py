@@ -326,7 +326,7 @@ class VAE(GenerativeModel):
 
     # ------------------------------------------------------------------ evaluation
     def log_weights(self, x, num_samples: int = 1, seed: int | None = None,
-                    chunk_size: int = 65536) -> torch.Tensor:
+                    chunk_size: int = 16384) -> torch.Tensor:
         """Importance log-weights ``log p(x, z_k) - log q(z_k | x)``, shape ``(num_samples, n)``.
 
         ``z_k ~ q(z | x)`` are drawn by running the guide; ``log p(x, z)`` by replaying the model
