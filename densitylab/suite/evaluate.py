@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._runtime import logger, torch_threads
+from .._runtime import keep_freed_memory, logger, torch_threads
 from ..results.store import RunStore
 from ..results.tensorboard import LiveLog, write_run_events
 from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
@@ -59,6 +59,7 @@ def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
         return scorers[spec.run_id]
 
     out = []
+    keep_freed_memory()  # this process trains and scores: reuse freed pages
     with torch_threads(specs[0].threads):
         for run in train_unit(specs, callback_for):
             start = time.perf_counter()

@@ -1,0 +1,45 @@
+"""keep_freed_memory: glibc's allocator settings are applied where the C library has mallopt,
+and a process that calls it keeps the pages of a freed block for the next one."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from densitylab._runtime import keep_freed_memory
+
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+# Allocates three 4 MiB tensors and frees them, 200 times (a training step's activations), and
+# prints the minor page faults it caused.
+_CHILD = """
+import resource, sys, torch
+from densitylab._runtime import keep_freed_memory
+if sys.argv[1] == "1":
+    assert keep_freed_memory()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):
+    a, b, c = torch.ones(2**20), torch.ones(2**20), torch.ones(2**20)
+    del c, b, a
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_it_says_whether_it_took_effect():
+    assert keep_freed_memory() is GLIBC
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator only")
+def test_freed_blocks_are_reused_instead_of_faulted_in_again():
+    def faults(keep: bool) -> int:
+        out = subprocess.run([sys.executable, "-c", _CHILD, "1" if keep else "0"], check=True,
+                             capture_output=True, text=True).stdout
+        return int(out.split()[-1])
+
+    # 600 blocks of 1,024 pages: faulted in afresh, 614,400 faults. With glibc's defaults the
+    # count depends on what the process freed before (its thresholds move with each free):
+    # 13,340 and 406,428 in two runs of this loop. Kept, the pages of the first blocks serve all.
+    assert faults(keep=True) < 20 * 1024
