@@ -3,20 +3,16 @@ hand-made test tables: each comparison lands in the verdict its two rows call fo
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
-
-SCRIPT = (Path(__file__).resolve().parents[1] / "benchmarks" / "analysis"
-          / "compare_conclusions.py")
+from _scripts import analysis_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compare_conclusions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return analysis_script("compare_conclusions")
+
+
 
 
 def _tests(folder: Path, rows: list[tuple[str, float, bool]]) -> None:

@@ -4,21 +4,15 @@ set, its sign-flip p-value, and the seeds counted as significantly negative."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
-
-SCRIPT = (Path(__file__).resolve().parents[1] / "benchmarks" / "analysis"
-          / "copying_against_fresh.py")
+from _scripts import analysis_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("copying_against_fresh", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return analysis_script("copying_against_fresh")
+
+
 
 
 def _rows(model: str, train: list[float], fresh: list[float], p_train: list[float],

@@ -4,26 +4,19 @@ metric scores (EvalContext.heldout)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from _scripts import analysis_script
 from scipy import stats as scipy_stats
 
 from densitylab import distributions
 from densitylab.results.records import RunRecord
 from densitylab.scoring.context import EvalContext
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "analysis" / "ode_likelihood.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("ode_likelihood", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return analysis_script("ode_likelihood")
 
 
 def test_summaries_are_the_mean_median_and_one_percent_trimmed_mean():
