@@ -53,7 +53,7 @@ class Work:
 def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
               force: bool = False) -> Work:
     """The runs of ``config`` selected by ``only`` that ``store`` does not hold finished, in
-    units; claims the folder for ``config`` and records it in ``suite.json``.
+    units, longest first (seeds x steps); claims the folder and records it in ``suite.json``.
 
     Raises:
         ValueError: ``only`` matches no run.
@@ -80,6 +80,7 @@ def plan_work(config: SuiteConfig, store: RunStore, *, only: str | None = None,
     if skipped:
         logger.info("%d of %d run(s) already done in %s", len(skipped), len(selected), store.root)
     units = group_runs(todo) if config.batch_seeds else [[spec] for spec in todo]
+    units.sort(key=lambda u: -len(u) * u[0].config["train"]["steps"])  # none ends a worker late
     before = {spec.run_id: getattr(records.get(spec.run_id), "finished_at", None)
               for spec in todo}
     store.write_suite(info)
