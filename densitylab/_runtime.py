@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -181,6 +182,7 @@ def progress(
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
+@functools.cache  # the setting holds for the process; finding libc runs a subprocess (ldconfig)
 def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 256 * 2**20) -> bool:
     """Let glibc's allocator keep freed memory for reuse (``mallopt``); True when it took effect.
 

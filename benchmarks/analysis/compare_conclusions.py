@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         if (args.earlier / table).is_file() and (args.later / table).is_file():
             frame = compare(args.earlier, args.later, table)
             frame.insert(0, "table", table)
+            frame.insert(2, "compared", frame[KEYS[table][1]])  # the value or the outcome
             parts.append(frame)
     result = pd.concat(parts, ignore_index=True)
     path = args.later / f"conclusions_against_{args.earlier.resolve().name}.csv"
     result.to_csv(path, index=False)
-    result["compared"] = result["metric"].fillna(result.get("outcome"))
     shown = result.loc[result["verdict"] != "holds in neither",
                        ["dataset", "compared", "model_a", "model_b", "difference_earlier",
                         "p_holm_earlier", "difference_later", "p_holm_later", "verdict"]]
