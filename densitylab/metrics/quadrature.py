@@ -119,8 +119,8 @@ def quadrature_log_likelihood(decode: Callable, x, latent_dim: int = 2,
         tolerance: a point has converged when its values at two successive resolutions differ
             by at most this many nats.
         batch_size: data points per block; decode_batch: latents per decoder call (4,096:
-            a small MLP's activations then stay in cache; 65,536 decoded 3x slower on one CPU
-            thread, benchmarks/perf/quadrature_perf.py).
+            a small MLP's activations then stay in cache; benchmarks/perf/likelihood_perf.py
+            times it against 65,536).
 
     The sum over nodes is a log-sum-exp accumulated in float64 block by block (memory
     O(batch_size * tile + grid), never n x grid). Tiles of nodes whose bound (the decoded
