@@ -60,8 +60,8 @@ def test_training_of_a_batched_unit_counts_each_seed_once(floor, runs, tmp_path)
     assert [len(u) for u in both] == [2] and [len(u) for u in one] == [1]
     two_seeds = floor.count_unit(both[0], str(tmp_path / "a"))
     one_seed = floor.count_unit(one[0], str(tmp_path / "b"))
-    assert set(two_seeds) == {"train", "mmd", "mode_coverage"}
-    assert one_seed["train"] > 0
+    assert set(two_seeds) == {"train", "mmd", "mode_coverage", floor.OTHER}
+    assert one_seed["train"] > 0 and one_seed[floor.OTHER] > 0  # the GAN's samples
     assert two_seeds["train"] == 2 * one_seed["train"]
     assert two_seeds["mmd"] == pytest.approx(2 * one_seed["mmd"], rel=0.05)
 

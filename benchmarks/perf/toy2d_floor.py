@@ -8,9 +8,10 @@ Each (dataset, model) unit of the suite, reference rows included, is computed fo
 ``--seeds`` seeds exactly as the suite computes it (``execute_batched_runs``, batched seeds,
 one torch thread) under ``torch.utils.flop_counter.FlopCounterMode``, which counts the
 floating-point operations of every matrix product and convolution (``mm``, ``bmm``,
-``addmm``, ...) it dispatches. The count is split into training and each metric's
-evaluation. Training is the same work for every seed of a batched model, and evaluation is
-taken per seed (the mean over the seeds computed), so the suite's count is the per-seed count
+``addmm``, ...) it dispatches. The count is split into training, each metric's evaluation
+and the rest (mostly drawing the evaluation samples: a diffusion model's 1,000 ancestral
+steps). Training is the same work for every seed of a batched model, and evaluation is taken
+per seed (the mean over the seeds computed), so the suite's count is the per-seed count
 times its seeds.
 
 The floor of a unit is its count divided by the best single-thread float32 rate measured here
@@ -49,6 +50,8 @@ from densitylab.suite.plan import group_runs, select_runs
 #: (rows, inner, outer, batch) of the products timed for the peak: toy2d's MLPs are 128 wide,
 #: evaluated on 2,500 points (metrics) and trained as 10 seeds of 256 points (bmm).
 GEMM_SHAPES = ((2500, 128, 128, 1), (256, 128, 128, 10), (25000, 128, 128, 1))
+#: The phase of a unit's products outside training and the metrics (its evaluation samples).
+OTHER = "sampling and other"
 
 
 def gemm_rates(repeats: int = 5) -> list[dict]:
@@ -110,13 +113,17 @@ class PhaseCounter:
 
 
 def count_unit(runs, folder: str) -> dict[str, float]:
-    """FLOPs of computing ``runs`` (one suite unit) by phase; raises if a run failed."""
-    with PhaseCounter() as counter:
+    """FLOPs of computing ``runs`` (one suite unit) by phase: ``train``, each metric, and
+    ``sampling and other`` (what the unit computes outside both: the evaluation samples, the
+    scoring's own work); raises if a run failed."""
+    with FlopCounterMode(display=False) as whole, PhaseCounter() as counter:
         summaries = evaluate.execute_batched_runs(runs, folder)
     bad = [s["label"] for s in summaries if s["status"] != "ok"]
     if bad:
         raise SystemExit(f"counted runs did not finish: {bad}")
-    return dict(counter.flops)
+    phases = dict(counter.flops)
+    phases[OTHER] = whole.get_total_flops() - sum(phases.values())
+    return phases
 
 
 def measured_run_seconds(records: Path) -> dict[tuple[str, str], dict[str, float]]:
