@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._runtime import keep_freed_memory, logger, torch_threads
+from .._runtime import keep_freed_memory, logger, release_freed_memory, torch_threads
 from ..results.store import RunStore
 from ..results.tensorboard import LiveLog, write_run_events
 from ..scoring import BUILTIN_METRICS, evaluate_metrics, labelled_value
@@ -28,9 +28,8 @@ from .score import (
 )
 from .train import train_unit
 
-__all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs",
-           "evaluate_metrics", "derive_seed", "labelled_value", "summarize_history",
-           "saved_arrays"]
+__all__ = ["EvalContext", "BUILTIN_METRICS", "execute_run", "execute_batched_runs", "saved_arrays",
+           "evaluate_metrics", "derive_seed", "labelled_value", "summarize_history"]
 
 
 def execute_run(spec: RunSpec | dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
@@ -67,6 +66,7 @@ def execute_batched_runs(specs: list[RunSpec | dict[str, Any]],
             scored = score_run(run, None if scorer is None else scorer.curves)
             out.append(_store(scored, store, run.train_s + time.perf_counter() - start,
                               tensorboard=run.spec.tensorboard))
+    release_freed_memory()  # the next unit in this process starts from what it holds
     return out
 
 
