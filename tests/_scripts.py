@@ -8,10 +8,9 @@ from pathlib import Path
 from types import ModuleType
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-ANALYSIS = BENCHMARKS / "analysis"
 
 
-def analysis_script(name: str, folder: str = "analysis") -> ModuleType:
+def benchmark_script(name: str, folder: str = "analysis") -> ModuleType:
     """``benchmarks/<folder>/<name>.py`` as a freshly executed module."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

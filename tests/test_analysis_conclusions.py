@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from _scripts import analysis_script
+from _scripts import benchmark_script
 
 
 def _script():
-    return analysis_script("compare_conclusions")
+    return benchmark_script("compare_conclusions")
 
 
 

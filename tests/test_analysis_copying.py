@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from _scripts import analysis_script
+from _scripts import benchmark_script
 
 
 def _script():
-    return analysis_script("copying_against_fresh")
-
-
+    return benchmark_script("copying_against_fresh")
 
 
 def _rows(model: str, train: list[float], fresh: list[float], p_train: list[float],

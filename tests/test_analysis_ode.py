@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _scripts import analysis_script
+from _scripts import benchmark_script
 from scipy import stats as scipy_stats
 
 from densitylab import distributions
@@ -16,7 +16,7 @@ from densitylab.scoring.context import EvalContext
 
 
 def _script():
-    return analysis_script("ode_likelihood")
+    return benchmark_script("ode_likelihood")
 
 
 def test_summaries_are_the_mean_median_and_one_percent_trimmed_mean():

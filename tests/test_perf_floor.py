@@ -4,7 +4,7 @@ leaves behind."""
 from __future__ import annotations
 
 import pytest
-from _scripts import analysis_script
+from _scripts import benchmark_script
 
 from densitylab.scoring import BUILTIN_METRICS
 from densitylab.suite import evaluate
@@ -42,7 +42,7 @@ name = "mmd"
 
 @pytest.fixture(scope="module")
 def floor():
-    return analysis_script("toy2d_floor", folder="perf")
+    return benchmark_script("toy2d_floor", folder="perf")
 
 
 @pytest.fixture
