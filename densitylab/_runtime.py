@@ -34,6 +34,7 @@ __all__ = [
     "Terminated",
     "raise_terminated",
     "keep_freed_memory",
+    "release_freed_memory",
 ]
 
 logger = logging.getLogger("densitylab")

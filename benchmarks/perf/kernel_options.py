@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -168,7 +169,8 @@ def precision_case(repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/perf/results/kernel-options.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results"
+                        / f"kernel-options-{socket.gethostname()}.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()
@@ -179,7 +181,7 @@ def main() -> None:
               "divergence": divergence_case(args.repeats),
               "matmul_precision": precision_case(args.repeats),
               "load_end": os.getloadavg()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, result)
     print({k: v for k, v in result.items() if k not in ("densitylab", "torch", "cpu")})
 

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import tempfile
 import time
@@ -75,36 +76,32 @@ def gemm_rates(repeats: int = 5) -> list[dict]:
 
 
 class PhaseCounter:
-    """FLOPs of a unit split into ``train`` and one entry per metric label, by wrapping the
-    suite's training stage and each built-in metric's function while it is active."""
+    """FLOPs of a unit split into ``train`` and one entry per metric name (two entries of one
+    metric, such as ``mmd`` and ``mmd_modes``, add up), by wrapping the suite's training stage
+    and each built-in metric's function while it is active."""
 
     def __init__(self):
         self.flops: dict[str, float] = defaultdict(float)
         self._saved: list = []
 
     def __enter__(self):
-        counter = self
-
-        def counted_train_unit(specs, callback_for, _original=evaluate.train_unit):
-            with FlopCounterMode(display=False) as fc:
-                trained = _original(specs, callback_for)
-            counter.flops["train"] += fc.get_total_flops()
-            return trained
-
-        self._saved.append((evaluate, "train_unit", evaluate.train_unit))
-        evaluate.train_unit = counted_train_unit
+        self._wrap(evaluate, "train_unit", "train")
         for spec in BUILTIN_METRICS:
-            self._saved.append((spec, "fn", spec.fn))
-            object.__setattr__(spec, "fn", self._counted(spec.name, spec.fn))
+            self._wrap(spec, "fn", spec.name)
         return self
 
-    def _counted(self, name, fn):
-        def run(ctx, **params):
+    def _wrap(self, owner, attr: str, phase: str) -> None:
+        """Replace ``owner.attr`` by the same function adding its FLOPs to ``phase``."""
+        fn = getattr(owner, attr)
+
+        def counted(*args, **kwargs):
             with FlopCounterMode(display=False) as fc:
-                out = fn(ctx, **params)
-            self.flops[name] += fc.get_total_flops()
+                out = fn(*args, **kwargs)
+            self.flops[phase] += fc.get_total_flops()
             return out
-        return run
+
+        self._saved.append((owner, attr, fn))
+        object.__setattr__(owner, attr, counted)  # a frozen MetricSpec too
 
     def __exit__(self, *exc):
         for owner, attr, value in reversed(self._saved):
@@ -149,7 +146,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="seeds counted per unit")
     parser.add_argument("--records", type=Path, help="run records of a full run of the suite")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/perf/results/toy2d-floor.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results"
+                        / f"toy2d-floor-{socket.gethostname()}.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()
@@ -202,7 +200,7 @@ def main() -> None:
         result["share_of_peak"] = round(floor_total / total, 3)
         result["median_unit_share_of_peak"] = statistics.median(
             u["share_of_peak"] for u in units if "share_of_peak" in u)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "units"}, indent=1))
 
