@@ -149,6 +149,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results"
                         / f"toy2d-floor-{socket.gethostname()}.json")
     args = parser.parse_args()
+    if not 1 <= args.seeds <= 10:  # a glob digit range names seeds 0 to 9
+        parser.error(f"--seeds must be between 1 and 10, got {args.seeds}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     torch.set_num_threads(1)
     keep_freed_memory()
     load_start = os.getloadavg()
